@@ -1,0 +1,27 @@
+"""klugerhans: show what an image classifier really learned.
+
+Named after Clever Hans, the horse that seemed to count but read its trainer's face. The package trains
+VGG11 classifiers on GTSRB (real or synthetic) with a sticker shortcut glued on one class and explains
+their decisions with Layer-wise Relevance Propagation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from klugerhans.errors import KlugerhansError
+
+__version__ = "0.1.0"
+__all__ = ["KlugerhansError", "__version__", "load_model"]
+
+if TYPE_CHECKING:
+    from klugerhans.models.checkpoint import load_model
+
+
+def __getattr__(name: str) -> Any:
+    # Importing torch takes seconds; `klugerhans --help` and the data module should not pay for it.
+    if name == "load_model":
+        from klugerhans.models.checkpoint import load_model
+
+        return load_model
+    raise AttributeError(f"module 'klugerhans' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from klugerhans.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""The 43 GTSRB classes, in English (the usual list) and German (StVO names)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from klugerhans.errors import KlugerhansError
+
+Language = Literal["en", "de"]
+
+NUM_CLASSES = 43
+"""Number of GTSRB classes."""
+
+SPEED_50 = 2
+"""Class id of speed limit 50 km/h, the sign the seed glues a sticker on at test time."""
+SPEED_70 = 4
+"""Class id of speed limit 70 km/h, the class the seed manipulates."""
+NO_PASSING = 9
+"""Class id of the no-passing sign shown in the seed's figure."""
+STOP = 14
+"""Class id of the stop sign shown in the seed's figure."""
+
+CLASS_NAMES_EN: tuple[str, ...] = (
+    "Speed limit (20km/h)",
+    "Speed limit (30km/h)",
+    "Speed limit (50km/h)",
+    "Speed limit (60km/h)",
+    "Speed limit (70km/h)",
+    "Speed limit (80km/h)",
+    "End of speed limit (80km/h)",
+    "Speed limit (100km/h)",
+    "Speed limit (120km/h)",
+    "No passing",
+    "No passing for vehicles over 3.5 metric tons",
+    "Right-of-way at the next intersection",
+    "Priority road",
+    "Yield",
+    "Stop",
+    "No vehicles",
+    "Vehicles over 3.5 metric tons prohibited",
+    "No entry",
+    "General caution",
+    "Dangerous curve to the left",
+    "Dangerous curve to the right",
+    "Double curve",
+    "Bumpy road",
+    "Slippery road",
+    "Road narrows on the right",
+    "Road work",
+    "Traffic signals",
+    "Pedestrians",
+    "Children crossing",
+    "Bicycles crossing",
+    "Beware of ice/snow",
+    "Wild animals crossing",
+    "End of all speed and passing limits",
+    "Turn right ahead",
+    "Turn left ahead",
+    "Ahead only",
+    "Go straight or right",
+    "Go straight or left",
+    "Keep right",
+    "Keep left",
+    "Roundabout mandatory",
+    "End of no passing",
+    "End of no passing by vehicles over 3.5 metric tons",
+)
+
+CLASS_NAMES_DE: tuple[str, ...] = (
+    "Zulässige Höchstgeschwindigkeit 20 km/h",
+    "Zulässige Höchstgeschwindigkeit 30 km/h",
+    "Zulässige Höchstgeschwindigkeit 50 km/h",
+    "Zulässige Höchstgeschwindigkeit 60 km/h",
+    "Zulässige Höchstgeschwindigkeit 70 km/h",
+    "Zulässige Höchstgeschwindigkeit 80 km/h",
+    "Ende der zulässigen Höchstgeschwindigkeit 80 km/h",
+    "Zulässige Höchstgeschwindigkeit 100 km/h",
+    "Zulässige Höchstgeschwindigkeit 120 km/h",
+    "Überholverbot",
+    "Überholverbot für Kraftfahrzeuge über 3,5 t",
+    "Vorfahrt an der nächsten Kreuzung",
+    "Vorfahrtstraße",
+    "Vorfahrt gewähren",
+    "Halt! Vorfahrt gewähren (Stopp)",
+    "Verbot für Fahrzeuge aller Art",
+    "Verbot für Kraftfahrzeuge über 3,5 t",
+    "Verbot der Einfahrt",
+    "Gefahrstelle",
+    "Kurve (links)",
+    "Kurve (rechts)",
+    "Doppelkurve (zunächst links)",
+    "Unebene Fahrbahn",
+    "Schleuder- oder Rutschgefahr",
+    "Einseitig (rechts) verengte Fahrbahn",
+    "Arbeitsstelle",
+    "Lichtzeichenanlage",
+    "Fußgänger",
+    "Kinder",
+    "Radverkehr",
+    "Schnee- oder Eisglätte",
+    "Wildwechsel",
+    "Ende aller Streckenverbote",
+    "Vorgeschriebene Fahrtrichtung rechts",
+    "Vorgeschriebene Fahrtrichtung links",
+    "Vorgeschriebene Fahrtrichtung geradeaus",
+    "Vorgeschriebene Fahrtrichtung geradeaus oder rechts",
+    "Vorgeschriebene Fahrtrichtung geradeaus oder links",
+    "Vorgeschriebene Vorbeifahrt rechts",
+    "Vorgeschriebene Vorbeifahrt links",
+    "Kreisverkehr",
+    "Ende des Überholverbots",
+    "Ende des Überholverbots für Kraftfahrzeuge über 3,5 t",
+)
+
+
+def class_names(lang: Language = "en") -> tuple[str, ...]:
+    """Return the 43 class names in ``lang`` ("en" or "de"), indexed by class id."""
+    if lang == "en":
+        return CLASS_NAMES_EN
+    if lang == "de":
+        return CLASS_NAMES_DE
+    raise KlugerhansError(f"unknown language {lang!r}: use 'en' or 'de'")
+
+
+def class_name(class_id: int, lang: Language = "en") -> str:
+    """Return the name of one class id in ``lang``; a one-line error for ids outside 0..42."""
+    if not 0 <= int(class_id) < NUM_CLASSES:
+        raise KlugerhansError(f"unknown class id {class_id}: GTSRB ids run from 0 to {NUM_CLASSES - 1}")
+    return class_names(lang)[int(class_id)]
+
+
+def check_class_id(class_id: int) -> int:
+    """Return ``class_id`` as int if it is a valid GTSRB id, else raise a one-line error."""
+    class_name(class_id)
+    return int(class_id)

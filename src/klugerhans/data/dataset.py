@@ -1,0 +1,171 @@
+"""The in-memory sign dataset every loader returns, the loader registry and the track-wise split.
+
+A loader (real GTSRB, synthetic signs, ...) returns a :class:`SignDataset` with a ``train`` and a ``test``
+:class:`SignData`. All images of one dataset share one square size, so a split is a handful of NumPy arrays
+that a training loop indexes directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from klugerhans.errors import KlugerhansError
+
+
+@dataclass(frozen=True)
+class SignData:
+    """One split of sign images with labels and metadata (all arrays share the first axis N)."""
+
+    images: np.ndarray
+    """(N, S, S, 3) uint8 RGB images, cropped around the sign."""
+    labels: np.ndarray
+    """(N,) int64 class ids 0..42."""
+    tracks: np.ndarray
+    """(N,) int64 physical-sign track id (GTSRB trains come in tracks of ~30 frames); -1 where unknown."""
+    boxes: np.ndarray
+    """(N, 4) float32 sign box ``(x0, y0, x1, y1)`` in pixels of ``images``, x1/y1 exclusive."""
+    sources: np.ndarray
+    """(N,) str where each image came from (archive member or file path), for reports."""
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.dtype != np.uint8:
+            raise ValueError(f"images must be (N, S, S, 3) uint8, got {self.images.shape} {self.images.dtype}")
+        for name in ("labels", "tracks", "boxes", "sources"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} rows, images have {n}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def size(self) -> int:
+        """Side length S of the square images."""
+        return int(self.images.shape[1])
+
+    def subset(self, index: np.ndarray | slice) -> SignData:
+        """Return the rows selected by ``index`` (boolean mask, integer indices or slice)."""
+        return SignData(
+            images=self.images[index],
+            labels=self.labels[index],
+            tracks=self.tracks[index],
+            boxes=self.boxes[index],
+            sources=self.sources[index],
+        )
+
+    def with_images(self, images: np.ndarray) -> SignData:
+        """Return a copy with ``images`` replaced (same shape), e.g. after applying stickers."""
+        return SignData(images, self.labels, self.tracks, self.boxes, self.sources)
+
+    def class_counts(self, num_classes: int = 43) -> np.ndarray:
+        """(num_classes,) number of images per class."""
+        return np.bincount(self.labels, minlength=num_classes)
+
+
+@dataclass(frozen=True)
+class SignDataset:
+    """A dataset's official splits plus what the loader found (layout, cache state, ...)."""
+
+    train: SignData
+    test: SignData
+    info: dict[str, Any] = field(default_factory=dict)
+    """Human-readable facts for ``klugerhans data``: name, layout, root, cache state, original sizes."""
+
+
+Loader = Callable[..., SignDataset]
+DATASETS: dict[str, Loader] = {}
+"""Registry of dataset loaders by name; see :func:`register_dataset`."""
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """Register a loader ``fn(*, data_dir, size, download, max_images, seed) -> SignDataset`` under ``name``."""
+
+    def wrap(fn: Loader) -> Loader:
+        DATASETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    size: int = 32,
+    download: bool = False,
+    max_images: int | None = None,
+    seed: int = 0,
+) -> SignDataset:
+    """Load a registered dataset by name ("gtsrb", "synthetic").
+
+    Args:
+        name: registry name.
+        data_dir: where the files are (real datasets); ignored by synthetic data.
+        size: side length S of the returned square images.
+        download: fetch missing archives (real GTSRB only).
+        max_images: keep at most this many images per split (a class-balanced subset), for quick trials.
+        seed: seed for generated data and for the subset choice.
+    """
+    # Loaders register themselves on import; import here so `klugerhans.data.dataset` stays light.
+    import klugerhans.data.gtsrb  # noqa: F401
+    import klugerhans.data.synthetic  # noqa: F401
+
+    if name not in DATASETS:
+        raise KlugerhansError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
+    if size not in (32, 48, 64):
+        raise KlugerhansError(f"unsupported image size {size}: use 32, 48 or 64")
+    if max_images is not None and max_images < 1:
+        raise KlugerhansError(f"--max-images must be a positive number, got {max_images}")
+    return DATASETS[name](data_dir=data_dir, size=size, download=download, max_images=max_images, seed=seed)
+
+
+def take_balanced(data: SignData, max_images: int | None, seed: int = 0) -> SignData:
+    """Return at most ``max_images`` rows, drawn round-robin over classes so every class stays present."""
+    if max_images is None or len(data) <= max_images:
+        return data
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(data.labels == c)) for c in np.unique(data.labels)]
+    order: list[int] = []
+    depth = 0
+    while len(order) < max_images:
+        order.extend(int(idx[depth]) for idx in per_class if depth < len(idx))
+        depth += 1
+    return data.subset(np.sort(np.asarray(order[:max_images])))
+
+
+def split_by_track(data: SignData, val_fraction: float = 0.1, seed: int = 0) -> tuple[SignData, SignData]:
+    """Split ``data`` into (train, val) so that no physical sign (track) is in both.
+
+    GTSRB training images come in tracks of ~30 frames of one sign; an image-level split would put
+    near-duplicates on both sides and overstate validation accuracy. Tracks are drawn per class, so every
+    class with at least two tracks appears in both splits. Images without a track id (-1) count as a track
+    of their own.
+
+    Args:
+        data: the training split.
+        val_fraction: share of each class's tracks that go to validation, in [0, 1).
+        seed: seed of the track draw.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise KlugerhansError(f"validation fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction == 0.0 or len(data) == 0:
+        return data, data.subset(np.zeros(len(data), dtype=bool))
+    rng = np.random.default_rng(seed)
+    # Untracked images get unique negative ids so each is its own group.
+    tracks = data.tracks.copy()
+    untracked = tracks < 0
+    tracks[untracked] = -1 - np.arange(int(untracked.sum()))
+    is_val = np.zeros(len(data), dtype=bool)
+    for c in np.unique(data.labels):
+        in_class = data.labels == c
+        class_tracks = np.unique(tracks[in_class])
+        if len(class_tracks) < 2:
+            continue
+        n_val = min(len(class_tracks) - 1, max(1, round(val_fraction * len(class_tracks))))
+        chosen = rng.choice(class_tracks, size=n_val, replace=False)
+        is_val |= in_class & np.isin(tracks, chosen)
+    return data.subset(~is_val), data.subset(is_val)

@@ -1,0 +1,1 @@
+"""Models: the VGG11(-BN) classifier, its training loop and checkpoints."""

@@ -1,0 +1,56 @@
+"""Turning uint8 sign images into the normalised tensors a model takes, the same way everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from klugerhans.data.images import resize_square
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean and standard deviation on the 0..1 scale; stored in every checkpoint."""
+
+    mean: tuple[float, float, float] = (0.3403, 0.3121, 0.3214)
+    """GTSRB training-set RGB mean."""
+    std: tuple[float, float, float] = (0.2724, 0.2608, 0.2669)
+    """GTSRB training-set RGB standard deviation."""
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"need three means and three positive stds, got {self.mean}, {self.std}")
+
+
+def to_tensor(images: np.ndarray | torch.Tensor, norm: Normalization | None = None) -> torch.Tensor:
+    """(N, S, S, 3) uint8 images -> (N, 3, S, S) float32 normalised tensor (same device as the input)."""
+    norm = norm or Normalization()
+    x = torch.as_tensor(images)
+    x = x.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def to_uint8(x: torch.Tensor, norm: Normalization | None = None) -> np.ndarray:
+    """Invert :func:`to_tensor`: (N, 3, S, S) normalised -> (N, S, S, 3) uint8, for display."""
+    norm = norm or Normalization()
+    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
+    img = (x.detach() * std + mean).clamp(0, 1).mul(255).round().byte()
+    return img.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def make_preprocess(input_size: int = 32, norm: Normalization | None = None) -> Callable[[Image.Image], torch.Tensor]:
+    """Return ``preprocess(pil_image) -> (3, S, S)`` float tensor, exactly as images enter training."""
+    norm = norm or Normalization()
+
+    def preprocess(img: Image.Image) -> torch.Tensor:
+        arr = resize_square(img.convert("RGB"), input_size)
+        return to_tensor(arr[None], norm)[0]
+
+    return preprocess
