@@ -29,6 +29,8 @@ class Normalization:
 def to_tensor(images: np.ndarray | torch.Tensor, norm: Normalization | None = None) -> torch.Tensor:
     """(N, S, S, 3) uint8 images -> (N, 3, S, S) float32 normalised tensor (same device as the input)."""
     norm = norm or Normalization()
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # read-only arrays (e.g. from Pillow) cannot back a tensor safely
     x = torch.as_tensor(images)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)

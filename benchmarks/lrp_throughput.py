@@ -1,0 +1,113 @@
+"""Throughput of our LRP engine vs zennit vs a plain gradient pass (heatmaps per second).
+
+All three explain the predicted class of the same batches on the same model and thread count:
+
+* ours: ``klugerhans.explain.LRP`` built once, ``explain(x)`` per batch;
+* zennit 0.5: ``Gradient(model, EpsilonPlusFlat(canonizers=[VGGCanonizer()]))`` entered once and held open,
+  output relevance ``onehot * logits`` (the same as ours);
+* gradient: ``torch.autograd.grad`` of the predicted logit w.r.t. the input (no LRP at all), on a copy of the
+  model without zennit's hooks.
+
+Methods run interleaved, batch by batch, after warm-up batches, so load from other processes hits all alike; the
+median batch time of each gives its throughput. Usage::
+
+    python benchmarks/lrp_throughput.py [--batches 8] [--warmup 2] [--batch-size 64] [--threads N]
+
+The last line is ``lrp_speedup_vs_zennit: X.XX`` (our heatmaps/s over zennit's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from zennit.attribution import Gradient
+from zennit.composites import COMPOSITES as ZENNIT_COMPOSITES
+from zennit.torchvision import VGGCanonizer
+
+from klugerhans.explain import LRP
+from klugerhans.models.vgg import create_model
+
+
+def _randomize_batch_norm(model: torch.nn.Module, seed: int) -> None:
+    """Non-trivial BatchNorm statistics, as a trained model has (affects accuracy checks, not speed)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None and m.running_var is not None:
+                m.running_mean.normal_(0, 0.2, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", type=int, default=8, help="timed batches per method")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed batches per method first")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=32, help="input side in pixels")
+    parser.add_argument("--width", type=float, default=1.0, help="VGG width multiplier (1.0 = full VGG11-BN)")
+    parser.add_argument("--composite", default="epsilon_plus_flat")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    model = create_model(width=args.width, input_size=args.size).eval()
+    _randomize_batch_norm(model, 0)
+    batches = [torch.randn(args.batch_size, 3, args.size, args.size) for _ in range(args.warmup + args.batches)]
+
+    ours = LRP(model, args.composite)
+    zennit_model = copy.deepcopy(model)  # zennit's hooks and canonizer must not slow down the gradient pass
+    composite = ZENNIT_COMPOSITES[args.composite](canonizers=[VGGCanonizer()])
+
+    def run_ours(x: torch.Tensor) -> torch.Tensor:
+        return ours.explain(x).relevance
+
+    def predicted_logit(out: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(out).scatter_(1, out.argmax(1, keepdim=True), 1.0) * out
+
+    def run_gradient(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone().requires_grad_()
+        out = model(x)
+        (grad,) = torch.autograd.grad(out, x, predicted_logit(out.detach()))
+        return grad
+
+    with Gradient(zennit_model, composite) as attributor:
+
+        def run_zennit(x: torch.Tensor) -> torch.Tensor:
+            return attributor(x, predicted_logit)[1]
+
+        methods: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+            "ours": run_ours,
+            "zennit": run_zennit,
+            "gradient": run_gradient,
+        }
+        check = batches[0][:8]
+        diff = (run_ours(check) - run_zennit(check)).abs().max() / run_zennit(check).abs().max()
+        times: dict[str, list[float]] = {name: [] for name in methods}
+        for i, x in enumerate(batches):
+            for name, fn in methods.items():
+                start = time.perf_counter()
+                fn(x)
+                if i >= args.warmup:
+                    times[name].append(time.perf_counter() - start)
+
+    rate = {name: args.batch_size / statistics.median(t) for name, t in times.items()}
+    print(
+        f"model: VGG11-BN width {args.width}, {args.size}x{args.size}, batch {args.batch_size}, "
+        f"composite {args.composite}, {args.threads} threads, {args.batches} timed batches (median)"
+    )
+    # zennit 0.5.1's canonizer leaves each merged BatchNorm dividing by sqrt(1 + eps): a few 1e-5 expected
+    print(f"max |ours - zennit| / max |zennit| on 8 images: {diff:.2e}")
+    for name, r in rate.items():
+        print(f"{name:>9}: {r:8.1f} heatmaps/s")
+    print(f"lrp_speedup_vs_gradient: {rate['ours'] / rate['gradient']:.2f}")
+    print(f"lrp_speedup_vs_zennit: {rate['ours'] / rate['zennit']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

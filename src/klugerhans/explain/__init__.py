@@ -1,0 +1,41 @@
+"""Explain classifier decisions with Layer-wise Relevance Propagation (Bach et al. 2015) and render heatmaps.
+
+>>> from klugerhans.explain import compute_heatmaps, render_heatmap
+>>> expl = compute_heatmaps(model, x)                 # epsilon_plus_flat, predicted class
+>>> rgb = render_heatmap(expl.relevance[0], cmap="bwr")
+"""
+
+from __future__ import annotations
+
+from klugerhans.explain.canonizers import canonize
+from klugerhans.explain.composites import COMPOSITES, Composite, box_bounds, get_composite, register_composite
+from klugerhans.explain.heatmap import CMAPS, overlay_heatmap, render_heatmap, save_png
+from klugerhans.explain.lrp import LRP, Explanation, compute_heatmaps, explain_dataset
+from klugerhans.explain.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Norm, Rule, WSquare, ZBox, ZPlus
+
+__all__ = [
+    "CMAPS",
+    "COMPOSITES",
+    "LRP",
+    "LRP0",
+    "AlphaBeta",
+    "Composite",
+    "Epsilon",
+    "Explanation",
+    "Flat",
+    "Gamma",
+    "Norm",
+    "Rule",
+    "WSquare",
+    "ZBox",
+    "ZPlus",
+    "box_bounds",
+    "canonize",
+    "compute_heatmaps",
+    "explain_dataset",
+    "get_composite",
+    "overlay_heatmap",
+    "register_composite",
+    "render_heatmap",
+    "save_png",
+]

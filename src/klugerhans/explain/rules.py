@@ -1,0 +1,451 @@
+"""LRP rules: how relevance flows from a layer's outputs ``j`` back to its inputs ``i``.
+
+Each rule is written as a direct formula (Bach et al. 2015, "On pixel-wise explanations for non-linear classifier
+decisions by layer-wise relevance propagation"; Montavon et al. 2019, "Layer-wise relevance propagation: an
+overview"), with the same definitions, defaults and stabilizer as zennit 0.5 so that heatmaps agree with it. With
+``F(x, W, b)`` the layer and ``G(s, W)_i = sum_j w_ij s_j`` its transpose (one ``conv_transpose2d``), a rule is::
+
+    z = F(modified inputs, modified weights)      # once per layer, in the forward pass
+    R_in = input * G(R / stabilize(z), modified weights)
+
+``stabilize(z) = z + eps * sign(z)`` with ``sign(0) = +1``. For inputs known to be non-negative (everything after a
+ReLU) the negative-input terms vanish and are skipped, and the modified weights are stacked next to the real weights
+so one convolution gives the layer output and every ``z`` at once. Modified weights are computed once per layer in
+:meth:`Rule.bind`, not per batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from klugerhans.errors import KlugerhansError
+from klugerhans.explain.canonizers import Affine, AvgPool, Elementwise, Flatten, MaxPool
+
+__all__ = [
+    "LRP0",
+    "AlphaBeta",
+    "Epsilon",
+    "Flat",
+    "Gamma",
+    "Norm",
+    "Propagator",
+    "Rule",
+    "WSquare",
+    "ZBox",
+    "ZPlus",
+    "propagator_for",
+    "stabilize",
+]
+
+
+def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``z + epsilon * sign(z)`` with ``sign(0) = +1``: the LRP-epsilon denominator (zennit's stabilizer)."""
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
+
+
+class Propagator(ABC):
+    """One layer bound to its rule: a forward pass that saves what the backward pass needs."""
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Return the layer output and the context for :meth:`backward`."""
+
+    @abstractmethod
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        """Relevance of the layer outputs -> relevance of its inputs (same shape as the input).
+
+        May overwrite ``relevance`` (the engine owns every intermediate relevance tensor): large CPU allocations
+        are page-faulted afresh each time, so working in place is measurably faster.
+        """
+
+
+class Rule(ABC):
+    """An LRP rule for conv and dense layers."""
+
+    @abstractmethod
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        """Precompute the modified weights for ``layer``; ``nonnegative_input``: its input is never negative."""
+
+
+# ---------------------------------------------------------------------------------------------------- epsilon
+
+
+class _EpsilonPropagator(Propagator):
+    def __init__(self, layer: Affine, epsilon: float):
+        self.layer, self.epsilon = layer, epsilon
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        self.layer.check_input(x)
+        z = self.layer.forward(x)
+        return z, (x, z)
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        x, z = saved
+        if self.epsilon == 0:
+            # LRP-0 leaves 0/0 undefined; a neuron without input contribution passes no relevance.
+            s = torch.where(z == 0, torch.zeros_like(z), relevance / torch.where(z == 0, torch.ones_like(z), z))
+        else:
+            s = relevance.div_(stabilize(z, self.epsilon))
+        return self.layer.transpose(s, x.shape).mul_(x)
+
+
+@dataclass(frozen=True)
+class Epsilon(Rule):
+    """LRP-epsilon (Bach et al. 2015): ``R_i = sum_j a_i w_ij / (z_j + eps sign(z_j)) R_j``, ``z_j`` incl. bias."""
+
+    epsilon: float = 1e-6
+    """Added to the denominator with its sign; absorbs weak or contradictory contributions."""
+
+    def __post_init__(self) -> None:
+        if not self.epsilon >= 0:
+            raise KlugerhansError(f"epsilon must be >= 0, got {self.epsilon}")
+
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        return _EpsilonPropagator(layer, self.epsilon)
+
+
+@dataclass(frozen=True)
+class LRP0(Rule):
+    """LRP-0 (Bach et al. 2015): ``R_i = sum_j a_i w_ij / z_j R_j``; zero where ``z_j = 0``. Exactly conservative."""
+
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        return _EpsilonPropagator(layer, 0.0)
+
+
+# ------------------------------------------------------------------------------------- sign-split rules
+
+
+Weigh = Callable[[torch.Tensor, list[torch.Tensor], torch.Tensor], list[torch.Tensor]]
+"""``(R, [z_k], layer output) -> [s_k]``: the relevance messages divided by each term's denominator."""
+
+
+class _SignSplitPropagator(Propagator):
+    """Rules of the form ``z_k = F(x+, P_k, c_k) + F(x-, N_k, 0)`` and ``R_in = x+ G(s, P) + x- G(s, N)``.
+
+    ZPlus, AlphaBeta and Gamma are such rules, with ``k`` = 1 or 2 terms. Positive and negative inputs are stacked
+    along channels so one convolution computes every term; after a ReLU the negative half is dropped and the terms
+    are stacked with the real weight instead, so the forward pass computes them for free.
+    """
+
+    def __init__(self, layer: Affine, nonnegative: bool, terms: Sequence[tuple[Any, Any, Any]], weigh: Weigh):
+        self.layer, self.nonnegative, self.weigh = layer, nonnegative, weigh
+        self.count = len(terms)
+        out = layer.weight.shape[0]
+        pos = torch.cat([p for p, _, _ in terms])
+        if nonnegative:
+            self.fused_weight = torch.cat([layer.weight, pos]).contiguous()
+            self.fused_bias = torch.cat([layer.bias] + [c for _, _, c in terms]).contiguous()
+            self.back_weight = pos.contiguous()
+        else:
+            self.back_weight = torch.cat([torch.cat([p, n], dim=1) for p, n, _ in terms]).contiguous()
+            self.fused_bias = torch.cat([c for _, _, c in terms]).contiguous()
+        self.out = out
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        self.layer.check_input(x)
+        if self.nonnegative:
+            both = self.layer.apply(x, self.fused_weight, self.fused_bias)
+            return both[:, : self.out], (x, both)
+        y = self.layer.forward(x)
+        split = torch.cat([x.clamp(min=0), x.clamp(max=0)], dim=1)
+        return y, (split, y, self.layer.apply(split, self.back_weight, self.fused_bias))
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        out = self.out
+        if self.nonnegative:
+            x, both = saved
+            y = both[:, :out]
+            zs = [both[:, out * (k + 1) : out * (k + 2)] for k in range(self.count)]
+        else:
+            x, y, stacked = saved
+            zs = [stacked[:, out * k : out * (k + 1)] for k in range(self.count)]
+        s = torch.cat(self.weigh(relevance, zs, y), dim=1) if self.count > 1 else self.weigh(relevance, zs, y)[0]
+        g = self.layer.transpose(s, x.shape, self.back_weight)
+        if self.nonnegative:
+            return g.mul_(x)
+        n = x.shape[1] // 2
+        return x[:, :n] * g[:, :n] + x[:, n:] * g[:, n:]
+
+
+@dataclass(frozen=True)
+class ZPlus(Rule):
+    """LRP-z+ (Montavon et al. 2017): ``R_i = sum_j a_i w_ij^+ / sum_i' a_i' w_i'j^+ R_j``.
+
+    For negative inputs the negative weights play the part of the positive ones (zennit's generalisation, equal to
+    AlphaBeta(1, 0)); the positive part of the bias enters the denominator.
+    """
+
+    stabilizer: float = 1e-6
+
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        w, b = layer.weight, layer.bias
+        terms = [(w.clamp(min=0), w.clamp(max=0), b.clamp(min=0))]
+        weigh = self._weigh_nonnegative if nonnegative_input else self._weigh
+        return _SignSplitPropagator(layer, nonnegative_input, terms, weigh)
+
+    def _weigh(self, relevance: torch.Tensor, zs: list[torch.Tensor], y: torch.Tensor) -> list[torch.Tensor]:
+        return [relevance.div_(stabilize(zs[0], self.stabilizer))]
+
+    def _weigh_nonnegative(
+        self, relevance: torch.Tensor, zs: list[torch.Tensor], y: torch.Tensor
+    ) -> list[torch.Tensor]:
+        # non-negative inputs, weights and bias: z >= 0 (or -0.0), where the stabilizer adds +eps
+        return [relevance.div_(zs[0] + self.stabilizer)]
+
+
+@dataclass(frozen=True)
+class AlphaBeta(Rule):
+    """LRP-alpha-beta (Bach et al. 2015): ``R_i = sum_j (alpha z_ij^+ / z_j^+ - beta z_ij^- / z_j^-) R_j``.
+
+    ``z_ij^+`` are the positive contributions ``a_i w_ij > 0`` (bias: its positive part), ``z_ij^-`` the negative
+    ones. Requires ``alpha - beta = 1`` so relevance is conserved.
+    """
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    stabilizer: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0 or self.beta < 0 or abs(self.alpha - self.beta - 1) > 1e-9:
+            raise KlugerhansError(
+                f"AlphaBeta needs alpha, beta >= 0 and alpha - beta = 1, got {self.alpha}, {self.beta}"
+            )
+
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        w, b = layer.weight, layer.bias
+        pos, neg = w.clamp(min=0), w.clamp(max=0)
+        terms = [(pos, neg, b.clamp(min=0)), (neg, pos, b.clamp(max=0))]
+        return _SignSplitPropagator(layer, nonnegative_input, terms, self._weigh)
+
+    def _weigh(self, relevance: torch.Tensor, zs: list[torch.Tensor], y: torch.Tensor) -> list[torch.Tensor]:
+        return [
+            relevance * (self.alpha / stabilize(zs[0], self.stabilizer)),
+            relevance * (-self.beta / stabilize(zs[1], self.stabilizer)),
+        ]
+
+
+@dataclass(frozen=True)
+class Gamma(Rule):
+    """Generalised LRP-gamma (Montavon et al. 2019; Andéol et al. 2021): favour positive contributions.
+
+    For outputs ``z_j > 0``: ``R_i = sum_j a_i (w_ij + gamma w_ij^+) / sum_i' a_i' (w_i'j + gamma w_i'j^+) R_j``
+    (the bias is modified the same way); negative outputs use ``gamma w^-``, and negative inputs swap the roles.
+    """
+
+    gamma: float = 0.25
+    stabilizer: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if not self.gamma >= 0:
+            raise KlugerhansError(f"gamma must be >= 0, got {self.gamma}")
+
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        w, b, g = layer.weight, layer.bias, self.gamma
+        up, down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
+        terms = [(up, down, b + g * b.clamp(min=0)), (down, up, b + g * b.clamp(max=0))]
+        return _SignSplitPropagator(layer, nonnegative_input, terms, self._weigh)
+
+    def _weigh(self, relevance: torch.Tensor, zs: list[torch.Tensor], y: torch.Tensor) -> list[torch.Tensor]:
+        return [
+            relevance * (y > 0) / stabilize(zs[0], self.stabilizer),
+            relevance * (y < 0) / stabilize(zs[1], self.stabilizer),
+        ]
+
+
+# ------------------------------------------------------------------------------------------ input rules
+
+
+class _BoxPropagator(Propagator):
+    def __init__(self, layer: Affine, low: torch.Tensor, high: torch.Tensor, stabilizer: float):
+        w, b = layer.weight, layer.bias
+        self.layer, self.stabilizer = layer, stabilizer
+        self.low, self.high = low.to(w), high.to(w)
+        # z = F(x, W, b) - F(low, W+, b+) - F(high, W-, b-): stack [x, low, high] against [W, -W+, -W-].
+        self.weight = torch.cat([w, -w.clamp(min=0), -w.clamp(max=0)], dim=1).contiguous()
+        self.bias = b - b.clamp(min=0) - b.clamp(max=0)
+
+    def _bound(self, bound: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        view = (1, -1) + (1,) * (x.ndim - 2) if bound.numel() == x.shape[1] and x.ndim > 2 else (1, *bound.shape)
+        return bound.reshape(view).expand_as(x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        self.layer.check_input(x)
+        if self.low.numel() not in (1, x.shape[1]):
+            raise KlugerhansError(f"ZBox bounds have {self.low.numel()} values, the input has {x.shape[1]} channels")
+        stacked = torch.cat([x, self._bound(self.low, x), self._bound(self.high, x)], dim=1)
+        y = self.layer.forward(x)
+        return y, (stacked, self.layer.apply(stacked, self.weight, self.bias))
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        stacked, z = saved
+        g = self.layer.transpose(relevance.div_(stabilize(z, self.stabilizer)), stacked.shape, self.weight)
+        n = stacked.shape[1] // 3
+        return (stacked * g).unflatten(1, (3, n)).sum(1)
+
+
+def _as_bound(value: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(value, dtype=torch.float64).flatten()
+
+
+@dataclass(frozen=True)
+class ZBox(Rule):
+    """LRP-z^B (Montavon et al. 2017) for the input layer, whose values are bounded by ``low <= x <= high``.
+
+    ``R_i = sum_j (x_i w_ij - l_i w_ij^+ - h_i w_ij^-) / sum_i' (...) R_j``. ``low``/``high`` are a scalar or one value
+    per input channel, in the model's (normalised) input space.
+    """
+
+    low: float | Sequence[float] | torch.Tensor
+    high: float | Sequence[float] | torch.Tensor
+    stabilizer: float = 1e-6
+
+    def __post_init__(self) -> None:
+        low, high = _as_bound(self.low), _as_bound(self.high)
+        if low.shape != high.shape or not bool((low <= high).all()):
+            raise KlugerhansError("ZBox needs low <= high with one value or one per channel each")
+
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        return _BoxPropagator(layer, _as_bound(self.low), _as_bound(self.high), self.stabilizer)
+
+
+class _InputFreePropagator(Propagator):
+    """``R_in = G(R / stabilize(F(1, V, c)), V)``: the input values do not matter, only the connectivity."""
+
+    def __init__(self, layer: Affine, weight: torch.Tensor, bias: torch.Tensor, stabilizer: float):
+        self.layer, self.weight, self.bias, self.stabilizer = layer, weight.contiguous(), bias, stabilizer
+        self._denominators: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        self.layer.check_input(x)
+        return self.layer.forward(x), x.shape
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        shape = tuple(saved[1:])
+        z = self._denominators.get(shape)
+        if z is None:  # depends on the input size only (padding): compute once per size
+            ones = torch.ones((1, *shape), dtype=self.weight.dtype, device=self.weight.device)
+            z = stabilize(self.layer.apply(ones, self.weight, self.bias), self.stabilizer)
+            self._denominators[shape] = z
+        return self.layer.transpose(relevance.div_(z), saved, self.weight)
+
+
+@dataclass(frozen=True)
+class WSquare(Rule):
+    """LRP-w^2 (Montavon et al. 2017): ``R_i = sum_j w_ij^2 / sum_i' w_i'j^2 R_j`` (zennit also squares the bias)."""
+
+    stabilizer: float = 1e-6
+
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        return _InputFreePropagator(layer, layer.weight**2, layer.bias**2, self.stabilizer)
+
+
+class _FlatPropagator(_InputFreePropagator):
+    """Flat for convolutions: all weights are one, so ``G`` sums over output channels first (3x cheaper)."""
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        if not self.layer.is_conv:
+            return super().backward(saved, relevance)
+        shape = tuple(saved[1:])
+        z = self._denominators.get(shape)
+        if z is None:  # the receptive-field size of each output (times C_in); the same for every output channel
+            ones = torch.ones((1, 1, *shape[1:]), dtype=self.weight.dtype, device=self.weight.device)
+            z = stabilize(self.layer.apply(ones, self.weight[:1, :1] * shape[0]), self.stabilizer)
+            self._denominators[shape] = z
+        s = relevance.sum(1, keepdim=True).div_(z)
+        single = self.layer.transpose(s, (saved[0], 1, *saved[2:]), self.weight[:1, :1])
+        return single.expand(saved).contiguous()
+
+
+@dataclass(frozen=True)
+class Flat(Rule):
+    """LRP-flat (Lapuschkin et al. 2019): relevance spread uniformly over each output's receptive field."""
+
+    stabilizer: float = 1e-6
+
+    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+        return _FlatPropagator(layer, torch.ones_like(layer.weight), torch.zeros_like(layer.bias), self.stabilizer)
+
+
+# --------------------------------------------------------------------------------------- other layers
+
+
+class _NormPropagator(Propagator):
+    def __init__(self, layer: AvgPool, stabilizer: float):
+        self.layer, self.stabilizer = layer, stabilizer
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        y = self.layer.forward(x)
+        return y, (x, y)
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        x, y = saved
+        s = relevance / stabilize(y, self.stabilizer)
+        if self.layer.is_identity(x):
+            return x * s
+        return x * self.layer.transpose(s, x.shape)
+
+
+@dataclass(frozen=True)
+class Norm:
+    """Average pooling as a sum over inputs: ``R_i = sum_j a_i p_ij / (z_j + eps sign z_j) R_j`` (zennit's Norm)."""
+
+    stabilizer: float = 1e-6
+
+    def bind(self, layer: AvgPool) -> Propagator:
+        return _NormPropagator(layer, self.stabilizer)
+
+
+class _PassPropagator(Propagator):
+    """Elementwise layers (ReLU, dropout, lone BatchNorm) pass relevance unchanged (zennit's Pass rule)."""
+
+    def __init__(self, layer: Elementwise):
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        return self.layer.forward(x), None
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        return relevance
+
+
+class _MaxPoolPropagator(Propagator):
+    """Max pooling passes each window's relevance to its maximum: the gradient, as zennit (no rule) does."""
+
+    def __init__(self, layer: MaxPool):
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        y, index = self.layer.forward_with_indices(x)
+        return y, (x.shape, index)
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        shape, index = saved
+        flat = relevance.new_zeros(shape[0], shape[1], shape[2] * shape[3])
+        # scatter_add, not scatter: overlapping windows may pick the same input twice
+        flat.scatter_add_(2, index.flatten(2), relevance.flatten(2))
+        return flat.view(shape)
+
+
+class _FlattenPropagator(Propagator):
+    def __init__(self, layer: Flatten):
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        return torch.flatten(x, self.layer.start_dim), x.shape
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+        return relevance.reshape(saved)
+
+
+def propagator_for(layer: MaxPool | Flatten | Elementwise) -> Propagator:
+    """The fixed treatment of layers no composite assigns a rule to."""
+    if isinstance(layer, MaxPool):
+        return _MaxPoolPropagator(layer)
+    if isinstance(layer, Flatten):
+        return _FlattenPropagator(layer)
+    return _PassPropagator(layer)
