@@ -111,7 +111,7 @@ def load_dataset(
         seed: seed for generated data and for the subset choice.
     """
     # Loaders register themselves on import; import here so `klugerhans.data.dataset` stays light.
-    import klugerhans.data.gtsrb  # noqa: F401
+    import klugerhans.data.gtsrb
     import klugerhans.data.synthetic  # noqa: F401
 
     if name not in DATASETS:

@@ -1,0 +1,398 @@
+"""Clean templates of all 43 GTSRB sign classes, as palette-index maps (see :mod:`klugerhans.data.pictograms`).
+
+Each class id maps to a drawer in :data:`SIGN_DRAWERS` that paints the German StVO sign GTSRB was recorded
+from: red-ringed prohibition circles with digits or vehicles, red-bordered warning triangles (point up) with
+black pictograms, blue mandatory circles with white arrows, the yield triangle, the STOP octagon, the
+priority diamond and the grey-striped end-of signs. :func:`sign_template` caches the result per class,
+resolution and design variant, so rendering a dataset draws each template once.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from klugerhans.data.classes import check_class_id
+from klugerhans.data.pictograms import (
+    BLACK,
+    BLUE,
+    GREY,
+    RED,
+    STYLES,
+    WHITE,
+    YELLOW,
+    Pen,
+    Point,
+    bicycle,
+    car_rear,
+    deer,
+    person,
+    regular_polygon,
+    snowflake,
+    traffic_light,
+    truck_rear,
+    truck_side,
+    worker,
+)
+from klugerhans.data.scenes import support_function
+from klugerhans.errors import KlugerhansError
+
+TRIANGLE_RADIUS = 1 / math.sqrt(3)
+"""Circumradius of a triangle whose side is the template width."""
+TRIANGLE_CY = 0.5 + TRIANGLE_RADIUS / 4
+"""Centre of a point-up triangle centred vertically in the template (its height is 1.5 radii)."""
+PICTO_CY = 0.63
+"""Vertical centre of warning pictograms, about which their size varies."""
+
+Drawer = Callable[[Pen], None]
+SIGN_DRAWERS: dict[int, tuple[Drawer, bool]] = {}
+"""Registry: class id -> (drawer, mirrored); a mirrored class is its drawer's output flipped left-right."""
+
+
+def _register(*class_ids: int, mirrored: bool = False) -> Callable[[Drawer], Drawer]:
+    def wrap(fn: Drawer) -> Drawer:
+        for cid in class_ids:
+            SIGN_DRAWERS[cid] = (fn, mirrored)
+        return fn
+
+    return wrap
+
+
+@functools.lru_cache(maxsize=4096)
+def sign_template(class_id: int, resolution: int, variant: int = 0) -> np.ndarray:
+    """Draw one sign class as a read-only (R, R) uint8 palette-index map filling the square.
+
+    Args:
+        class_id: GTSRB class 0..42.
+        resolution: side R in pixels.
+        variant: design variant, an index into :data:`klugerhans.data.pictograms.STYLES`.
+    """
+    check_class_id(class_id)
+    if not 0 <= variant < len(STYLES):
+        raise KlugerhansError(f"unknown sign variant {variant}: use 0..{len(STYLES) - 1}")
+    if resolution < 8:
+        raise KlugerhansError(f"template resolution {resolution} is too small: use at least 8 pixels")
+    drawer, mirrored = SIGN_DRAWERS[int(class_id)]
+    pen = Pen(resolution, STYLES[variant])
+    drawer(pen)
+    out = pen.to_array()
+    out = np.ascontiguousarray(out[:, ::-1]) if mirrored else out.copy()
+    out.flags.writeable = False
+    return out
+
+
+# --- sign bodies -----------------------------------------------------------------------------------------------
+
+
+def _prohibition(pen: Pen) -> float:
+    """White disc in a red ring; returns the radius of the white inside."""
+    pen.disc(0.5, 0.5, 0.5, WHITE)
+    pen.disc(0.5, 0.5, 0.485, RED)
+    inner = 0.485 - 0.11 * pen.style.ring
+    pen.disc(0.5, 0.5, inner, WHITE)
+    return inner
+
+
+def _end_of(pen: Pen) -> float:
+    """White disc with a thin grey edge (end-of signs); returns the inner radius."""
+    pen.disc(0.5, 0.5, 0.5, GREY)
+    pen.disc(0.5, 0.5, 0.48, WHITE)
+    return 0.48
+
+
+def _end_stripes(pen: Pen, inner: float) -> None:
+    pen.stripes(0.5, 0.5, inner, [-0.1, -0.05, 0.0, 0.05, 0.1], 0.022, BLACK)
+
+
+def _mandatory(pen: Pen) -> None:
+    pen.disc(0.5, 0.5, 0.5, WHITE)
+    pen.disc(0.5, 0.5, 0.485, BLUE)
+    pen.zoom_about(0.5, 0.5, pen.style.pictogram)
+
+
+def _with_pictogram(body: Callable[[Pen], float]) -> Callable[[Pen], float]:
+    """Draw ``body``, then let the pictogram that follows take the style's pictogram size."""
+
+    def draw(pen: Pen) -> float:
+        inner = body(pen)
+        pen.zoom_about(0.5, 0.5, pen.style.pictogram)
+        return inner
+
+    return draw
+
+
+def _warning(pen: Pen) -> None:
+    """White-rimmed red triangle, point up, with a white inside for the pictogram."""
+    r = TRIANGLE_RADIUS
+    pen.rounded_polygon(0.5, TRIANGLE_CY, r, 3, 0, 0.06, WHITE)
+    pen.rounded_polygon(0.5, TRIANGLE_CY, r * 0.95, 3, 0, 0.05, RED)
+    border = 0.08 * pen.style.ring  # perpendicular width; the circumradius shrinks by twice that
+    pen.polygon(regular_polygon(0.5, TRIANGLE_CY, r * 0.95 - 2 * border, 3, 0), WHITE)
+    pen.zoom_about(0.5, PICTO_CY, 0.84 * pen.style.pictogram)
+
+
+def _speed(pen: Pen, value: str, role: int = BLACK) -> float:
+    inner = _prohibition(pen) if role == BLACK else _end_of(pen)
+    k = inner / 0.375
+    if len(value) == 3:
+        pen.text(value, 0.5, 0.5, 0.54 * k, 0.31 * k, role)
+    else:
+        pen.text(value, 0.5, 0.5, 0.43 * k, 0.39 * k, role)
+    return inner
+
+
+# --- the classes ---------------------------------------------------------------------------------------------
+
+_SPEEDS = {0: "20", 1: "30", 2: "50", 3: "60", 4: "70", 5: "80", 7: "100", 8: "120"}
+
+
+def _speed_limit(value: str) -> Drawer:
+    def draw(pen: Pen) -> None:
+        _speed(pen, value)
+
+    return draw
+
+
+for _cid, _value in _SPEEDS.items():
+    _register(_cid)(_speed_limit(_value))
+
+
+@_register(6)
+def _end_80(pen: Pen) -> None:
+    _end_stripes(pen, _speed(pen, "80", GREY))
+
+
+@_register(9)
+def _no_passing(pen: Pen) -> None:
+    _with_pictogram(_prohibition)(pen)
+    car_rear(pen, 0.34, 0.5, 0.22, RED)
+    car_rear(pen, 0.66, 0.5, 0.22, BLACK)
+
+
+@_register(10)
+def _no_passing_trucks(pen: Pen) -> None:
+    _with_pictogram(_prohibition)(pen)
+    truck_rear(pen, 0.33, 0.54, 0.24, RED)
+    car_rear(pen, 0.66, 0.5, 0.22, BLACK)
+
+
+@_register(11)
+def _right_of_way(pen: Pen) -> None:
+    _warning(pen)
+    s = pen.style.stroke
+    # A bold cross: the priority road widening towards the viewer, crossed by a road tapering to both sides.
+    pen.polygon([(0.5 - 0.045 * s, 0.42), (0.5, 0.37), (0.5 + 0.045 * s, 0.42), (0.5 + 0.07 * s, 0.85),
+                 (0.5 - 0.07 * s, 0.85)], BLACK)  # fmt: skip
+    pen.polygon([(0.33, 0.58 - 0.02 * s), (0.5, 0.58 - 0.05 * s), (0.67, 0.58 - 0.02 * s), (0.67, 0.58 + 0.02 * s),
+                 (0.5, 0.58 + 0.05 * s), (0.33, 0.58 + 0.02 * s)], BLACK)  # fmt: skip
+
+
+@_register(12)
+def _priority_road(pen: Pen) -> None:
+    pen.rounded_polygon(0.5, 0.5, 0.5, 4, 0, 0.02, GREY)
+    pen.rounded_polygon(0.5, 0.5, 0.485, 4, 0, 0.02, WHITE)
+    pen.polygon(regular_polygon(0.5, 0.5, 0.33, 4), BLACK)
+    pen.polygon(regular_polygon(0.5, 0.5, 0.315, 4), YELLOW)
+
+
+@_register(13)
+def _yield(pen: Pen) -> None:
+    cy, r = 1 - TRIANGLE_CY, TRIANGLE_RADIUS
+    pen.rounded_polygon(0.5, cy, r, 3, 180, 0.06, WHITE)
+    pen.rounded_polygon(0.5, cy, r * 0.95, 3, 180, 0.05, RED)
+    pen.polygon(regular_polygon(0.5, cy, r * 0.95 - 2 * 0.1 * pen.style.ring, 3, 180), WHITE)
+
+
+@_register(14)
+def _stop(pen: Pen) -> None:
+    radius = 0.5 / math.cos(math.pi / 8)
+    pen.rounded_polygon(0.5, 0.5, radius, 8, 22.5, 0.02, WHITE)
+    pen.rounded_polygon(0.5, 0.5, radius * 0.95, 8, 22.5, 0.02, RED)
+    pen.text("STOP", 0.5, 0.5, 0.7, 0.26, WHITE)
+
+
+@_register(15)
+def _no_vehicles(pen: Pen) -> None:
+    _prohibition(pen)
+
+
+@_register(16)
+def _no_trucks(pen: Pen) -> None:
+    _with_pictogram(_prohibition)(pen)
+    truck_side(pen, 0.5, 0.52, 0.5, BLACK)
+
+
+@_register(17)
+def _no_entry(pen: Pen) -> None:
+    pen.disc(0.5, 0.5, 0.5, WHITE)
+    pen.disc(0.5, 0.5, 0.485, RED)
+    pen.rect(0.2, 0.43, 0.8, 0.57, WHITE)
+
+
+@_register(18)
+def _general_caution(pen: Pen) -> None:
+    _warning(pen)
+    s = pen.style.stroke
+    pen.polygon([(0.5 - 0.05 * s, 0.4), (0.5 + 0.05 * s, 0.4), (0.5 + 0.028 * s, 0.7), (0.5 - 0.028 * s, 0.7)],
+                BLACK)  # fmt: skip
+    pen.disc(0.5, 0.775, 0.042 * s, BLACK)
+
+
+@_register(19)
+@_register(20, mirrored=True)
+def _curve_left(pen: Pen) -> None:
+    _warning(pen)
+    arc = [(0.43 + 0.13 * math.cos(a), 0.6 + 0.13 * math.sin(a)) for a in np.radians(np.linspace(0, -90, 12))]
+    pen.arrow([(0.56, 0.85), *arc, (0.3, 0.47)], 0.08, 0.12, BLACK)
+
+
+@_register(21)
+def _double_curve(pen: Pen) -> None:
+    _warning(pen)
+    # First left, then right: up from the bottom, a bend to the left, up again to the arrow head.
+    pen.arrow([(0.56, 0.86), (0.56, 0.71), (0.44, 0.6), (0.44, 0.5), (0.44, 0.37)], 0.07, 0.1, BLACK)
+
+
+@_register(22)
+def _bumpy_road(pen: Pen) -> None:
+    _warning(pen)
+    for x in (0.39, 0.61):
+        pen.polygon([(x + 0.105 * math.cos(a), 0.8 - 0.1 * math.sin(a)) for a in np.radians(np.linspace(0, 180, 16))],
+                    BLACK)  # fmt: skip
+    pen.rect(0.26, 0.79, 0.74, 0.83, BLACK)
+
+
+@_register(23)
+def _slippery_road(pen: Pen) -> None:
+    _warning(pen)
+    car_rear(pen, 0.5, 0.5, 0.3, BLACK)
+    for side in (-1, 1):
+        pts = [(0.5 + side * (0.06 + 0.07 * t + 0.04 * math.sin(3 * math.pi * t)), 0.63 + 0.22 * t)
+               for t in np.linspace(0, 1, 14)]  # fmt: skip
+        pen.line(pts, 0.04, BLACK)
+
+
+@_register(24)
+def _road_narrows_right(pen: Pen) -> None:
+    _warning(pen)
+    pen.line([(0.4, 0.4), (0.4, 0.85)], 0.065, BLACK, caps=False)
+    pen.line([(0.55, 0.4), (0.55, 0.56), (0.62, 0.68), (0.62, 0.85)], 0.065, BLACK, caps=False)
+
+
+@_register(25)
+def _road_work(pen: Pen) -> None:
+    _warning(pen)
+    worker(pen, 0.46, 0.62, 0.46, BLACK)
+
+
+@_register(26)
+def _traffic_signals(pen: Pen) -> None:
+    _warning(pen)
+    traffic_light(pen, 0.5, 0.63, 0.44)
+
+
+@_register(27)
+def _pedestrians(pen: Pen) -> None:
+    _warning(pen)
+    person(pen, 0.5, 0.62, 0.48, BLACK)
+
+
+@_register(28)
+def _children(pen: Pen) -> None:
+    _warning(pen)
+    person(pen, 0.4, 0.67, 0.32, BLACK)
+    person(pen, 0.58, 0.62, 0.44, BLACK)
+
+
+@_register(29)
+def _bicycles(pen: Pen) -> None:
+    _warning(pen)
+    bicycle(pen, 0.5, 0.66, 0.5, BLACK)
+
+
+@_register(30)
+def _ice_snow(pen: Pen) -> None:
+    _warning(pen)
+    snowflake(pen, 0.5, 0.63, 0.44, BLACK)
+
+
+@_register(31)
+def _wild_animals(pen: Pen) -> None:
+    _warning(pen)
+    deer(pen, 0.5, 0.67, 0.5, BLACK)
+
+
+@_register(32)
+def _end_all_limits(pen: Pen) -> None:
+    _end_stripes(pen, _end_of(pen))
+
+
+# Mandatory signs: broad white arrows with wide heads, filling most of the blue disc.
+_ARROW = 0.14
+_HEAD = 0.24
+_SPREAD = 1.45
+
+
+@_register(33)
+@_register(34, mirrored=True)
+def _turn_right(pen: Pen) -> None:
+    _mandatory(pen)
+    arc = [(0.62 + 0.21 * math.cos(a), 0.57 + 0.21 * math.sin(a)) for a in np.radians(np.linspace(180, 270, 10))]
+    pen.arrow([(0.41, 0.86), *arc, (0.86, 0.36)], _ARROW, _HEAD, WHITE, _SPREAD)
+
+
+@_register(35)
+def _ahead_only(pen: Pen) -> None:
+    _mandatory(pen)
+    pen.arrow([(0.5, 0.88), (0.5, 0.12)], _ARROW, _HEAD + 0.02, WHITE, _SPREAD)
+
+
+@_register(36)
+@_register(37, mirrored=True)
+def _straight_or_right(pen: Pen) -> None:
+    _mandatory(pen)
+    pen.arrow([(0.42, 0.88), (0.42, 0.12)], 0.8 * _ARROW, 0.85 * _HEAD, WHITE, _SPREAD)
+    arc = [(0.6 + 0.18 * math.cos(a), 0.68 + 0.18 * math.sin(a)) for a in np.radians(np.linspace(180, 270, 10))]
+    pen.arrow([*arc, (0.86, 0.5)], 0.8 * _ARROW, 0.85 * _HEAD, WHITE, _SPREAD)
+
+
+@_register(38)
+@_register(39, mirrored=True)
+def _keep_right(pen: Pen) -> None:
+    _mandatory(pen)
+    pen.arrow([(0.24, 0.24), (0.78, 0.78)], 1.05 * _ARROW, 1.15 * _HEAD, WHITE, _SPREAD)
+
+
+@_register(40)
+def _roundabout(pen: Pen) -> None:
+    _mandatory(pen)
+    for start in (-60.0, 60.0, 180.0):
+        # Counter-clockwise on screen: angles decrease (PIL angles turn clockwise because y points down).
+        a = np.radians(np.linspace(start, start - 70, 12))
+        pts: list[Point] = [(0.5 + 0.31 * math.cos(t), 0.5 + 0.31 * math.sin(t)) for t in a]
+        pen.arrow(pts, 0.1, 0.17, WHITE, 1.5)
+
+
+@_register(41)
+def _end_no_passing(pen: Pen) -> None:
+    inner = _with_pictogram(_end_of)(pen)
+    car_rear(pen, 0.34, 0.5, 0.22, GREY)
+    car_rear(pen, 0.66, 0.5, 0.22, GREY)
+    _end_stripes(pen, inner)
+
+
+@_register(42)
+def _end_no_passing_trucks(pen: Pen) -> None:
+    inner = _with_pictogram(_end_of)(pen)
+    truck_rear(pen, 0.33, 0.54, 0.24, GREY)
+    car_rear(pen, 0.66, 0.5, 0.22, GREY)
+    _end_stripes(pen, inner)
+
+
+@functools.lru_cache(maxsize=64)
+def sign_support(class_id: int, resolution: int = 128) -> np.ndarray:
+    """Read-only support function of the sign's outline (see :func:`klugerhans.data.scenes.support_function`)."""
+    return support_function(sign_template(class_id, resolution) != 0)
