@@ -130,9 +130,48 @@ def apply_sticker(
     return out, masks
 
 
-def manipulate_class(
-    data: SignData, config: StickerConfig | None = None, seed: int = 0
-) -> tuple[SignData, np.ndarray]:
+def paint_sticker(
+    image: np.ndarray,
+    x: float,
+    y: float,
+    size: int,
+    color: tuple[int, int, int] = (0, 0, 0),
+    shape: str = "square",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Glue one sticker centred at a chosen point (the web UI's click), drawn like :func:`apply_sticker`.
+
+    Args:
+        image: (H, W, 3) uint8 image (not modified).
+        x: centre column in pixels, continuous (pixel ``c`` spans ``[c, c + 1)``; its centre is ``c + 0.5``).
+        y: centre row in pixels, continuous.
+        size: sticker side in pixels (clipped to the image); the sticker is shifted to lie fully inside.
+        color: RGB colour, 0..255.
+        shape: "square", "circle" or "triangle".
+
+    Returns:
+        ``(stickered, mask)``: an (H, W, 3) uint8 copy with the sticker and the (H, W) bool mask of its pixels.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise KlugerhansError(f"image must be (H, W, 3) uint8, got shape {image.shape} {image.dtype}")
+    if shape not in SHAPES:
+        raise KlugerhansError(f"unknown sticker shape {shape!r}: choose one of {', '.join(SHAPES)}")
+    if len(color) != 3 or not all(0 <= int(v) <= 255 for v in color):
+        raise KlugerhansError(f"sticker colour must be three values 0..255, got {color}")
+    if not (np.isfinite(x) and np.isfinite(y)) or int(size) < 1:
+        raise KlugerhansError(f"sticker needs a finite position and a side of at least 1 pixel, got {x}, {y}, {size}")
+    h, w = image.shape[:2]
+    side = min(int(size), h, w)
+    x0 = int(np.clip(np.floor(x - side / 2 + 0.5), 0, w - side))
+    y0 = int(np.clip(np.floor(y - side / 2 + 0.5), 0, h - side))
+    mask = np.zeros((h, w), dtype=bool)
+    mask[y0 : y0 + side, x0 : x0 + side] = _shape_mask(shape, side)
+    out = image.copy()
+    out[mask] = np.asarray(color, dtype=np.uint8)
+    return out, mask
+
+
+def manipulate_class(data: SignData, config: StickerConfig | None = None, seed: int = 0) -> tuple[SignData, np.ndarray]:
     """Apply stickers to ``config.fraction`` of the images of ``config.target_class``.
 
     Returns:
