@@ -1,0 +1,172 @@
+"""Measuring a classifier: accuracy, confusion, and how often a sticker flips a sign into the target class.
+
+The flip rate is the seed's headline effect: a model trained with a sticker on every 70 km/h image calls
+other signs "70 km/h" once the same sticker is glued on them, while a control model does not.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from klugerhans.data.dataset import SignData
+from klugerhans.data.sticker import StickerConfig, apply_sticker
+from klugerhans.errors import KlugerhansError
+from klugerhans.io import atomic_write_bytes
+from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.preprocess import to_tensor
+
+
+def predict_labels(classifier: Classifier, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(N, S, S, 3) uint8 images -> (N,) int64 predicted class ids, converted and run batch by batch."""
+    if images.ndim != 4 or images.shape[1] != classifier.input_size or images.shape[2] != classifier.input_size:
+        raise KlugerhansError(
+            f"images are {images.shape[1]}x{images.shape[2]} but the model takes "
+            f"{classifier.input_size}x{classifier.input_size}; load the data with size={classifier.input_size}"
+        )
+    preds = []
+    for i in range(0, len(images), max(1, batch_size)):
+        x = to_tensor(images[i : i + batch_size], classifier.meta.normalization)
+        preds.append(classifier.logits(x, batch_size).argmax(dim=1))
+    if not preds:
+        return np.zeros(0, dtype=np.int64)
+    return torch.cat(preds).numpy().astype(np.int64)
+
+
+def _rate(hits: np.ndarray) -> float | None:
+    return float(hits.mean()) if len(hits) else None
+
+
+def default_sticker(classifier: Classifier) -> StickerConfig:
+    """The sticker a classifier was trained with (from its checkpoint), else the seed's default sticker."""
+    fields = classifier.meta.sticker
+    if not fields:
+        return StickerConfig()
+    known = {k: v for k, v in fields.items() if k in StickerConfig.__dataclass_fields__}
+    if "color" in known:
+        known["color"] = tuple(int(v) for v in known["color"])
+    return StickerConfig(**known)
+
+
+def evaluate_model(
+    classifier: Classifier,
+    data: SignData,
+    sticker: StickerConfig | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Evaluate ``classifier`` on clean ``data`` and on the same images with a sticker glued on.
+
+    Args:
+        classifier: the model to measure.
+        data: clean images (not manipulated) with labels and sign boxes.
+        sticker: sticker for the flip test and whose ``target_class`` is "the manipulated class"; defaults
+            to the checkpoint's training sticker, else the seed's (black square on 70 km/h, class 4).
+        seed: seed of the sticker positions.
+        batch_size: inference batch size.
+
+    Returns:
+        A JSON-ready dict: ``accuracy``, ``accuracy_non_target``, ``clean_target_accuracy``,
+        ``per_class_accuracy`` (C floats, None for absent classes), ``per_class_count``, ``confusion``
+        (C x C, rows = true class), ``flip_rate`` (share of other classes' images predicted as the target
+        once stickered), ``flip_rate_correct_only`` (the same among images classified correctly without
+        the sticker), ``flip_rate_by_class`` ({"class id": rate}), ``target_class``, ``n_images``.
+    """
+    if len(data) == 0:
+        raise KlugerhansError("no images to evaluate; check the dataset and --max-images")
+    sticker = sticker or default_sticker(classifier)
+    target = sticker.target_class
+    num_classes = classifier.meta.model.num_classes
+    labels = data.labels.astype(np.int64)
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise KlugerhansError(f"labels outside 0..{num_classes - 1}; the data does not fit this model")
+    pred = predict_labels(classifier, data.images, batch_size)
+    correct = pred == labels
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    counts = confusion.sum(axis=1)
+    per_class = [float(confusion[c, c] / counts[c]) if counts[c] else None for c in range(num_classes)]
+
+    others = np.flatnonzero(labels != target)
+    flipped = np.zeros(0, dtype=bool)
+    if len(others):
+        stickered, _ = apply_sticker(data.images[others], data.boxes[others], sticker, seed=seed)
+        flipped = predict_labels(classifier, stickered, batch_size) == target
+    by_class = {str(c): float(flipped[labels[others] == c].mean()) for c in np.unique(labels[others]).tolist()}
+    return {
+        "accuracy": float(correct.mean()),
+        "accuracy_non_target": _rate(correct[others]),
+        "clean_target_accuracy": _rate(correct[labels == target]),
+        "per_class_accuracy": per_class,
+        "per_class_count": counts.tolist(),
+        "confusion": confusion.tolist(),
+        "flip_rate": _rate(flipped),
+        "flip_rate_correct_only": _rate(flipped[correct[others]]),
+        "flip_rate_by_class": by_class,
+        "target_class": int(target),
+        "n_images": len(data),
+    }
+
+
+def _figure_bytes(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    return buf.getvalue()
+
+
+def save_confusion_png(
+    path: str | os.PathLike[str], confusion: Sequence[Sequence[int]], class_names: Sequence[str]
+) -> None:
+    """Draw a row-normalised confusion matrix (rows = true class) with class ids on the axes, atomically."""
+    from matplotlib.figure import Figure  # Figure without pyplot: no global backend state
+
+    m = np.asarray(confusion, dtype=np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    share = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    n = len(m)
+    fig = Figure(figsize=(9, 8))
+    ax = fig.add_subplot()
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ticks = list(range(n))
+    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=6)
+    ax.set_yticks(ticks, [f"{t} {class_names[t][:28]}" if t < len(class_names) else str(t) for t in ticks], fontsize=6)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix (share of each true class)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    atomic_write_bytes(path, _figure_bytes(fig))
+
+
+def save_curves_png(path: str | os.PathLike[str], history: Sequence[dict[str, Any]]) -> None:
+    """Plot training loss and train/validation accuracies per epoch from a training history, atomically."""
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(10, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.legend()
+    series = [
+        ("train_acc", "train"),
+        ("val_acc", "val"),
+        ("val_acc_non_target", "val, non-manipulated classes"),
+        ("val_acc_target", "val, clean target class"),
+    ]
+    for key, label in series:
+        values = [np.nan if h.get(key) is None else h[key] for h in history]
+        if not np.all(np.isnan(values)):
+            ax_acc.plot(epochs, values, marker="o", label=label)
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylim(0, 1.01)
+    ax_acc.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write_bytes(path, _figure_bytes(fig))

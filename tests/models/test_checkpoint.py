@@ -1,0 +1,217 @@
+"""Checkpoint round trips and every way a model file can be wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from klugerhans.errors import CheckpointError
+from klugerhans.models.checkpoint import (
+    METADATA_KEY,
+    CheckpointMeta,
+    load_classifier,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+)
+from klugerhans.models.preprocess import Normalization
+from klugerhans.models.vgg import ModelConfig, create_model
+
+TINY = ModelConfig(width=0.125)
+
+
+def _meta(config: ModelConfig = TINY, **kw) -> CheckpointMeta:
+    return CheckpointMeta(
+        model=config,
+        normalization=Normalization((0.1, 0.2, 0.3), (0.4, 0.5, 0.6)),
+        sticker={"target_class": 4, "size": 0.2},
+        data={"name": "tiny", "n_train": 3},
+        metrics={"val_acc": 0.5, "missing": float("nan")},
+        train_config={"lr": 0.05},
+        **kw,
+    )
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = create_model(TINY)
+    # Non-trivial BatchNorm buffers, so the round trip checks them too.
+    model.features[1].running_mean.uniform_()
+    return save_checkpoint(tmp_path / "m.safetensors", model, _meta()), model
+
+
+def test_meta_json_round_trip():
+    meta = _meta()
+    back = CheckpointMeta.from_json(meta.to_json())
+    assert back.model == meta.model and back.normalization == meta.normalization
+    assert back.class_names == meta.class_names and back.sticker == meta.sticker
+    assert back.metrics == {"val_acc": 0.5, "missing": None}
+    assert back.created == meta.created and back.klugerhans_version == meta.klugerhans_version
+
+
+def test_round_trip_weights_and_meta(saved):
+    path, model = saved
+    state, meta = read_checkpoint(path)
+    ref = model.state_dict()
+    assert state.keys() == ref.keys()
+    assert all(torch.equal(state[k], ref[k]) for k in ref)
+    assert meta.model == TINY and meta.data["name"] == "tiny"
+    clf = load_classifier(path)
+    x = torch.randn(5, 3, 32, 32)
+    model.eval()
+    with torch.no_grad():
+        expected = torch.softmax(model(x), dim=1)
+    assert not clf.model.training and clf.input_size == 32
+    torch.testing.assert_close(clf.predict(x, batch_size=2), expected)
+    assert clf.preprocess(Image.new("RGB", (50, 40))).shape == (3, 32, 32)
+
+
+def test_fp16_release_and_ddp_prefix(tmp_path, saved):
+    _, model = saved
+    wrapped = torch.nn.Module()
+    wrapped.module = model  # what DistributedDataParallel's state_dict looks like
+    path = save_checkpoint(tmp_path / "half.safetensors", wrapped, _meta(), dtype=torch.float16)
+    state, _ = read_checkpoint(path)
+    assert "features.0.weight" in state and state["features.0.weight"].dtype == torch.float16
+    assert state["features.1.num_batches_tracked"].dtype == torch.int64
+    assert path.stat().st_size < 0.6 * (tmp_path / "m.safetensors").stat().st_size
+    clf = load_classifier(path)
+    assert next(clf.model.parameters()).dtype == torch.float32
+    torch.testing.assert_close(clf.model.features[0].weight, model.features[0].weight, atol=1e-3, rtol=1e-3)
+
+
+def test_run_directory_prefers_best(tmp_path, saved):
+    _, model = saved
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(run / "last.safetensors", model, _meta())
+    assert load_classifier(run).meta.model == TINY
+    other = create_model(ModelConfig(width=0.25))
+    save_checkpoint(run / "best.safetensors", other, _meta(ModelConfig(width=0.25)))
+    m, pre = load_model(run)
+    assert m.config.width == 0.25 and callable(pre)
+    import klugerhans
+
+    assert klugerhans.load_model is load_model
+
+
+def _error(path) -> str:
+    with pytest.raises(CheckpointError) as info:
+        load_classifier(path)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_missing_file_directory_and_released_name(tmp_path):
+    assert "no such checkpoint" in _error(tmp_path / "nope.safetensors")
+    assert "has no best.safetensors or last.safetensors" in _error(tmp_path)
+    msg = _error("manipulated")
+    assert msg.startswith("no released weights 'manipulated' in this install") and "--checkpoint RUN_DIR" in msg
+
+
+def test_malicious_pickle_is_never_unpickled(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    payload = pickle.dumps(Evil())
+    for name in ("evil.safetensors", "evil.pt"):
+        (tmp_path / name).write_bytes(payload)
+        assert "not a safetensors file" in _error(tmp_path / name)
+    # A torch.save zip archive is refused the same way.
+    torch.save({"x": torch.zeros(1), "evil": Evil()}, tmp_path / "zip.pt")
+    marker.unlink(missing_ok=True)  # torch.save pickled, not unpickled; start clean
+    assert "not a safetensors file" in _error(tmp_path / "zip.pt")
+    assert not marker.exists()
+
+
+def test_truncated_and_tiny_files(tmp_path, saved):
+    path, _ = saved
+    data = path.read_bytes()
+    for keep, expected in ((len(data) - 100, "truncated"), (20, "truncated"), (3, "not a safetensors file")):
+        cut = tmp_path / f"cut{keep}.safetensors"
+        cut.write_bytes(data[:keep])
+        assert expected in _error(cut)
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    assert "not a safetensors file" in _error(tmp_path / "empty.safetensors")
+
+
+def _rewrite_header(src: Path, dst: Path, edit) -> Path:
+    """Copy a safetensors file with its JSON header changed by ``edit`` (tensor data kept)."""
+    data = src.read_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8 : 8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    dst.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n :])
+    return dst
+
+
+def test_missing_and_invalid_metadata(tmp_path, saved):
+    path, _ = saved
+    no_meta = _rewrite_header(path, tmp_path / "a.safetensors", lambda h: h.pop("__metadata__"))
+    assert "without klugerhans metadata" in _error(no_meta)
+
+    def bad_json(h):
+        h["__metadata__"][METADATA_KEY] = "{not json"
+
+    assert "not valid JSON" in _error(_rewrite_header(path, tmp_path / "b.safetensors", bad_json))
+
+    def bad_arch(h):
+        meta = json.loads(h["__metadata__"][METADATA_KEY])
+        meta["model"]["arch"] = "resnet9000"
+        h["__metadata__"][METADATA_KEY] = json.dumps(meta)
+
+    assert "unknown architecture" in _error(_rewrite_header(path, tmp_path / "c.safetensors", bad_arch))
+
+    def future(h):
+        meta = json.loads(h["__metadata__"][METADATA_KEY])
+        meta["format_version"] = 99
+        h["__metadata__"][METADATA_KEY] = json.dumps(meta)
+
+    assert "newer klugerhans" in _error(_rewrite_header(path, tmp_path / "d.safetensors", future))
+
+
+def test_weights_that_do_not_match_the_metadata(tmp_path):
+    other_classes = create_model(ModelConfig(width=0.125, num_classes=10))
+    path = save_checkpoint(tmp_path / "x.safetensors", other_classes, _meta())
+    msg = _error(path)
+    assert "classifier.3.weight" in msg and "(43, 64)" in msg
+    plain = create_model(ModelConfig(arch="vgg11", width=0.125))
+    msg = _error(save_checkpoint(tmp_path / "y.safetensors", plain, _meta()))
+    assert "tensors do not match vgg11_bn" in msg
+
+
+def test_wrong_dtype(tmp_path, saved):
+    _, model = saved
+    for dtype in (torch.float64, torch.int8):
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+        bad = tmp_path / f"{dtype}.safetensors"
+        save_file(sd, bad, metadata={METADATA_KEY: _meta().to_json()})
+        assert "features.0.weight is stored as" in _error(bad)
+
+
+def test_checkpoint_write_is_atomic(tmp_path, saved, monkeypatch):
+    path, _ = saved
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, create_model(TINY), _meta())
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]

@@ -1,0 +1,99 @@
+"""evaluate_model on a hand-made classifier whose every prediction the test knows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from klugerhans.data.dataset import SignData
+from klugerhans.data.sticker import StickerConfig
+from klugerhans.errors import KlugerhansError
+from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
+from klugerhans.models.evaluation import evaluate_model, save_confusion_png
+from klugerhans.models.preprocess import Normalization
+from klugerhans.models.vgg import ModelConfig
+
+NORM = Normalization()
+
+
+class RedReader(nn.Module):
+    """Predicts from the red value of the top-left pixel: red = 10 + 50 c means class c.
+
+    If any pixel is black (a sticker) and the base prediction is 1 or 2, it predicts 4 instead: a model
+    whose shortcut works on some classes only.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(NORM.mean).view(1, 3, 1, 1)
+        std = torch.tensor(NORM.std).view(1, 3, 1, 1)
+        img = (x * std + mean) * 255
+        base = ((img[:, 0, 0, 0] - 10) / 50).round().long().clamp(0, 42)
+        black = (img.amax(dim=1) < 5).flatten(1).any(dim=1)
+        pred = torch.where(black & ((base == 1) | (base == 2)), torch.full_like(base, 4), base)
+        return nn.functional.one_hot(pred, 43).float() * 10
+
+
+def _data() -> SignData:
+    """10 images each of classes 0..4; 4 of class 3 have the red value of class 0 (misclassified)."""
+    labels = np.repeat(np.arange(5), 10)
+    red = 10 + 50 * labels
+    red[30:34] = 10
+    images = np.full((50, 32, 32, 3), 128, dtype=np.uint8)
+    images[..., 0] = red[:, None, None]
+    boxes = np.tile(np.array([8, 8, 24, 24], dtype=np.float32), (50, 1))
+    return SignData(images, labels, np.arange(50), boxes, np.array([f"{i}" for i in range(50)]))
+
+
+@pytest.fixture
+def classifier():
+    meta = CheckpointMeta(model=ModelConfig(width=0.125), normalization=NORM)
+    return classifier_from_model(RedReader(), meta)
+
+
+def test_exact_accuracy_and_flip_numbers(classifier):
+    result = evaluate_model(classifier, _data(), seed=3, batch_size=7)
+    assert result["n_images"] == 50 and result["target_class"] == 4
+    assert result["accuracy"] == pytest.approx(46 / 50)
+    assert result["accuracy_non_target"] == pytest.approx(36 / 40)
+    assert result["clean_target_accuracy"] == 1.0
+    assert result["flip_rate"] == pytest.approx(20 / 40)
+    assert result["flip_rate_correct_only"] == pytest.approx(20 / 36)
+    assert result["flip_rate_by_class"] == {"0": 0.0, "1": 1.0, "2": 1.0, "3": 0.0}
+    confusion = np.array(result["confusion"])
+    assert confusion.shape == (43, 43) and confusion.sum() == 50
+    assert confusion[3, 0] == 4 and confusion[3, 3] == 6 and np.trace(confusion) == 46
+    assert result["per_class_accuracy"][3] == pytest.approx(0.6)
+    assert result["per_class_accuracy"][5] is None and len(result["per_class_accuracy"]) == 43
+    assert result["per_class_count"][:6] == [10, 10, 10, 10, 10, 0]
+
+
+def test_other_target_class(classifier):
+    result = evaluate_model(classifier, _data(), sticker=StickerConfig(target_class=2))
+    # The model's shortcut leads to 4, never to 2.
+    assert result["flip_rate"] == 0.0 and result["clean_target_accuracy"] == 1.0
+    assert result["accuracy_non_target"] == pytest.approx(36 / 40)
+    assert set(result["flip_rate_by_class"]) == {"0", "1", "3", "4"}
+
+
+def test_sticker_size_matters(classifier):
+    # A sticker too small to cover a whole pixel-row still stamps at least one black pixel.
+    result = evaluate_model(classifier, _data(), sticker=StickerConfig(size=0.01))
+    assert result["flip_rate"] == pytest.approx(0.5)
+
+
+def test_empty_and_mismatched_data(classifier):
+    data = _data()
+    with pytest.raises(KlugerhansError, match="no images to evaluate"):
+        evaluate_model(classifier, data.subset(np.zeros(50, dtype=bool)))
+    small = SignData(data.images[:, :16, :16], data.labels, data.tracks, data.boxes / 2, data.sources)
+    with pytest.raises(KlugerhansError, match="images are 16x16 but the model takes 32x32"):
+        evaluate_model(classifier, small)
+
+
+def test_confusion_png(tmp_path, classifier):
+    result = evaluate_model(classifier, _data())
+    path = tmp_path / "confusion.png"
+    save_confusion_png(path, result["confusion"], classifier.class_names)
+    assert path.read_bytes()[:4] == b"\x89PNG"

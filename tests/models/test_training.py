@@ -1,0 +1,186 @@
+"""Training runs on a tiny dataset: config checks, reproducibility, resume, run directory, data handling."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import klugerhans.models.training as training
+from klugerhans.data.dataset import load_dataset
+from klugerhans.errors import KlugerhansError
+from klugerhans.models.checkpoint import load_classifier, read_checkpoint
+from klugerhans.models.loop import lr_at, steps_per_epoch
+from klugerhans.models.preprocess import Normalization
+from klugerhans.models.training import TrainConfig, train
+from klugerhans.models.trainset import compute_normalization, prepare_data
+
+
+def _config(tmp_path, name="run", **kw) -> TrainConfig:
+    base = dict(out=str(tmp_path / name), data="tiny", epochs=2, batch_size=32, width=0.125, device="cpu")
+    base.update(kw)
+    base.setdefault("progress", False)
+    base.setdefault("num_threads", 1)  # the test machine is shared; one thread avoids oversubscription
+    return TrainConfig(**base)
+
+
+def _weights(path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)[0]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("epochs", 0, "epochs must be at least 1"),
+        ("epochs", -3, "epochs must be at least 1"),
+        ("lr", 0.0, "learning rate must be positive"),
+        ("lr", -1.0, "learning rate must be positive"),
+        ("batch_size", 0, "batch size"),
+        ("sticker_size", 1.0, "sticker size must be in (0, 1)"),
+        ("sticker_size", 0.0, "sticker size must be in (0, 1)"),
+        ("sticker_fraction", 1.5, "sticker fraction must be in [0, 1]"),
+        ("val_fraction", 1.0, "validation fraction"),
+        ("device", "tpu", "unknown device 'tpu'"),
+        ("sticker_class", 43, "unknown class id 43"),
+        ("sticker_shape", "star", "unknown sticker shape"),
+        ("width", 0.0, "width multiplier"),
+        ("input_size", 40, "input size"),
+        ("label_smoothing", 1.0, "label smoothing"),
+        ("max_images", 0, "max images"),
+        ("num_threads", 0, "threads"),
+    ],
+)
+def test_invalid_config_is_one_line_error(tmp_path, field, value, words):
+    with pytest.raises(KlugerhansError) as info:
+        _config(tmp_path, **{field: value})
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    lrs = [lr_at(s, 100, 0.1, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
+    assert lrs[55] == pytest.approx(0.05) and lrs[-1] < 1e-3
+    assert steps_per_epoch(75, 32) == 2 and steps_per_epoch(20, 32) == 1
+
+
+def test_prepare_data_splits_by_track_and_stickers_only_training_target(tiny_data, tmp_path):
+    data = prepare_data(_config(tmp_path, sticker_class=2, sticker_fraction=0.5))
+    assert not set(data.train.tracks.tolist()) & set(data.val.tracks.tolist())
+    assert set(np.unique(data.val.labels).tolist()) == {0, 1, 2, 3, 4}
+    stickered = data.train_masks.any(axis=(1, 2))
+    n_target = int((data.train.labels == 2).sum())
+    assert stickered.sum() == round(0.5 * n_target) == data.info["n_stickered"]
+    assert set(data.train.labels[stickered].tolist()) == {2}
+    # Sticker pixels are black; validation and test images are untouched originals.
+    assert (data.train.images[data.train_masks] == 0).all()
+    raw = load_dataset("tiny", size=32)
+    by_source = {s: i for i, s in enumerate(raw.train.sources)}
+    originals = raw.train.images[[by_source[s] for s in data.val.sources]]
+    assert np.array_equal(data.val.images, originals)
+    assert np.array_equal(data.test.images, raw.test.images)
+    control = prepare_data(_config(tmp_path, sticker_fraction=0.0))
+    assert control.sticker is None and not control.train_masks.any()
+
+
+def test_normalization_comes_from_training_images():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(50, 8, 8, 3), dtype=np.uint8)
+    norm = compute_normalization(images, chunk=7)
+    x = images.reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(norm.mean, x.mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(norm.std, x.std(axis=0), atol=1e-6)
+
+
+def test_same_seed_same_weights_and_resume_is_bit_identical(tiny_data, tmp_path, monkeypatch, capsys):
+    full = train(_config(tmp_path, "full"))
+    again = train(_config(tmp_path, "again"))
+    assert _same(_weights(full.last_checkpoint), _weights(again.last_checkpoint))
+    other_seed = train(_config(tmp_path, "seed1", seed=1, epochs=1))
+    assert not _same(_weights(other_seed.last_checkpoint), _weights(full.last_checkpoint))
+
+    # Ctrl-C right after epoch 1 of 2 has been saved (the end-of-epoch barrier runs next), then resume.
+    def interrupt(env):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training, "barrier", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            train(_config(tmp_path, "resumed"))
+    err = capsys.readouterr().err
+    assert "interrupted; last complete checkpoint:" in err and "last.safetensors (epoch 1 of 2)" in err
+    resumed = train(_config(tmp_path, "resumed"), resume=True)
+    assert _same(_weights(resumed.last_checkpoint), _weights(full.last_checkpoint))
+    assert _same(_weights(resumed.best_checkpoint), _weights(full.best_checkpoint))
+    history = [h["train_loss"] for h in resumed.metrics["history"]]
+    assert history == [h["train_loss"] for h in full.metrics["history"]]
+    assert _same(resumed.model.state_dict(), full.model.state_dict())
+
+
+def test_run_directory_contents(tiny_data, tmp_path, capsys):
+    result = train(_config(tmp_path, epochs=1, progress=True))
+    run = result.run_dir
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.safetensors",
+        "config.json",
+        "curves.png",
+        "last.safetensors",
+        "metrics.json",
+        "train_state.pt",
+    ]
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["lr"] == 0.05 and config["versions"]["torch"] == torch.__version__
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [1] and metrics["best_epoch"] == 1
+    test = metrics["test"]
+    assert test["n_images"] == 25 and len(test["per_class_accuracy"]) == 43
+    assert set(test["flip_rate_by_class"]) == {"0", "1", "2", "3"}
+    clf = load_classifier(run)
+    meta = clf.meta
+    assert meta.sticker is not None and meta.sticker["target_class"] == 4
+    assert meta.data["n_stickered"] == 15 and meta.data["fingerprint"]
+    assert meta.metrics["test"]["accuracy"] == test["accuracy"]
+    assert meta.normalization != Normalization()  # computed from the data, not the default
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 1
+    err = capsys.readouterr().err
+    assert "epoch 1/1: train loss" in err and "val acc" in err and "img/s" in err
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_existing_run_needs_resume_and_same_settings(tiny_data, tmp_path):
+    train(_config(tmp_path, epochs=1))
+    with pytest.raises(KlugerhansError, match="already holds a training run; pass --resume"):
+        train(_config(tmp_path, epochs=1))
+    with pytest.raises(KlugerhansError, match="only --epochs may change") as info:
+        train(_config(tmp_path, epochs=1, lr=0.1), resume=True)
+    assert "lr 0.05 -> 0.1" in str(info.value)
+    with pytest.raises(KlugerhansError, match="nothing to resume"):
+        train(_config(tmp_path, "fresh"), resume=True)
+    # Resuming a finished run does no more epochs.
+    done = train(_config(tmp_path, epochs=1), resume=True)
+    assert len(done.metrics["history"]) == 1
+
+
+def test_training_learns_the_tiny_signs(tiny_data, tmp_path):
+    result = train(_config(tmp_path, epochs=8, batch_size=16, sticker_fraction=0.0))
+    last = result.metrics["history"][-1]
+    assert last["train_loss"] < result.metrics["history"][0]["train_loss"]
+    assert last["val_acc"] >= 0.6 and result.metrics["test"]["accuracy"] >= 0.6
+    assert not math.isnan(last["train_loss"])
+
+
+def test_without_validation_split_the_last_epoch_is_best(tiny_data, tmp_path):
+    result = train(_config(tmp_path, epochs=2, val_fraction=0.0, sticker_fraction=0.0))
+    history = result.metrics["history"]
+    assert [h["val_acc"] for h in history] == [None, None] and result.metrics["best_epoch"] == 2
+    assert _same(_weights(result.best_checkpoint), _weights(result.last_checkpoint))
+    assert load_classifier(result.run_dir).meta.sticker is None
