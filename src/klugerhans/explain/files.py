@@ -1,0 +1,116 @@
+"""Explain image files end to end: read, preprocess as in training, predict, LRP, write PNGs (and .npy)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from klugerhans.data.classes import Language, class_names
+from klugerhans.data.images import read_image
+from klugerhans.errors import KlugerhansError
+from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap, save_png
+from klugerhans.explain.lrp import LRP, Target
+from klugerhans.io import atomic_write_bytes
+from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.predict import expand_image_paths
+from klugerhans.models.preprocess import to_uint8
+
+DISPLAY_SCALE = 8
+"""Heatmap PNGs are upsampled by this factor (32 px -> 256 px) so they can be looked at."""
+
+
+def _target_for(target: str | int | None, n: int) -> Target:
+    if target is None or target == "pred":
+        return None
+    try:
+        value = int(target)
+    except (TypeError, ValueError):
+        raise KlugerhansError(f"--target must be 'pred' or a class id 0..42, got {target!r}") from None
+    if not 0 <= value < 43:
+        raise KlugerhansError(f"unknown class id {value}: GTSRB ids run from 0 to 42")
+    return [value] * n
+
+
+def explain_files(
+    classifier: Classifier,
+    paths: Iterable[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str] | None = None,
+    composite: str = "epsilon_plus_flat",
+    target: str | int | None = None,
+    save_relevance: bool = False,
+    lang: Language = "en",
+    cmap: str = "bwr",
+    batch_size: int = 64,
+) -> list[dict[str, Any]]:
+    """Predict and explain image files in batches.
+
+    Writes ``<stem>_heatmap.png`` and ``<stem>_overlay.png`` (and ``<stem>_relevance.npy``: float32 (S, S)
+    relevance at model input size, summed over colour channels) into ``out_dir`` when it is given.
+
+    Args:
+        classifier: the loaded model.
+        paths: image files or folders.
+        out_dir: where to write; None writes nothing.
+        composite: LRP composite name.
+        target: "pred"/None for the predicted class, or a class id explained for every image.
+        save_relevance: also write the raw relevance as .npy.
+        lang: language of class names.
+        cmap: heatmap colour map.
+        batch_size: images per LRP pass.
+
+    Returns:
+        One dict per image: ``path``, ``pred``, ``name``, ``prob``, ``top3`` (``id``, ``name``, ``prob``),
+        ``explained`` (class id of the heatmap), ``relevance`` ((S, S) float32 array), and ``files`` written.
+    """
+    files = expand_image_paths(paths)
+    names = class_names(lang)
+    explainer = LRP(classifier.model, composite, norm=classifier.meta.normalization)
+    results: list[dict[str, Any]] = []
+    out = Path(out_dir) if out_dir is not None else None
+    stems: dict[str, int] = {}
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        x = torch.stack([classifier.preprocess(read_image(p)) for p in chunk]).to(classifier.device)
+        expl = explainer.explain(x, _target_for(target, len(chunk)))
+        probs = torch.softmax(expl.logits.float(), dim=1).cpu().numpy()
+        relevance = expl.relevance.sum(dim=1).float().cpu().numpy()
+        shown = to_uint8(x.cpu(), classifier.meta.normalization)
+        for i, path in enumerate(chunk):
+            order = np.argsort(-probs[i])[:3]
+            pred = int(order[0])
+            res: dict[str, Any] = {
+                "path": str(path),
+                "pred": pred,
+                "name": names[pred],
+                "prob": float(probs[i, pred]),
+                "top3": [{"id": int(c), "name": names[int(c)], "prob": float(probs[i, c])} for c in order],
+                "explained": int(expl.targets[i]),
+                "relevance": relevance[i].astype(np.float32),
+                "files": [],
+            }
+            if out is not None:
+                stem = path.stem
+                stems[stem] = stems.get(stem, 0) + 1
+                if stems[stem] > 1:  # two inputs with one name must not overwrite each other
+                    stem = f"{stem}_{stems[stem]}"
+                big = DISPLAY_SCALE * classifier.input_size
+                image = np.asarray(Image.fromarray(shown[i]).resize((big, big), Image.Resampling.NEAREST))
+                heat_path, overlay_path = out / f"{stem}_heatmap.png", out / f"{stem}_overlay.png"
+                save_png(heat_path, render_heatmap(relevance[i], cmap, size=big))
+                save_png(overlay_path, overlay_heatmap(image, relevance[i], 0.6, cmap))
+                res["files"] = [str(heat_path), str(overlay_path)]
+                if save_relevance:
+                    npy = out / f"{stem}_relevance.npy"
+                    buf = io.BytesIO()
+                    np.save(buf, relevance[i].astype(np.float32), allow_pickle=False)
+                    atomic_write_bytes(npy, buf.getvalue())
+                    res["files"].append(str(npy))
+            results.append(res)
+    return results

@@ -1,0 +1,1 @@
+"""Report: the seed's figure and HTML/Markdown reports."""
