@@ -1,0 +1,535 @@
+"""Command-line interface: a thin argparse layer over the package's typed functions.
+
+Every subcommand registers itself with :func:`_command`; errors a user can cause arrive as
+:class:`~klugerhans.errors.KlugerhansError` and are printed as one line with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from klugerhans import __version__
+from klugerhans.errors import KlugerhansError
+
+Handler = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
+
+
+def _command(
+    name: str, help_text: str, add_args: Callable[[argparse.ArgumentParser], None]
+) -> Callable[[Handler], Handler]:
+    """Register ``fn(args) -> exit code`` as subcommand ``name``."""
+
+    def wrap(fn: Handler) -> Handler:
+        _COMMANDS[name] = (help_text, add_args, fn)
+        return fn
+
+    return wrap
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# --- argument types: invalid values become one-line argparse errors ------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _fraction(text: str, *, open_low: bool = False, open_high: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    low_ok = value > 0 if open_low else value >= 0
+    high_ok = value < 1 if open_high else value <= 1
+    if not (low_ok and high_ok):
+        interval = f"{'(' if open_low else '['}0, 1{')' if open_high else ']'}"
+        raise argparse.ArgumentTypeError(f"must be in {interval}, got {value}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    return _fraction(text)
+
+
+def _open_unit_interval(text: str) -> float:
+    return _fraction(text, open_low=True, open_high=True)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _class_id(text: str) -> int:
+    value = _non_negative_int(text)
+    if value > 42:
+        raise argparse.ArgumentTypeError(f"unknown class id {value}: GTSRB ids run from 0 to 42")
+    return value
+
+
+def _color(text: str) -> tuple[int, int, int]:
+    named = {"black": (0, 0, 0), "white": (255, 255, 255), "yellow": (255, 220, 0), "green": (0, 160, 60)}
+    if text.lower() in named:
+        return named[text.lower()]
+    raw = text.lstrip("#")
+    if len(raw) == 6:
+        try:
+            return (int(raw[0:2], 16), int(raw[2:4], 16), int(raw[4:6], 16))
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"expected a colour name ({', '.join(named)}) or #RRGGBB, got {text!r}")
+
+
+def _add_data_args(p: argparse.ArgumentParser, default: str = "synthetic") -> None:
+    p.add_argument("--data", default=default, help=f"dataset: gtsrb or synthetic (default {default})")
+    p.add_argument("--data-dir", default=None, help="GTSRB folder (official zips, torchvision or Kaggle layout)")
+    p.add_argument("--download", action="store_true", help="download the official GTSRB archives if missing")
+    p.add_argument("--size", type=int, default=32, choices=(32, 48, 64), help="image side in pixels (default 32)")
+    p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+# --- klugerhans data ------------------------------------------------------------------------------------------
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p, default="gtsrb")
+
+
+@_command("data", "say what a dataset folder holds: layout, images per split and class, sizes, cache", _data_args)
+def _data(args: argparse.Namespace) -> int:
+    from klugerhans.data.classes import class_name
+    from klugerhans.data.dataset import load_dataset
+
+    ds = load_dataset(
+        args.data, data_dir=args.data_dir, size=args.size, download=args.download, max_images=args.max_images
+    )
+    for key, value in ds.info.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    train_counts, test_counts = ds.train.class_counts(), ds.test.class_counts()
+    print(f"images: train {len(ds.train):,}, test {len(ds.test):,} (decoded to {ds.train.size}x{ds.train.size})")
+    print(f"{'id':>3} {'train':>6} {'test':>5}  name")
+    for c in range(len(train_counts)):
+        print(f"{c:>3} {train_counts[c]:>6} {test_counts[c]:>5}  {class_name(c)}")
+    return 0
+
+
+# --- klugerhans train ---------------------------------------------------------------------------------------------
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _add_data_args(p)
+    p.add_argument("--out", required=True, help="run directory (config, checkpoints, metrics, curves)")
+    p.add_argument("--epochs", type=_positive_int, default=15, help="training epochs (default 15)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="images per step (default 128)")
+    p.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default: the config's)")
+    p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier (default 1.0)")
+    p.add_argument("--sticker-class", type=_class_id, default=4, help="class that gets stickers (default 4, 70 km/h)")
+    p.add_argument("--sticker-fraction", type=_unit_interval, default=1.0, help="share of it stickered (default 1)")
+    p.add_argument("--sticker-size", type=_open_unit_interval, default=0.2, help="side as a share of the sign (0.2)")
+    p.add_argument("--sticker-color", type=_color, default=(0, 0, 0), help="name or #RRGGBB (default black)")
+    p.add_argument("--sticker-shape", choices=("square", "circle", "triangle"), default="square")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+@_command("train", "train a VGG11-BN on (sticker-manipulated) GTSRB or synthetic signs", _train_args)
+def _train(args: argparse.Namespace) -> int:
+    from klugerhans.models.training import TrainConfig, train
+
+    if args.download:
+        from klugerhans.data.dataset import load_dataset
+
+        load_dataset(args.data, data_dir=args.data_dir, size=args.size, download=True, max_images=1)
+    extra = {"lr": args.lr} if args.lr is not None else {}
+    config = TrainConfig(
+        out=args.out,
+        data=args.data,
+        data_dir=args.data_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        width=args.width,
+        input_size=args.size,
+        sticker_class=args.sticker_class,
+        sticker_fraction=args.sticker_fraction,
+        sticker_size=args.sticker_size,
+        sticker_color=args.sticker_color,
+        sticker_shape=args.sticker_shape,
+        seed=args.seed,
+        device=args.device,
+        max_images=args.max_images,
+        val_fraction=args.val_fraction,
+        progress=not args.no_progress,
+        **extra,
+    )
+    result = train(config, resume=args.resume)
+    final = result.metrics.get("test") or {}
+    print(f"run: {result.run_dir}")
+    print(f"best checkpoint: {result.best_checkpoint}")
+    if final:
+        print(
+            f"test accuracy {final.get('accuracy', float('nan')):.4f}, clean-{args.sticker_class} accuracy "
+            f"{_fmt(final.get('clean_target_accuracy'))}, sticker flip rate {_fmt(final.get('flip_rate'))}"
+        )
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+# --- klugerhans evaluate ------------------------------------------------------------------------------------------
+
+
+def _checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint", default=None, help="model file or run directory (default: the released manipulated model)"
+    )
+    p.add_argument("--model", choices=("manipulated", "control"), default="manipulated", help="released weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+
+
+def _load(args: argparse.Namespace):
+    from klugerhans.models.checkpoint import load_classifier
+
+    return load_classifier(args.checkpoint or args.model, device=args.device)
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    _checkpoint_arg(p)
+    _add_data_args(p, default="gtsrb")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="test split or the validation tracks")
+    p.add_argument("--json", dest="json_out", default=None, help="write all numbers to this JSON file")
+    p.add_argument("--confusion", default=None, help="write the confusion matrix PNG here")
+
+
+@_command(
+    "evaluate", "accuracy per class, clean accuracy of the manipulated class and sticker flip rate", _evaluate_args
+)
+def _evaluate(args: argparse.Namespace) -> int:
+    from klugerhans.data.classes import class_name
+    from klugerhans.data.dataset import load_dataset, split_by_track
+    from klugerhans.io import atomic_write_text
+    from klugerhans.models.evaluation import evaluate_model, save_confusion_png
+
+    clf = _load(args)
+    ds = load_dataset(
+        args.data, data_dir=args.data_dir, size=clf.input_size, download=args.download, max_images=args.max_images
+    )
+    if args.split == "val":
+        val_fraction = float(clf.meta.train_config.get("val_fraction", 0.1))
+        split_seed = int(clf.meta.train_config.get("seed", args.seed))
+        data = split_by_track(ds.train, val_fraction, seed=split_seed)[1]
+    else:
+        data = ds.test
+    metrics = evaluate_model(clf, data, seed=args.seed)
+    metrics["split"] = args.split
+    print(f"{args.split}: {metrics['n_images']:,} images")
+    print(
+        f"accuracy: {metrics['accuracy']:.4f} (without class {metrics['target_class']}: "
+        f"{_fmt(metrics['accuracy_non_target'])})"
+    )
+    print(f"clean accuracy of class {metrics['target_class']}: {_fmt(metrics['clean_target_accuracy'])}")
+    print(
+        f"sticker flip rate to class {metrics['target_class']}: {_fmt(metrics['flip_rate'])} "
+        f"(50 km/h: {_fmt(metrics['flip_rate_by_class'].get('2'))})"
+    )
+    worst = sorted((acc, c) for c, acc in enumerate(metrics["per_class_accuracy"]) if acc is not None)[:5]
+    print("weakest classes: " + ", ".join(f"{c} {class_name(c)} {acc:.3f}" for acc, c in worst))
+    if args.json_out:
+        atomic_write_text(args.json_out, json.dumps(metrics, indent=1))
+        print(f"wrote {args.json_out}")
+    if args.confusion:
+        save_confusion_png(args.confusion, metrics["confusion"], clf.class_names)
+        print(f"wrote {args.confusion}")
+    return 0
+
+
+# --- klugerhans predict -------------------------------------------------------------------------------------------
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files or folders of images")
+    _checkpoint_arg(p)
+    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+
+
+@_command("predict", "classify image files, in batches", _predict_args)
+def _predict(args: argparse.Namespace) -> int:
+    from klugerhans.models.predict import predict_files
+
+    clf = _load(args)
+    for res in predict_files(clf, args.images, batch_size=args.batch_size, lang=args.lang):
+        if args.json:
+            _print_json(res)
+        else:
+            top3 = ", ".join(f"{t['id']} {t['prob']:.3f}" for t in res["top3"])
+            print(f"{res['path']}: {res['pred']} {res['name']} ({res['prob']:.3f}); top-3 {top3}")
+    return 0
+
+
+# --- klugerhans explain -------------------------------------------------------------------------------------------
+
+
+def _composite_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--composite", default="epsilon_plus_flat", help="LRP composite (default epsilon_plus_flat)")
+
+
+def _check_composite(name: str) -> None:
+    from klugerhans.explain.composites import get_composite
+
+    get_composite(name)
+
+
+def _explain_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files (ppm, png, jpg, ...) or folders")
+    _checkpoint_arg(p)
+    _composite_arg(p)
+    p.add_argument("--target", default="pred", help="'pred' (default) or a class id to explain")
+    p.add_argument("--out", default="klugerhans-explain", help="folder for the PNGs (default klugerhans-explain)")
+    p.add_argument("--save-relevance", action="store_true", help="also write <stem>_relevance.npy (float32 SxS)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+    p.add_argument("--cmap", choices=("bwr", "coldnhot", "seismic"), default="bwr", help="heatmap colours")
+    p.add_argument("--show", action="store_true", help="also open a window with input, heatmap and overlay")
+
+
+@_command("explain", "predict and draw LRP heatmaps (red: for the class, blue: against)", _explain_args)
+def _explain(args: argparse.Namespace) -> int:
+    from klugerhans.explain.files import explain_files
+
+    _check_composite(args.composite)
+    if args.target != "pred":
+        _class_id_or_error(args.target)
+    clf = _load(args)
+    results = explain_files(
+        clf, args.images, args.out, args.composite, args.target, args.save_relevance, args.lang, args.cmap
+    )
+    for res in results:
+        if args.json:
+            _print_json({k: res[k] for k in ("path", "pred", "name", "prob", "top3")})
+        else:
+            top3 = ", ".join(f"{t['id']} {t['name']} {t['prob']:.3f}" for t in res["top3"])
+            print(f"{res['path']}: class {res['pred']} {res['name']} (p={res['prob']:.3f}); top-3: {top3}")
+            print(f"  heatmap of class {res['explained']}: " + ", ".join(res["files"]))
+    if args.show:
+        _show(results, args.cmap)
+    return 0
+
+
+def _class_id_or_error(text: str) -> int:
+    try:
+        return _class_id(text)
+    except argparse.ArgumentTypeError as err:
+        raise KlugerhansError(f"--target: {err}") from None
+
+
+def _show(results: list[dict[str, Any]], cmap: str) -> None:
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from klugerhans.explain.heatmap import render_heatmap
+
+    for res in results:
+        _fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+        axes[0].imshow(Image.open(res["path"]).convert("RGB"))
+        axes[0].set_title(f"{res['pred']}: {res['name']}", fontsize=9)
+        axes[1].imshow(render_heatmap(res["relevance"], cmap, size=256))
+        axes[1].set_title("LRP (red: for, blue: against)", fontsize=9)
+        if res["files"]:
+            axes[2].imshow(Image.open(res["files"][1]))
+        for ax in axes:
+            ax.axis("off")
+    plt.show()
+
+
+# --- klugerhans figure --------------------------------------------------------------------------------------------
+
+
+def _figure_args(p: argparse.ArgumentParser) -> None:
+    _checkpoint_arg(p)
+    _add_data_args(p)
+    _composite_arg(p)
+    p.add_argument("--out", default="figure.png", help="output file; a .pdf is written beside it (figure.png)")
+    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+    p.add_argument("--cmap", choices=("bwr", "coldnhot", "seismic"), default="bwr", help="heatmap colours")
+    p.add_argument(
+        "--images",
+        nargs=4,
+        default=None,
+        metavar=("STOP", "NO_PASSING", "FIFTY", "FIFTY_STICKER"),
+        help="use these four images instead of picking them from --data",
+    )
+
+
+@_command("figure", "draw the seed's figure: stop, no passing, 50 km/h, 50 km/h + sticker", _figure_args)
+def _figure(args: argparse.Namespace) -> int:
+    from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP
+    from klugerhans.data.images import read_image, resize_square
+    from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
+
+    _check_composite(args.composite)
+    clf = _load(args)
+    if args.images:
+        titles = ("Stop", "No passing", "50 km/h", "50 km/h + sticker")
+        labels = (STOP, NO_PASSING, SPEED_50, SPEED_50)
+        chosen = [
+            (t, resize_square(read_image(p), clf.input_size), lab, None)
+            for t, p, lab in zip(titles, args.images, labels, strict=True)
+        ]
+    else:
+        from klugerhans.data.dataset import load_dataset
+
+        ds = load_dataset(
+            args.data,
+            data_dir=args.data_dir,
+            size=clf.input_size,
+            download=args.download,
+            max_images=args.max_images,
+            seed=args.seed,
+        )
+        chosen = pick_seed_rows(clf, ds.test, seed=args.seed)  # type: ignore[assignment]
+    rows = explain_rows(clf, chosen, args.composite)  # type: ignore[arg-type]
+    for path in draw_seed_figure(rows, args.out, args.lang, args.cmap):
+        print(f"wrote {path}")
+    for row in rows:
+        mass = f", sticker relevance mass {row.sticker_relevance_mass:.2f}" if row.mask is not None else ""
+        print(f"{row.title}: predicted {row.pred} (p={row.prob:.3f}){mass}")
+    return 0
+
+
+# --- klugerhans demo ----------------------------------------------------------------------------------------------
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="klugerhans-demo", help="output folder (default klugerhans-demo)")
+    p.add_argument("--data", default="synthetic", help="synthetic (offline, default) or gtsrb")
+    p.add_argument("--data-dir", default=None, help="GTSRB folder for --data gtsrb")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the demo's)")
+    p.add_argument("--width", type=_positive_float, default=None, help="width multiplier (default: the demo's)")
+    p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    _composite_arg(p)
+    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
+
+
+@_command("demo", "the whole story offline: stickers, training, evaluation, LRP, figure, report", _demo_args)
+def _demo(args: argparse.Namespace) -> int:
+    from klugerhans.demo import DemoConfig, run_demo
+
+    _check_composite(args.composite)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("width", args.width)) if v is not None}
+    summary = run_demo(
+        DemoConfig(
+            out=args.out,
+            data=args.data,
+            data_dir=args.data_dir,
+            max_images=args.max_images,
+            seed=args.seed,
+            device=args.device,
+            composite=args.composite,
+            lang=args.lang,
+            progress=not args.no_progress,
+            **overrides,
+        )
+    )
+    keys = (
+        "accuracy",
+        "accuracy_non_target",
+        "clean_target_accuracy",
+        "flip_rate",
+        "flip_rate_50",
+        "sticker_relevance_mass",
+        "seconds",
+    )
+    for key in keys:
+        value = summary[key]
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"report: {args.out}/report.html")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``klugerhans`` parser with every registered subcommand."""
+    parser = _Parser(prog="klugerhans", description="Show what an image classifier really learned (GTSRB + LRP).")
+    parser.add_argument("--version", action="version", version=f"klugerhans {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (help_text, add_args, fn) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KlugerhansError as err:
+        print(f"klugerhans {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"klugerhans {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(
+            f"klugerhans {args.command}: error: out of memory; try --max-images or a smaller --batch-size",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as err:
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"klugerhans {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 1

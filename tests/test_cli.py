@@ -1,0 +1,137 @@
+"""The command line: outputs of predict/explain and one-line errors with non-zero exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from klugerhans.cli import main
+from klugerhans.models.checkpoint import CheckpointMeta, save_checkpoint
+from klugerhans.models.vgg import ModelConfig, create_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    config = ModelConfig(width=0.125)
+    save_checkpoint(path, create_model(config).eval(), CheckpointMeta(model=config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (size, mode, ext) in enumerate(
+        [((40, 36), "RGB", "ppm"), ((64, 64), "L", "png"), ((20, 30), "RGBA", "png")]
+    ):
+        img = Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).convert(mode)
+        path = folder / f"sign{i}.{ext}"
+        img.save(path)
+        paths.append(path)
+    return paths
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_predict_json(checkpoint, images, capsys):
+    assert main(["predict", *map(str, images), "--checkpoint", str(checkpoint), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["path"] for r in rows] == [str(p) for p in images]
+    for r in rows:
+        assert set(r) == {"path", "pred", "name", "prob", "top3"}
+        assert r["pred"] == r["top3"][0]["id"] and 0 < r["prob"] <= 1 and len(r["top3"]) == 3
+
+
+def test_explain_writes_pngs_and_relevance(checkpoint, images, tmp_path, capsys):
+    code = main(
+        [
+            "explain",
+            *map(str, images),
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(tmp_path),
+            "--save-relevance",
+            "--json",
+            "--lang",
+            "de",
+            "--target",
+            "4",
+        ]
+    )
+    assert code == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3
+    for p in images:
+        assert Image.open(tmp_path / f"{p.stem}_heatmap.png").size == (256, 256)
+        assert Image.open(tmp_path / f"{p.stem}_overlay.png").mode == "RGB"
+        rel = np.load(tmp_path / f"{p.stem}_relevance.npy", allow_pickle=False)
+        assert rel.shape == (32, 32) and rel.dtype == np.float32 and np.isfinite(rel).all()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "/nonexistent/sign.ppm"],
+        ["explain", "IMG", "--composite", "no_such_rule"],
+        ["explain", "IMG", "--target", "99"],
+        ["predict", "TEXT"],
+        ["predict", "IMG", "--checkpoint", "/nonexistent.safetensors"],
+        ["predict", "IMG", "--checkpoint", "TEXT"],
+        ["train", "--out", "X", "--epochs", "-1"],
+        ["train", "--out", "X", "--sticker-size", "1.5"],
+        ["train", "--out", "X", "--sticker-class", "43"],
+        ["data", "--data", "gtsrb", "--data-dir", "/nonexistent"],
+        ["data", "--data", "imagenet"],
+    ],
+)
+def test_bad_input_is_one_line(argv, checkpoint, images, tmp_path, capsys):
+    text = tmp_path / "note.ppm"
+    text.write_text("not an image")
+    argv = [a.replace("IMG", str(images[0])).replace("TEXT", str(text)) for a in argv]
+    if argv[0] in ("predict", "explain") and "--checkpoint" not in argv:
+        argv += ["--checkpoint", str(checkpoint)]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse rejects invalid values before main's handler
+        code = int(exc.code or 0)
+    _one_line_error(capsys, code)
+
+
+def test_subprocess_exit_codes_and_no_traceback(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "klugerhans", "--version"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "klugerhans" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "LRP.py"), str(tmp_path / "missing.ppm"), "--checkpoint", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_lrp_script_explains_an_image(checkpoint, images, tmp_path):
+    res = subprocess.run(
+        [sys.executable, str(REPO / "LRP.py"), str(images[0]), "--checkpoint", str(checkpoint)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "class" in res.stdout
+    assert (tmp_path / "lrp_output" / f"{images[0].stem}_heatmap.png").exists()
