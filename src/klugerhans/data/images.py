@@ -48,7 +48,7 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(f"{name}: {w}x{h} pixels is too large (limit {MAX_PIXELS:,}); resize it first")
