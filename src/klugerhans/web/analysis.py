@@ -1,0 +1,146 @@
+"""The models a web server offers and what one of them makes of a scene: top-3 classes and an LRP heatmap.
+
+Classifiers are loaded once per server (:class:`ModelStore`) through
+:func:`~klugerhans.models.checkpoint.load_classifier`; their LRP explainers (Bach et al. 2015) are built once per
+composite and reused, so a click costs one forward and one backward pass.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from klugerhans.audit.localisation import relevance_mass_accuracy
+from klugerhans.data.classes import CLASS_NAMES_EN, Language, class_names
+from klugerhans.errors import CheckpointError, KlugerhansError
+from klugerhans.explain.heatmap import render_heatmap
+from klugerhans.explain.lrp import LRP
+from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
+from klugerhans.web.state import Scene
+
+__all__ = ["CHECKPOINT", "DISPLAY_SIZE", "Analysis", "ModelStore", "analyze", "enlarge"]
+
+CHECKPOINT = "checkpoint"
+"""Key of the checkpoint the server was started with (``--checkpoint``)."""
+DISPLAY_SIZE = 384
+"""Side in pixels of shown images: a whole multiple of every input size (32, 48, 64), so pixels stay square."""
+_EXPLAINERS = 8
+"""Explainers kept (one per model and composite); the oldest is dropped first."""
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One model's view of one scene."""
+
+    pred: int
+    """Predicted class id."""
+    top3: tuple[tuple[str, float], ...]
+    """The three most likely class names with their probabilities, most likely first."""
+    image: np.ndarray
+    """(D, D, 3) uint8: the input the model saw, enlarged to :data:`DISPLAY_SIZE` with square pixels."""
+    heatmap: np.ndarray
+    """(D, D, 3) uint8: LRP relevance of the predicted class, red for, blue against."""
+    sticker_share: float | None
+    """Share of the positive relevance on sticker pixels (relevance mass accuracy, Arras et al. 2022); None
+    without stickers."""
+
+    @property
+    def name(self) -> str:
+        """Name of the predicted class."""
+        return self.top3[0][0]
+
+    @property
+    def prob(self) -> float:
+        """Probability of the predicted class."""
+        return self.top3[0][1]
+
+
+def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
+    """(S, S, 3) uint8 -> (size, size, 3) with nearest-neighbour pixels, to show what a model sees."""
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST))
+
+
+def _names(classifier: Classifier, lang: Language) -> tuple[str, ...]:
+    # Checkpoints with their own class names have no German list; they keep their names in both languages.
+    return class_names(lang) if classifier.class_names == CLASS_NAMES_EN else classifier.class_names
+
+
+class ModelStore:
+    """Classifiers offered by a server: its ``--checkpoint`` and the released weights found in this install.
+
+    Args:
+        checkpoint: a ``.safetensors`` file or training run directory; loaded now, a bad one raises.
+        device: where the models run (``cpu``, ``cuda``, ``auto``...).
+
+    Released weights that are missing are not an error: :attr:`missing` says why, for the page.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike[str] | None = None, device: str = "cpu") -> None:
+        self.device = device
+        self.models: dict[str, Classifier] = {}
+        """Key (``"checkpoint"``, ``"manipulated"``, ``"control"``) -> loaded classifier."""
+        self.missing: dict[str, str] = {}
+        """Released-weights name -> why it could not be loaded."""
+        self.paths: list[str] = []
+        """Files the models came from (so messages can show their names, not where they live)."""
+        if checkpoint is not None:
+            self.models[CHECKPOINT] = load_classifier(checkpoint, device)
+            self.paths += [str(checkpoint), str(Path(checkpoint).resolve())]
+        for name in RELEASED_WEIGHTS:
+            try:
+                self.models[name] = load_classifier(name, device)
+            except CheckpointError as err:
+                self.missing[name] = str(err)
+        self._explainers: OrderedDict[tuple[int, str], tuple[Classifier, LRP]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def explainer(self, classifier: Classifier, composite: str) -> LRP:
+        """The LRP explainer of ``classifier`` with ``composite``, built once and reused."""
+        key = (id(classifier), composite)
+        with self._lock:
+            hit = self._explainers.get(key)
+            if hit is not None and hit[0] is classifier:  # id() may be reused once a model is gone
+                self._explainers.move_to_end(key)
+                return hit[1]
+        # Only input-bounded rules (z^B) use the normalisation; the others ignore it.
+        lrp = LRP(classifier.model, composite, norm=classifier.meta.normalization)
+        with self._lock:
+            self._explainers[key] = (classifier, lrp)
+            while len(self._explainers) > _EXPLAINERS:
+                self._explainers.popitem(last=False)
+        return lrp
+
+
+def analyze(classifier: Classifier, explainer: LRP, scene: Scene, lang: Language = "en") -> Analysis:
+    """Classify the scene at the model's input size and explain the predicted class with LRP.
+
+    Args:
+        classifier: the model; its own preprocessing prepares the input.
+        explainer: an LRP explainer of ``classifier.model``.
+        scene: the sign and its stickers.
+        lang: language of the class names, "en" or "de".
+    """
+    if lang not in ("en", "de"):
+        raise KlugerhansError(f"unknown language {lang!r}: use 'en' or 'de'")
+    image, mask = scene.render(classifier.input_size)
+    x = classifier.preprocess(Image.fromarray(image))[None].to(classifier.device)
+    expl = explainer.explain(x)
+    probs = torch.softmax(expl.logits.float(), dim=1)[0].cpu().numpy()
+    relevance = expl.relevance.sum(dim=1).float().cpu().numpy()  # (1, S, S)
+    names = _names(classifier, lang)
+    order = np.argsort(-probs)[:3]
+    share = float(relevance_mass_accuracy(relevance, mask[None])[0]) if mask.any() else None
+    return Analysis(
+        pred=int(order[0]),
+        top3=tuple((names[int(c)], float(probs[c])) for c in order),
+        image=enlarge(image),
+        heatmap=render_heatmap(relevance[0], "bwr", size=DISPLAY_SIZE),
+        sticker_share=share,
+    )

@@ -1,0 +1,57 @@
+"""A tiny checkpoint and one running ``klugerhans serve`` app shared by the web tests (always stopped)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+UPLOAD_LIMIT = "1mb"
+"""Upload limit of the test server: the tiny checkpoint (~0.6 MB) fits, a 2 MB file does not."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised VGG11-BN at width 0.125 saved as a klugerhans checkpoint.
+
+    Its dense layers get large weights: the default init gives 43 nearly equal logits, whose order float rounding
+    (server thread vs test thread) could swap; these differ by whole units, so the top-3 is well defined.
+    """
+    import torch
+    from torch import nn
+
+    from klugerhans.models.checkpoint import CheckpointMeta, save_checkpoint
+    from klugerhans.models.vgg import ModelConfig, create_model
+
+    torch.manual_seed(0)
+    config = ModelConfig(width=0.125)
+    model = create_model(config)
+    for layer in model.classifier:
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0.0, 0.5)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(path, model, CheckpointMeta(model=config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(tiny_checkpoint: Path) -> Iterator[str]:
+    """URL of a running web app (127.0.0.1, free port) offering the tiny checkpoint; closed after the session."""
+    pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[web]'")
+    from klugerhans.web.app import build_app, launch_app
+
+    app = build_app(tiny_checkpoint)
+    try:
+        url = launch_app(app, "127.0.0.1", free_port(), block=False, quiet=True, max_file_size=UPLOAD_LIMIT)
+        yield url
+    finally:
+        app.close()

@@ -1,0 +1,119 @@
+"""The app's settings and messages, without starting a server."""
+
+import os
+
+import pytest
+
+from klugerhans.errors import CheckpointError, KlugerhansError
+
+gr = pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[web]'")
+
+from klugerhans.web import app as web  # noqa: E402
+from klugerhans.web import page  # noqa: E402
+from klugerhans.web.analysis import DISPLAY_SIZE, ModelStore  # noqa: E402
+from klugerhans.web.state import example_scene  # noqa: E402
+
+
+def test_public_message_names_files_but_never_where_they_live():
+    err = CheckpointError("/tmp/gradio/5f3a/evil.safetensors: not a safetensors file; give a klugerhans checkpoint")
+    assert page.public_message(err) == "evil.safetensors: not a safetensors file; give a klugerhans checkpoint"
+    win = KlugerhansError(r"C:\Users\me\runs\best.safetensors: the file is truncated")
+    assert page.public_message(win) == "best.safetensors: the file is truncated"
+    # Units and file endings are not paths; only the first line is shown.
+    keep = KlugerhansError("Speed limit (70km/h): pickled .pt/.pth files are refused\nTraceback: /usr/lib/x.py")
+    assert page.public_message(keep) == "Speed limit (70km/h): pickled .pt/.pth files are refused"
+    known = KlugerhansError("my runs/best.safetensors: no such checkpoint")
+    assert page.public_message(known, ["my runs/best.safetensors"]) == "best.safetensors: no such checkpoint"
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"model": "best"}, {"composite": "lrp_magic"}, {"lang": "fr"}, {"checkpoint": "/no/such/run"}]
+)
+def test_bad_options_are_one_line_errors_before_anything_starts(kwargs):
+    with pytest.raises(KlugerhansError) as err:
+        web.build_app(**kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_serve_listens_locally_with_the_safe_settings(tiny_checkpoint, monkeypatch):
+    seen = {}
+
+    def fake_launch(self, **kwargs):
+        seen.update(kwargs, app=self)
+        return None, "http://127.0.0.1:7860/", None
+
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    web.serve(checkpoint=tiny_checkpoint)
+    assert seen["server_name"] == "127.0.0.1" and seen["server_port"] == 7860
+    assert seen["share"] is False and seen["prevent_thread_lock"] is False  # serve blocks until Ctrl-C
+    assert seen["allowed_paths"] is None and seen["ssr_mode"] is False and seen["mcp_server"] is False
+    assert seen["show_error"] is True and seen["max_file_size"] == web.MAX_FILE_SIZE
+    assert seen["app"].analytics_enabled is False
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+
+
+def test_bad_port_is_an_error(tiny_checkpoint):
+    with pytest.raises(KlugerhansError, match="port"):
+        web.launch_app(web.build_app(tiny_checkpoint), port=70000, block=False)
+
+
+def test_missing_released_weights_are_said_in_the_page(tiny_checkpoint):
+    store = ModelStore(tiny_checkpoint)
+    pg = page.Page(store, example=2)
+    for name in store.missing:  # released weights may ship later: then there is nothing to say
+        assert any(name in note and "upload a checkpoint" in note for note in pg.notes)
+    assert not store.missing or pg.notes
+    session = page.Session(example_scene(2))
+    out = pg.outputs(
+        session, "checkpoint", "manipulated" if "manipulated" in store.missing else "none", "epsilon_plus", "de"
+    )
+    assert "not available" in out[6] or "predicts" in out[6]
+    assert "predicts" in out[3] and set(out[4]) and out[5].shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3)
+
+
+def test_names_from_uploads_never_become_html_or_links():
+    shown = page._text('<img src=x onerror="alert(1)">[click](javascript:alert(1)) *x*.png')
+    assert "<img" not in shown and "](" not in shown.replace("\\](", "") and "\\*x\\*" in shown
+
+
+def test_port_in_use_is_a_one_line_error(tiny_checkpoint):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(KlugerhansError, match=f"cannot listen on 127.0.0.1:{port}.*--port") as err:
+            web.launch_app(web.build_app(tiny_checkpoint), port=port, block=False, quiet=True)
+    assert "\n" not in str(err.value)
+
+
+def test_without_any_model_the_page_asks_for_a_checkpoint(monkeypatch):
+    def no_weights(name, device):
+        raise CheckpointError(f"no released weights {name!r} in this install")
+
+    monkeypatch.setattr("klugerhans.web.analysis.load_classifier", no_weights)  # as in a fresh install
+    assert isinstance(web.build_app(), gr.Blocks)
+    pg = page.Page(ModelStore(), example=14)
+    out = pg.outputs(page.Session(example_scene(14)), "none", "none", "epsilon_plus_flat", "en")
+    assert "upload a checkpoint" in out[2] and "No model yet" in out[3] and out[4] is None
+    assert out[1].shape == (DISPLAY_SIZE, DISPLAY_SIZE, 3)
+
+
+@pytest.mark.parametrize(
+    ("models", "model", "expected"),
+    [
+        (["checkpoint", "manipulated", "control"], "manipulated", ("checkpoint", "manipulated")),
+        (["checkpoint", "manipulated", "control"], "checkpoint", ("checkpoint", "control")),
+        (["checkpoint"], "manipulated", ("checkpoint", "none")),
+        (["manipulated", "control"], "manipulated", ("manipulated", "control")),
+        (["manipulated", "control"], "control", ("control", "manipulated")),
+        (["control"], "manipulated", ("control", "none")),
+        ([], "manipulated", ("none", "none")),
+    ],
+)
+def test_the_servers_checkpoint_comes_first_and_released_weights_next_to_it(models, model, expected):
+    from types import SimpleNamespace
+
+    store = SimpleNamespace(models=dict.fromkeys(models))
+    assert page.default_models(store, model) == expected
