@@ -7,6 +7,7 @@ Every subcommand registers itself with :func:`_command`; errors a user can cause
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -260,8 +261,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.data, data_dir=args.data_dir, size=clf.input_size, download=args.download, max_images=args.max_images
     )
     if args.split == "val":
-        val_fraction = float(clf.meta.train_config.get("val_fraction", 0.1))
-        split_seed = int(clf.meta.train_config.get("seed", args.seed))
+        try:
+            val_fraction = float(clf.meta.train_config.get("val_fraction", 0.1))
+            split_seed = int(clf.meta.train_config.get("seed", args.seed))
+            if not 0 <= val_fraction < 1 or split_seed < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise KlugerhansError(
+                "the checkpoint's training settings do not say which tracks were held out; use --split test"
+            ) from None
         data = split_by_track(ds.train, val_fraction, seed=split_seed)[1]
     else:
         data = ds.test
@@ -496,6 +504,36 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- klugerhans serve ---------------------------------------------------------------------------------------------
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_positive_int, default=7860, help="port (default 7860)")
+    p.add_argument("--checkpoint", default=None, help="a model file or run directory to show first")
+    p.add_argument("--model", choices=("manipulated", "control"), default="manipulated", help="released weights")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    _composite_arg(p)
+    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+
+
+@_command("serve", "local web UI: pick or upload a sign, click a sticker on, see prediction and LRP", _serve_args)
+def _serve(args: argparse.Namespace) -> int:
+    from klugerhans.web import serve
+
+    _check_composite(args.composite)
+    serve(
+        host=args.host,
+        port=args.port,
+        checkpoint=args.checkpoint,
+        model=args.model,
+        device=args.device,
+        composite=args.composite,
+        lang=args.lang,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``klugerhans`` parser with every registered subcommand."""
     parser = _Parser(prog="klugerhans", description="Show what an image classifier really learned (GTSRB + LRP).")
@@ -531,5 +569,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except OSError as err:
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-        print(f"klugerhans {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        # What to do, by cause; atomic writes leave the previous files intact, so running again is safe.
+        hints = {
+            errno.ENOSPC: "free some disk space and run again",
+            errno.EDQUOT: "free some disk space and run again",
+            errno.EACCES: "choose a folder you may write to",
+            errno.EPERM: "choose a folder you may write to",
+            errno.EROFS: "choose a folder you may write to",
+            errno.EISDIR: "give a file name, not a folder",
+            errno.ENOTDIR: "a file stands where a folder is needed; choose another path",
+            errno.EEXIST: "a file stands where a folder is needed; choose another path",
+            errno.ENOENT: "check the path",
+        }
+        hint = hints.get(err.errno or 0, "check the path and run again")
+        if args.command == "train" and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint += " with --resume (it continues from the last complete checkpoint)"
+        print(f"klugerhans {args.command}: error: {err.strerror or err}{where}; {hint}", file=sys.stderr)
         return 1
