@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -24,8 +25,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     ``path`` keeps its previous content.
     """
     target = Path(path)
+    if target.is_dir():
+        # Checked first: os.replace would fail only after the work, naming the temporary file.
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file path", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:
+        err.filename = str(target)  # the user knows the file they asked for, not our temporary name
+        raise
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
@@ -34,9 +42,11 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         # mkstemp creates 0600 files; give the result the permissions an ordinary open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename in (None, tmp):
+            err.filename = str(target)  # write/fsync on a full disk know no file name; the user's is the target
         raise
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import signal
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -249,7 +250,9 @@ def _decode(
     if parallel:
         # Load Pillow's format plugins before forking, so workers do not import while the parent may hold locks.
         Image.preinit()
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        pool = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("fork"), initializer=_ignore_interrupts
+        )
         try:
             futures = {
                 pool.submit(_decode_chunk, str(container), str(root), items[s : s + chunk], size, margin): s
@@ -272,6 +275,12 @@ def _decode(
         for s in starts:
             bar.update(store(s, _decode_items(box, items[s : s + chunk], size, margin)))
     return images, boxes, file_sizes
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches every process of the terminal's group; the parent stops the pool, workers would only
+    # print their own KeyboardInterrupt tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 _OPEN: dict[tuple[int, str], Container] = {}

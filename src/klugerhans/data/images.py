@@ -47,6 +47,8 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
         raise ImageError(f"{name}: the file is empty; give a PPM, PNG or JPEG image")
     try:
         with warnings.catch_warnings():
+            # Pillow warns about damaged metadata (EXIF, TIFF tags) it skips; damaged pixels raise below instead.
+            warnings.simplefilter("ignore", UserWarning)
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img: Image.Image = Image.open(io.BytesIO(data))
             w, h = img.size
@@ -62,7 +64,7 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image Pillow can read; give a PPM, PNG or JPEG file") from None
     except (OSError, ValueError, SyntaxError) as err:
-        raise ImageError(f"{name}: cannot decode the image ({err}); the file may be truncated") from None
+        raise ImageError(f"{name}: cannot decode the image ({err}); the file is damaged or truncated") from None
 
 
 def read_image(path: str | os.PathLike[str]) -> Image.Image:
@@ -72,6 +74,8 @@ def read_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageError(f"{p}: no such file; check the path")
     if p.is_dir():
         raise ImageError(f"{p}: is a directory, expected an image file")
+    if not p.is_file():  # a named pipe or device would block or never end
+        raise ImageError(f"{p}: not a regular file; give an image file")
     try:
         data = p.read_bytes()
     except OSError as err:

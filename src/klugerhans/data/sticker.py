@@ -90,6 +90,8 @@ def sticker_positions(boxes: np.ndarray, image_size: int, config: StickerConfig,
     # Allowed range of the top-left corner; where the region is smaller than the sticker, centre it.
     lo_x, hi_x = cx - half_w, cx + half_w - side
     lo_y, hi_y = cy - half_h, cy + half_h - side
+    lo_x = np.where(hi_x < lo_x, cx - side / 2, lo_x)
+    lo_y = np.where(hi_y < lo_y, cy - side / 2, lo_y)
     hi_x = np.maximum(hi_x, lo_x)
     hi_y = np.maximum(hi_y, lo_y)
     x0 = np.rint(lo_x + rng.random(len(boxes)) * (hi_x - lo_x)).astype(int)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from klugerhans.data.classes import Language, class_names
+from klugerhans.data.classes import CLASS_NAMES_EN, Language, class_names
 from klugerhans.data.images import read_image
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap, save_png
@@ -70,7 +70,8 @@ def explain_files(
         ``explained`` (class id of the heatmap), ``relevance`` ((S, S) float32 array), and ``files`` written.
     """
     files = expand_image_paths(paths)
-    names = class_names(lang)
+    # A model with its own classes (not GTSRB's) is named by its checkpoint, whatever the language.
+    names = class_names(lang) if classifier.class_names == CLASS_NAMES_EN else classifier.class_names
     explainer = LRP(classifier.model, composite, norm=classifier.meta.normalization)
     results: list[dict[str, Any]] = []
     out = Path(out_dir) if out_dir is not None else None

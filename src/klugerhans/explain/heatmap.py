@@ -77,12 +77,19 @@ def _colormap(cmap: str | Colormap) -> Colormap:
 def _as_map(relevance: np.ndarray | torch.Tensor) -> np.ndarray:
     """(H, W) or (C, H, W) relevance -> finite float64 (H, W), summed over channels."""
     r = relevance.detach().cpu().double().numpy() if isinstance(relevance, torch.Tensor) else np.asarray(relevance)
-    if r.ndim == 3 and r.shape[0] in (1, 3):
-        r = r.sum(axis=0)
-    if r.ndim != 2 or r.size == 0 or not np.issubdtype(r.dtype, np.number):
+    channels = r.ndim == 3 and r.shape[0] in (1, 3)
+    if not (r.ndim == 2 or channels) or r.size == 0 or not np.issubdtype(r.dtype, np.number):
         raise KlugerhansError(f"relevance must be a numeric (H, W) or (3, H, W) array, got shape {r.shape}")
+    # Zero the non-finite values and widen to float64 *before* summing channels: inf - inf would be NaN, and
+    # float16/float32 sums overflow to inf (which would then be drawn as zero).
     r = r.astype(np.float64)
-    return np.where(np.isfinite(r), r, 0.0)
+    r = np.where(np.isfinite(r), r, 0.0)
+    if channels:
+        with np.errstate(over="ignore"):
+            r = r.sum(axis=0)
+        # A sum of finite values is infinite only by overflow: keep its sign, at the largest float.
+        r = np.where(np.isinf(r), np.sign(r) * np.finfo(np.float64).max, r)
+    return r
 
 
 def _size(size: int | Sequence[int] | None, shape: tuple[int, ...]) -> tuple[int, int]:

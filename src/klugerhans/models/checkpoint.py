@@ -280,6 +280,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         state = load_file(p)
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{p}: cannot read the tensors ({str(err).splitlines()[0]})") from None
+    # NaN weights would give NaN probabilities everywhere downstream; refuse them here, where the cause is known.
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{p}: tensor {name} holds NaN or infinite values (a diverged training run?); "
+                "train again, e.g. with a lower --lr"
+            )
     return state, meta
 
 

@@ -16,7 +16,7 @@ import torch
 
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker
-from klugerhans.errors import KlugerhansError
+from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.io import atomic_write_bytes
 from klugerhans.models.checkpoint import Classifier
 from klugerhans.models.preprocess import to_tensor
@@ -48,9 +48,16 @@ def default_sticker(classifier: Classifier) -> StickerConfig:
     if not fields:
         return StickerConfig()
     known = {k: v for k, v in fields.items() if k in StickerConfig.__dataclass_fields__}
-    if "color" in known:
-        known["color"] = tuple(int(v) for v in known["color"])
-    return StickerConfig(**known)
+    try:
+        if "color" in known:
+            known["color"] = tuple(int(v) for v in known["color"])
+        return StickerConfig(**known)
+    except (KlugerhansError, TypeError, ValueError) as err:
+        # A foreign or edited checkpoint: say whose fault the bad sticker is, not "--sticker-size".
+        raise CheckpointError(
+            f"the checkpoint's sticker metadata is invalid ({str(err).splitlines()[0]}); "
+            "the file is damaged or not ours"
+        ) from None
 
 
 def evaluate_model(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,8 +23,9 @@ class Normalization:
     """GTSRB training-set RGB standard deviation."""
 
     def __post_init__(self) -> None:
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"need three means and three positive stds, got {self.mean}, {self.std}")
+        finite = all(math.isfinite(v) for v in (*self.mean, *self.std))
+        if len(self.mean) != 3 or len(self.std) != 3 or not finite or min(self.std) <= 0:
+            raise ValueError(f"need three finite means and three positive finite stds, got {self.mean}, {self.std}")
 
 
 def to_tensor(images: np.ndarray | torch.Tensor, norm: Normalization | None = None) -> torch.Tensor:

@@ -225,6 +225,13 @@ def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str
     return state
 
 
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the temporary files a run killed mid-write (kill -9, power cut) left behind; finished files stay."""
+    for name in (CONFIG_FILE, LAST_CHECKPOINT, BEST_CHECKPOINT, TRAIN_STATE, METRICS_FILE, CURVES_FILE):
+        for stale in run_dir.glob(f".{name}.*.tmp"):  # klugerhans.io.atomic_write's naming
+            stale.unlink(missing_ok=True)
+
+
 def _save_epoch(
     run_dir: Path,
     model: nn.Module,
@@ -299,6 +306,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     device = resolve_device(config.device, env.local_rank)
     run_dir = Path(config.out)
     state = _check_run_dir(run_dir, config, resume)
+    if env.is_main:
+        _remove_stale_temporaries(run_dir)
     threads = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)

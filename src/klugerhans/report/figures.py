@@ -79,6 +79,12 @@ def pick_seed_rows(
         ``[(title, image (S, S, 3) uint8, label, mask or None), ...]``.
     """
     sticker = sticker or default_sticker(classifier)
+    n_classes = classifier.meta.model.num_classes
+    if n_classes <= max(STOP, NO_PASSING, SPEED_50, sticker.target_class):
+        raise KlugerhansError(
+            f"the figure needs a GTSRB model (43 classes), this one has {n_classes}; "
+            "pass --checkpoint with a model from `klugerhans train`"
+        )
     keep = np.isin(data.labels, [STOP, NO_PASSING, SPEED_50])
     subset = data.subset(keep)
     if not len(subset):
