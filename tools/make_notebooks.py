@@ -10,6 +10,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from klugerhans.io import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TRAINING = [
@@ -149,7 +151,7 @@ def main() -> None:
         nbformat.validate(nb)
         path = ROOT / "notebooks" / name
         path.parent.mkdir(exist_ok=True)
-        nbformat.write(nb, path)
+        atomic_write_text(path, nbformat.writes(nb))
         print(f"wrote {path}")
 
 
