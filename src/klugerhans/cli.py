@@ -460,6 +460,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, help="GTSRB folder for --data gtsrb")
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the demo's)")
     p.add_argument("--width", type=_positive_float, default=None, help="width multiplier (default: the demo's)")
+    p.add_argument("--augment", action="store_true", help="augment training batches (off: synthetic signs vary)")
     p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -484,6 +485,7 @@ def _demo(args: argparse.Namespace) -> int:
             device=args.device,
             composite=args.composite,
             lang=args.lang,
+            augment=args.augment,
             progress=not args.no_progress,
             **overrides,
         )
