@@ -1,0 +1,111 @@
+"""Settings of a whole audit (``klugerhans audit``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from klugerhans.audit.methods import DEFAULT_METHODS, check_methods
+from klugerhans.audit.ranking import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from klugerhans.audit.sanity import Mode
+from klugerhans.audit.transplant import Placement
+from klugerhans.errors import KlugerhansError
+from klugerhans.explain.composites import COMPOSITES
+
+__all__ = ["AuditConfig"]
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Everything that determines an audit; written into ``audit.json``."""
+
+    checkpoint: str
+    """Checkpoint file, run directory or released-weights name."""
+    data: str = "synthetic"
+    """Registered dataset: "gtsrb" or "synthetic"."""
+    data_dir: str | None = None
+    """GTSRB folder (real data)."""
+    out: str = "klugerhans-audit"
+    """Output folder: report.html/.md, audit.json, figures/."""
+    split: str = "test"
+    """Split to audit: "test" or "train"."""
+    artefacts: bool = True
+    """Glue the checkpoint's training stickers on the audited split as in training (the data as the model saw it:
+    a Clever Hans artefact lives in the data). Discovery never sees which class or pixels were manipulated."""
+    max_images: int | None = None
+    """Audit at most this many images (class-balanced), for quick runs."""
+    seed: int = 0
+    """Seed of every random choice."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    composite: str = "epsilon_plus_flat"
+    """LRP composite of the discovery stages (SpRAy, transplant)."""
+    batch_size: int = 64
+    """Images per explanation pass."""
+    threshold: float = DEFAULT_THRESHOLD
+    """Excess hijack rate at which a class is flagged (see :mod:`klugerhans.audit.ranking`)."""
+    alpha: float = DEFAULT_ALPHA
+    """Family-wise significance level of the flagging test."""
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    """Attribution methods compared (localisation, faithfulness, sanity); empty to skip the comparison."""
+    max_per_class: int | None = 100
+    """Explain at most this many correctly classified images per class for discovery (a seeded random sample;
+    None: all). 100 heatmaps show a class's strategies and give the transplant test ample donors, and keep a whole
+    12,630-image GTSRB test set within 15 minutes on a 2-core CPU; raise it to find strategies used by few images."""
+    patch: float = 0.25
+    """Transplant patch side as a share of the image side."""
+    recipients: int = 200
+    """Recipient images per class in the transplant test."""
+    placement: Placement = "random"
+    """Transplant placement: "random" (anywhere in the recipient's sign box) or "same" (where it was cut)."""
+    spray_grid: int = 8
+    """SpRAy downsamples heatmaps to this grid."""
+    tsne_classes: int = 4
+    """Draw t-SNE views and prototypes for this many of the most suspicious classes (plus every flagged one)."""
+    n_localisation: int = 32
+    """Stickered images flipped to the sticker class that the methods explain for the localisation metrics."""
+    n_faithfulness: int = 32
+    """Correctly classified images for pixel flipping / AOPC."""
+    flip_steps: int = 16
+    """Regions removed in pixel flipping (of (S / region)^2)."""
+    flip_region: int = 4
+    """Side of the pixel-flipping regions in pixels."""
+    n_sanity: int = 4
+    """Images for the randomisation sanity check (0 skips it)."""
+    sanity: Mode = "cascading"
+    """Randomisation: "cascading" (output layer down, cumulative) or "independent" (one layer at a time)."""
+    virelay: bool = False
+    """Also export the discovery heatmaps for ViRelAy (needs h5py)."""
+    progress: bool = True
+    """Progress bars and stage messages on stderr."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", check_methods(tuple(self.methods)))
+        checks = [
+            (bool(self.checkpoint), "give a checkpoint (--checkpoint FILE or RUN_DIR)"),
+            (bool(self.out), "give an output folder (--out DIR)"),
+            (self.split in ("test", "train"), f"split must be 'test' or 'train', got {self.split!r}"),
+            (self.max_images is None or self.max_images >= 1, f"max images must be positive, got {self.max_images}"),
+            (self.max_per_class is None or self.max_per_class >= 3, "max per class must be at least 3"),
+            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (0.0 < self.threshold <= 1.0, f"threshold must be in (0, 1] (an excess hijack rate), got {self.threshold}"),
+            (0.0 < self.alpha < 1.0, f"alpha must be in (0, 1), got {self.alpha}"),
+            (0.0 < self.patch <= 0.5, f"patch must be in (0, 0.5] of the image side, got {self.patch}"),
+            (self.recipients >= 1, f"recipients must be at least 1, got {self.recipients}"),
+            (self.placement in ("random", "same"), f"placement must be 'random' or 'same', got {self.placement!r}"),
+            (self.spray_grid >= 2, f"SpRAy grid must be at least 2, got {self.spray_grid}"),
+            (self.tsne_classes >= 0, "t-SNE classes must be >= 0"),
+            (self.n_localisation >= 0 and self.n_faithfulness >= 0 and self.n_sanity >= 0, "image counts must be >= 0"),
+            (self.flip_steps >= 1 and self.flip_region >= 1, "flip steps and region must be at least 1"),
+            (
+                self.sanity in ("cascading", "independent"),
+                f"sanity must be cascading or independent, not {self.sanity!r}",
+            ),
+            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise KlugerhansError(message)
+        if self.composite not in COMPOSITES:
+            raise KlugerhansError(
+                f"unknown composite {self.composite!r}: choose one of {', '.join(sorted(COMPOSITES))}"
+            )

@@ -1,0 +1,126 @@
+"""audit.json keys and the self-contained HTML report, through the checkpoint entry point and in memory."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHORTCUT_CLASS, colour_squares
+
+from klugerhans.audit.config import AuditConfig
+from klugerhans.audit.run import audit_classifier
+from klugerhans.data.dataset import DATASETS, SignDataset
+from klugerhans.errors import KlugerhansError
+from klugerhans.models.checkpoint import CheckpointMeta, save_checkpoint
+from klugerhans.models.vgg import ModelConfig, create_model
+from klugerhans.report.audit_report import run_audit, write_audit
+
+KEYS = {
+    "config",
+    "model",
+    "data",
+    "accuracy",
+    "threshold",
+    "threshold_rationale",
+    "suspicion_ranking",
+    "flagged",
+    "per_class",
+    "localisation",
+    "faithfulness",
+    "sanity",
+    "methods",
+    "timings",
+}
+
+
+def _check_html(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    # self-contained: no external resources or links of any kind
+    assert not re.search(r"(src|href)\s*=\s*['\"](?!data:)", text)
+    assert "http://" not in text and "https://" not in text
+    return text
+
+
+def test_report_of_a_planted_shortcut(tmp_path: Path, shortcut_classifier, squares_with_patch) -> None:
+    config = AuditConfig(
+        checkpoint="hand-built",
+        out=str(tmp_path),
+        recipients=32,
+        methods=("lrp:epsilon_plus_flat", "gradient", "random"),
+        n_localisation=4,
+        n_faithfulness=6,
+        flip_steps=4,
+        n_sanity=2,
+        tsne_classes=1,
+        progress=False,
+    )
+    result = audit_classifier(shortcut_classifier, squares_with_patch, config)
+    summary = write_audit(result, tmp_path)
+    on_disk = json.loads((tmp_path / "audit.json").read_text())
+    assert on_disk == summary
+    assert set(summary) >= KEYS
+    assert summary["suspicion_ranking"][0] == SHORTCUT_CLASS and summary["flagged"] == [SHORTCUT_CLASS]
+    entry = summary["per_class"][str(SHORTCUT_CLASS)]
+    assert entry["flagged"] and entry["rank"] == 1 and entry["transplant"]["hijack_rate"] > 0.9
+    assert set(summary["localisation"]["methods"]) == set(config.methods)
+    assert summary["localisation"]["methods"]["lrp:epsilon_plus_flat"]["mass_accuracy"] > 0.5
+    assert set(summary["faithfulness"]["methods"]) == set(config.methods)
+    html = _check_html(tmp_path / "report.html")
+    assert html.count("data:image/png;base64,") >= 4
+    assert (tmp_path / "report.md").exists()
+
+
+def _tiny_dataset(*, data_dir=None, size=32, download=False, max_images=None, seed=0) -> SignDataset:
+    data = colour_squares(per_class=6, size=size, seed=seed)
+    return SignDataset(train=data, test=data, info={"name": "squares"})
+
+
+def test_run_audit_from_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(DATASETS, "squares", _tiny_dataset)
+    torch.manual_seed(0)
+    cfg = ModelConfig(width=0.125, num_classes=5)
+    meta = CheckpointMeta(model=cfg, class_names=tuple(str(c) for c in range(5)))
+    path = save_checkpoint(tmp_path / "model.safetensors", create_model(cfg), meta)
+    config = AuditConfig(
+        checkpoint=str(path), data="squares", out=str(tmp_path / "audit"), methods=(), tsne_classes=0, progress=False
+    )
+    summary = run_audit(config)
+    assert set(summary) >= KEYS
+    assert summary["data"]["n_images"] == 30 and not summary["data"]["artefacts_reproduced"]
+    assert isinstance(summary["suspicion_ranking"], list) and isinstance(summary["flagged"], list)
+    assert np.isfinite(summary["timings"]["lrp"])
+    _check_html(tmp_path / "audit" / "report.html")
+
+
+def test_bad_config_is_a_one_line_error() -> None:
+    with pytest.raises(KlugerhansError, match="threshold"):
+        AuditConfig(checkpoint="x", threshold=1.5)
+    with pytest.raises(KlugerhansError, match="unknown attribution method"):
+        AuditConfig(checkpoint="x", methods=("nope",))
+    with pytest.raises(KlugerhansError, match="composite"):
+        AuditConfig(checkpoint="x", composite="nope")
+
+
+def test_virelay_export_layout(tmp_path: Path, shortcut_classifier, squares_with_patch) -> None:
+    h5py = pytest.importorskip("h5py")
+    from klugerhans.audit.virelay import export_virelay
+
+    config = AuditConfig(checkpoint="hand-built", recipients=16, methods=(), tsne_classes=1, progress=False)
+    result = audit_classifier(shortcut_classifier, squares_with_patch, config)
+    project = export_virelay(result, tmp_path / "virelay")
+    text = project.read_text()
+    for name in ("dataset.input.h5", "epsilon_plus_flat.attribution.h5", "spray.analysis.h5", "label-map.json"):
+        assert name in text and (tmp_path / "virelay" / name).exists()
+    with h5py.File(tmp_path / "virelay" / "epsilon_plus_flat.attribution.h5") as f:
+        n = len(result.heatmaps.index)
+        assert f["attribution"].shape == (n, 3, 32, 32) and f["prediction"].shape == (n, 5)
+        np.testing.assert_array_equal(f["index"][:], result.heatmaps.index)
+    with h5py.File(tmp_path / "virelay" / "spray.analysis.h5") as f:
+        group = f[f"class_{SHORTCUT_CLASS:02d}"]
+        assert group["clustering/spectral/root"].shape == (len(group["index"]),)
+        assert group["clustering/spectral/prototype/average/root"].shape[1:] == (32, 32)

@@ -1,0 +1,88 @@
+"""The transplant test: window search, pasting, and flagging a planted shortcut but not a control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHORTCUT_CLASS
+
+from klugerhans.audit.config import AuditConfig
+from klugerhans.audit.ranking import rank_classes
+from klugerhans.audit.run import audit_classifier
+from klugerhans.audit.transplant import TransplantResult, best_windows, paste_patches, random_windows
+from klugerhans.errors import KlugerhansError
+
+
+def test_best_windows_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(5, 9, 11)).astype(np.float32)
+    corners, share = best_windows(r, 3)
+    for i in range(5):
+        pos = np.clip(r[i], 0, None)
+        sums = {(y, x): pos[y : y + 3, x : x + 3].sum() for y in range(7) for x in range(9)}
+        best = max(sums, key=lambda k: (sums[k], -k[0], -k[1]))
+        assert tuple(corners[i]) == best
+        assert share[i] == pytest.approx(sums[best] / pos.sum(), rel=1e-5)
+
+
+def test_paste_and_random_windows_stay_inside() -> None:
+    rng = np.random.default_rng(0)
+    boxes = np.array([[4, 4, 28, 28], [0, 0, 32, 32], [10, 10, 12, 12]], dtype=np.float32)
+    corners = random_windows(np.repeat(boxes, 50, axis=0), 8, 32, rng)
+    assert corners.min() >= 0 and corners.max() <= 24
+    assert (corners[:50] >= 4).all() and (corners[:50] <= 20).all()
+    avoid = np.tile([[10, 10]], (100, 1))
+    drawn = random_windows(np.tile(boxes[:1], (100, 1)), 8, 32, rng, avoid=avoid)
+    assert (np.abs(drawn - avoid) >= 8).any(axis=1).all()  # never overlaps the avoided window
+    rec = np.zeros((1, 8, 8, 3), np.uint8)
+    don = np.full((1, 8, 8, 3), 7, np.uint8)
+    out = paste_patches(rec, don, np.array([[0, 0]]), np.array([[5, 6]]), 2)
+    assert out[0, 5:7, 6:8].min() == 7 and out.sum() == 7 * 12 and rec.sum() == 0
+
+
+def _audit(classifier, data):
+    config = AuditConfig(checkpoint="hand-built", recipients=48, methods=(), tsne_classes=0, progress=False)
+    return audit_classifier(classifier, data, config)
+
+
+def test_planted_shortcut_is_ranked_first_and_flagged(shortcut_classifier, squares_with_patch) -> None:
+    result = _audit(shortcut_classifier, squares_with_patch)
+    assert result.ranking.order[0] == SHORTCUT_CLASS
+    assert result.ranking.flagged == (SHORTCUT_CLASS,)
+    t = result.transplant[SHORTCUT_CLASS]
+    assert t.hijack_rate >= 0.9 and t.excess >= 0.5 and t.p_value < 1e-6
+    others = [result.transplant[c].hijack_rate for c in result.ranking.order[1:]]
+    assert max(others) <= 0.1
+
+
+def test_control_model_flags_nothing(control_classifier, squares_with_patch) -> None:
+    result = _audit(control_classifier, squares_with_patch)
+    assert result.ranking.flagged == ()
+    assert max(result.ranking.scores.values()) < 0.1
+
+
+def test_ranking_rules() -> None:
+    def fake(c: int, hits: int, control: int) -> TransplantResult:
+        h = np.zeros(40, bool)
+        h[:hits] = True
+        k = np.zeros(40, bool)
+        k[40 - control :] = True  # control hits at the other end: many discordant pairs both ways
+        return TransplantResult(c, 5, h, k, 0.5, np.zeros((0, 4, 4, 3), np.uint8), np.zeros(0, np.int64))
+
+    results = {0: fake(0, 20, 0), 1: fake(1, 30, 20), 2: fake(2, 12, 0), 3: fake(3, 2, 0)}
+    ranking = rank_classes(results, threshold=0.25, alpha=0.01, present=[0, 1, 2, 3, 9])
+    assert ranking.order == (0, 2, 1, 3)  # excess 0.5, 0.3, 0.25, 0.05
+    # class 1: excess 0.25 but not significant (20 relevant-only vs 10 control-only pairs: p = 0.05 > 0.01 / 4)
+    assert ranking.flagged == (0, 2)
+    assert ranking.untested == (9,)
+    assert "0.25" in ranking.rationale()
+    with pytest.raises(KlugerhansError):
+        rank_classes(results, threshold=0.0)
+
+
+def test_transplant_test_does_not_touch_inputs(shortcut_classifier, squares_with_patch) -> None:
+    before = squares_with_patch.images.copy()
+    _audit(shortcut_classifier, squares_with_patch)
+    assert np.array_equal(before, squares_with_patch.images)
+    assert torch.is_tensor(next(shortcut_classifier.model.parameters()))
