@@ -506,6 +506,58 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- klugerhans audit ---------------------------------------------------------------------------------------------
+
+
+def _audit_args(p: argparse.ArgumentParser) -> None:
+    _checkpoint_arg(p)
+    _add_data_args(p)
+    _composite_arg(p)
+    p.add_argument("--out", default="klugerhans-audit", help="folder for report.html and audit.json")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="images to audit (default test)")
+    p.add_argument("--threshold", type=float, default=None, help="excess hijack rate that flags a class")
+    p.add_argument("--max-per-class", type=_positive_int, default=100, help="images explained per class (100)")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--methods", default=None, help="comma-separated attribution methods to compare ('' for none)")
+    p.add_argument("--virelay", action="store_true", help="also export heatmaps for the ViRelAy viewer")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+@_command("audit", "find shortcut learning without being told where: SpRAy, transplant test, metrics", _audit_args)
+def _audit(args: argparse.Namespace) -> int:
+    from klugerhans.audit.config import AuditConfig
+    from klugerhans.report.audit_report import run_audit
+
+    _check_composite(args.composite)
+    extra: dict[str, Any] = {}
+    if args.threshold is not None:
+        extra["threshold"] = args.threshold
+    if args.methods is not None:
+        extra["methods"] = tuple(m for m in args.methods.split(",") if m)
+    result = run_audit(
+        AuditConfig(
+            checkpoint=args.checkpoint or args.model,
+            data=args.data,
+            data_dir=args.data_dir,
+            out=args.out,
+            split=args.split,
+            max_images=args.max_images,
+            seed=args.seed,
+            device=args.device,
+            composite=args.composite,
+            batch_size=args.batch_size,
+            max_per_class=args.max_per_class,
+            virelay=args.virelay,
+            progress=not args.no_progress,
+            **extra,
+        )
+    )
+    print(f"suspicion ranking (most suspicious first): {result.get('suspicion_ranking', [])[:10]}")
+    print(f"flagged: {result.get('flagged', [])}")
+    print(f"report: {args.out}/report.html, numbers: {args.out}/audit.json")
+    return 0
+
+
 # --- klugerhans serve ---------------------------------------------------------------------------------------------
 
 
