@@ -124,3 +124,21 @@ def test_virelay_export_layout(tmp_path: Path, shortcut_classifier, squares_with
         group = f[f"class_{SHORTCUT_CLASS:02d}"]
         assert group["clustering/spectral/root"].shape == (len(group["index"]),)
         assert group["clustering/spectral/prototype/average/root"].shape[1:] == (32, 32)
+
+
+def test_val_split_is_the_training_validation_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from klugerhans.audit.run import load_audit_data
+    from klugerhans.data.dataset import split_by_track
+    from klugerhans.models.checkpoint import classifier_from_model
+
+    monkeypatch.setitem(DATASETS, "squares", _tiny_dataset)
+    cfg = ModelConfig(width=0.125, num_classes=5)
+    meta = CheckpointMeta(
+        model=cfg, class_names=tuple(str(c) for c in range(5)), train_config={"seed": 3, "val_fraction": 0.2}
+    )
+    clf = classifier_from_model(create_model(cfg), meta)
+    data, masks, info = load_audit_data(AuditConfig(checkpoint="x", data="squares", split="val"), clf)
+    _, want = split_by_track(_tiny_dataset(seed=3).train, 0.2, seed=3)  # loaded with the training seed
+    assert np.array_equal(data.images, want.images) and info["split"] == "val" and masks is None
+    with pytest.raises(KlugerhansError, match="split"):
+        AuditConfig(checkpoint="x", split="holdout")

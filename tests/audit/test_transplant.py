@@ -70,13 +70,14 @@ def test_ranking_rules() -> None:
         k[40 - control :] = True  # control hits at the other end: many discordant pairs both ways
         return TransplantResult(c, 5, h, k, 0.5, np.zeros((0, 4, 4, 3), np.uint8), np.zeros(0, np.int64))
 
-    results = {0: fake(0, 20, 0), 1: fake(1, 30, 20), 2: fake(2, 12, 0), 3: fake(3, 2, 0)}
-    ranking = rank_classes(results, threshold=0.25, alpha=0.01, present=[0, 1, 2, 3, 9])
-    assert ranking.order == (0, 2, 1, 3)  # excess 0.5, 0.3, 0.25, 0.05
-    # class 1: excess 0.25 but not significant (20 relevant-only vs 10 control-only pairs: p = 0.05 > 0.01 / 4)
+    results = {0: fake(0, 20, 0), 1: fake(1, 30, 20), 2: fake(2, 12, 0), 3: fake(3, 2, 0), 5: fake(5, 40, 40)}
+    ranking = rank_classes(results, threshold=0.25, alpha=0.01, present=[0, 1, 2, 3, 5, 9])
+    assert ranking.order == (5, 1, 0, 2, 3)  # hijack rates 1.0, 0.75, 0.5, 0.3, 0.05
+    # 5: every patch hijacks (control too), not a relevance-specific shortcut; 1: 20 relevant-only vs 10
+    # control-only pairs, p = 0.05 > 0.01 / 5
     assert ranking.flagged == (0, 2)
     assert ranking.untested == (9,)
-    assert "0.25" in ranking.rationale()
+    assert "25%" in ranking.rationale()
     with pytest.raises(KlugerhansError):
         rank_classes(results, threshold=0.0)
 

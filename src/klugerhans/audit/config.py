@@ -27,7 +27,8 @@ class AuditConfig:
     out: str = "klugerhans-audit"
     """Output folder: report.html/.md, audit.json, figures/."""
     split: str = "test"
-    """Split to audit: "test" or "train"."""
+    """Split to audit: "test", "val" (the validation part of the training split, drawn exactly as in training)
+    or "train"."""
     artefacts: bool = True
     """Glue the checkpoint's training stickers on the audited split as in training (the data as the model saw it:
     a Clever Hans artefact lives in the data). Discovery never sees which class or pixels were manipulated."""
@@ -42,7 +43,7 @@ class AuditConfig:
     batch_size: int = 64
     """Images per explanation pass."""
     threshold: float = DEFAULT_THRESHOLD
-    """Excess hijack rate at which a class is flagged (see :mod:`klugerhans.audit.ranking`)."""
+    """Hijack rate at which a class is flagged if also significant (see :mod:`klugerhans.audit.ranking`)."""
     alpha: float = DEFAULT_ALPHA
     """Family-wise significance level of the flagging test."""
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -83,11 +84,11 @@ class AuditConfig:
         checks = [
             (bool(self.checkpoint), "give a checkpoint (--checkpoint FILE or RUN_DIR)"),
             (bool(self.out), "give an output folder (--out DIR)"),
-            (self.split in ("test", "train"), f"split must be 'test' or 'train', got {self.split!r}"),
+            (self.split in ("test", "val", "train"), f"split must be 'test', 'val' or 'train', got {self.split!r}"),
             (self.max_images is None or self.max_images >= 1, f"max images must be positive, got {self.max_images}"),
             (self.max_per_class is None or self.max_per_class >= 3, "max per class must be at least 3"),
             (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (0.0 < self.threshold <= 1.0, f"threshold must be in (0, 1] (an excess hijack rate), got {self.threshold}"),
+            (0.0 < self.threshold <= 1.0, f"threshold must be in (0, 1] (a hijack rate), got {self.threshold}"),
             (0.0 < self.alpha < 1.0, f"alpha must be in (0, 1), got {self.alpha}"),
             (0.0 < self.patch <= 0.5, f"patch must be in (0, 0.5] of the image side, got {self.patch}"),
             (self.recipients >= 1, f"recipients must be at least 1, got {self.recipients}"),

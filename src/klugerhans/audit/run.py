@@ -38,7 +38,7 @@ from klugerhans.audit.sanity import sanity_check
 from klugerhans.audit.spray import SprayConfig, SprayResult, spray_class, tsne_view
 from klugerhans.audit.transplant import TransplantConfig, TransplantResult, patch_side, transplant_class
 from klugerhans.data.classes import class_name
-from klugerhans.data.dataset import SignData, load_dataset
+from klugerhans.data.dataset import SignData, load_dataset, split_by_track, take_balanced
 from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_class
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import get_composite
@@ -124,8 +124,9 @@ class AuditResult:
                 "alpha": self.ranking.alpha,
                 "corrected_alpha": self.ranking.corrected_alpha,
                 "threshold_rationale": self.ranking.rationale(self.config.patch**2),
-                "suspicion_score": "excess hijack rate: hijack rate of the most relevant patch minus that of a "
-                "random patch of the same size from the same donors, on the same recipients",
+                "suspicion_score": "hijack rate: share of other classes' correctly classified signs that the "
+                "class's most relevant patch, pasted at a random place, turns into the class; flagged if at least the "
+                "threshold and significantly above a random patch of the same size from the same donors",
                 "suspicion_ranking": list(self.ranking.order),
                 "flagged": list(self.ranking.flagged),
                 "untested": list(self.ranking.untested),
@@ -167,10 +168,20 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
     Returns:
         ``(data, masks or None, info)``.
     """
-    ds = load_dataset(
-        config.data, data_dir=config.data_dir, size=clf.input_size, max_images=config.max_images, seed=config.seed
-    )
-    data = ds.test if config.split == "test" else ds.train
+    if config.split == "val":
+        # the validation split exactly as training drew it (same images, fraction and seed), then capped
+        training = clf.meta.train_config
+        seed = int(training.get("seed", config.seed))
+        ds = load_dataset(
+            config.data, data_dir=config.data_dir, size=clf.input_size, max_images=training.get("max_images"), seed=seed
+        )
+        _, data = split_by_track(ds.train, float(training.get("val_fraction", 0.1)), seed=seed)
+        data = take_balanced(data, config.max_images, config.seed)
+    else:
+        ds = load_dataset(
+            config.data, data_dir=config.data_dir, size=clf.input_size, max_images=config.max_images, seed=config.seed
+        )
+        data = ds.test if config.split == "test" else ds.train
     if len(data) == 0:
         raise KlugerhansError(f"the {config.split} split of {config.data!r} has no images; check the data folder")
     masks = None

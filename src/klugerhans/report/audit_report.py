@@ -19,6 +19,7 @@ import numpy as np
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.run import AuditResult, compute_audit
 from klugerhans.data.classes import class_name
+from klugerhans.errors import KlugerhansError
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.io import atomic_write_bytes, atomic_write_text
 from klugerhans.report.html import Report, Section, write_report
@@ -72,7 +73,7 @@ def _save(fig: Any, path: Path) -> str:
 def _name(c: int, width: int = 24) -> str:
     try:
         name = class_name(c)
-    except Exception:  # a model with other class ids: show the id only
+    except KlugerhansError:  # a model with other class ids: show the id only
         return str(c)
     return name if len(name) <= width else name[: width - 1] + "…"
 
@@ -96,8 +97,8 @@ def _draw_figures(result: AuditResult, folder: Path) -> dict[str, list[tuple[str
 
 _RANKING_CAPTION = (
     "Transplant test per class, most suspicious first: share of other classes' signs switched to the class by its "
-    "most relevant patch (hijack) and by a random patch of the same size (control). Bars: excess hijack rate "
-    "(the suspicion score); dashed: the flagging threshold."
+    "most relevant patch (bars: the hijack rate, the suspicion score; red: flagged) and by a random patch of the "
+    "same size from the same signs (control). Dashed: the flagging threshold."
 )
 _SPRAY_CAPTION = (
     "Top: smallest eigenvalues of the heatmap graph's Laplacian (a large gap after k values = k distinct "
@@ -126,19 +127,18 @@ def _ranking_figure(result: AuditResult, path: Path) -> str:
     order = list(result.ranking.order)
     hijack = [result.transplant[c].hijack_rate for c in order]
     control = [result.transplant[c].control_rate for c in order]
-    excess = [result.ranking.scores[c] for c in order]
+
     fig = Figure(figsize=(max(6.0, 0.22 * len(order) + 2), 3.6))
     ax = fig.add_subplot()
     pos = np.arange(len(order))
     colours = ["#c0392b" if c in result.ranking.flagged else "#7f8c8d" for c in order]
-    ax.bar(pos, excess, color=colours, label="excess hijack rate")
-    ax.plot(pos, hijack, "v", color="#e67e22", ms=4, label="hijack rate (relevant patch)")
-    ax.plot(pos, control, "_", color="#2c3e50", ms=8, label="control rate (random patch)")
+    ax.bar(pos, hijack, color=colours, label="hijack rate (most relevant patch)")
+    ax.plot(pos, control, "_", color="#2c3e50", ms=8, mew=1.5, label="control rate (random patch)")
     ax.axhline(result.ranking.threshold, ls="--", color="#c0392b", lw=1, label="threshold")
     ax.set_xticks(pos, [str(c) for c in order], fontsize=6)
     ax.set_xlabel("class id (most suspicious first)")
     ax.set_ylabel("share of recipients")
-    ax.set_ylim(min(0.0, min(excess, default=0.0)) - 0.02, 1.02)
+    ax.set_ylim(0.0, 1.02)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return _save(fig, path)
