@@ -515,7 +515,9 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     _composite_arg(p)
     p.add_argument("--out", default="klugerhans-audit", help="folder for report.html and audit.json")
     p.add_argument("--split", choices=("test", "val"), default="test", help="images to audit (default test)")
-    p.add_argument("--threshold", type=float, default=None, help="excess hijack rate that flags a class")
+    p.add_argument(
+        "--threshold", type=float, default=None, help="hijack rate at which a class is flagged (default 0.15)"
+    )
     p.add_argument("--max-per-class", type=_positive_int, default=100, help="images explained per class (100)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--methods", default=None, help="comma-separated attribution methods to compare ('' for none)")
