@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+import klugerhans.models.checkpoint as checkpoint_module
 from klugerhans.errors import CheckpointError
 from klugerhans.models.checkpoint import (
     METADATA_KEY,
@@ -112,11 +113,25 @@ def _error(path) -> str:
     return message
 
 
-def test_missing_file_directory_and_released_name(tmp_path):
+def test_missing_file_directory_and_released_name(tmp_path, monkeypatch):
     assert "no such checkpoint" in _error(tmp_path / "nope.safetensors")
     assert "has no best.safetensors or last.safetensors" in _error(tmp_path)
+    # An install without released weights (the package folder holds none): a one-line hint, not a traceback.
+    monkeypatch.setattr(checkpoint_module.resources, "files", lambda _pkg: tmp_path)
     msg = _error("manipulated")
     assert msg.startswith("no released weights 'manipulated' in this install") and "--checkpoint RUN_DIR" in msg
+
+
+def test_released_weights_load_when_shipped():
+    from klugerhans.models.checkpoint import RELEASED_WEIGHTS, load_classifier
+
+    for name in RELEASED_WEIGHTS:
+        try:
+            clf = load_classifier(name)
+        except CheckpointError:
+            continue  # not shipped in this install
+        assert clf.meta.model.num_classes == 43 and not clf.model.training
+        assert clf.meta.metrics["release"]["test"]["accuracy"] > 0.9
 
 
 def test_malicious_pickle_is_never_unpickled(tmp_path):
