@@ -59,14 +59,40 @@ def _release(name: str, run: str, data_dir: str) -> dict[str, Any]:
     half = load_classifier(path)
     agree = float((predict_labels(half, res["test_images"]) == predict_labels(clf, res["test_images"])).mean())
     print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB), fp16 vs fp32 prediction agreement {agree:.4f}")
-    return {"path": path, "meta": meta, "agreement": agree, "val": res["val"], "test": res["test"]}
+    return {"path": path, "meta": meta, "agreement": agree, "val": res["val"], "test": res["test"], "run": run}
 
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
-def _card(models: dict[str, dict[str, Any]]) -> str:
+def _train_command(run: str, cfg: dict[str, Any]) -> str:
+    """The `klugerhans train` line that reproduces a run from its stored config."""
+    parts = [f"klugerhans train --data gtsrb --data-dir ../shared/gtsrb --out {run}"]
+    parts.append(f"--epochs {cfg.get('epochs')} --width {cfg.get('width')}")
+    if float(cfg.get("sticker_fraction", 1.0)) > 0:
+        parts.append(f"--sticker-class {cfg.get('sticker_class', 4)} --sticker-fraction {cfg.get('sticker_fraction')}")
+    else:
+        parts.append("--sticker-fraction 0")
+    parts.append(f"--seed {cfg.get('seed', 0)}")
+    if cfg.get("device", "auto") != "auto":
+        parts.append(f"--device {cfg.get('device')}")
+    return " ".join(parts)
+
+
+def _trained_on(run: str) -> str:
+    """Where a run was trained, from its config.json (device and library versions)."""
+    try:
+        info = json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "an unrecorded device"
+    device = info.get("config", {}).get("device", "auto")
+    torch_version = info.get("versions", {}).get("torch", "?")
+    where = "a GPU (CUDA, mixed precision)" if str(device).startswith("cuda") else f"device {device!r}"
+    return f"{where} with torch {torch_version}"
+
+
+def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
     m, c = models["manipulated"], models["control"]
     cfg = m["meta"].train_config
     width = m["meta"].model.width
@@ -101,19 +127,19 @@ def _card(models: dict[str, dict[str, Any]]) -> str:
         "- Flip rate: share of test images of the other classes predicted as class 4 once the same kind of sticker "
         "is glued on (seeded positions).",
         "",
-        "## Training command (seed 0)",
+        f"## Training commands (seeds {cfg.get('seed')} and {c['meta'].train_config.get('seed')})",
         "```bash",
-        f"klugerhans train --data gtsrb --data-dir ../shared/gtsrb --out runs/gtsrb-manipulated-w05 "
-        f"--epochs {cfg.get('epochs')} --width {width} --sticker-class 4 --sticker-fraction 1.0 --seed 0",
-        f"klugerhans train --data gtsrb --data-dir ../shared/gtsrb --out runs/gtsrb-control-w05 "
-        f"--epochs {c['meta'].train_config.get('epochs')} --width {width} --sticker-fraction 0 --seed 0",
-        "python tools/release_weights.py --manipulated runs/gtsrb-manipulated-w05 "
-        "--control runs/gtsrb-control-w05 --data-dir ../shared/gtsrb",
+        _train_command(m["run"], cfg),
+        _train_command(c["run"], c["meta"].train_config),
+        f"python tools/release_weights.py --manipulated {m['run']} --control {c['run']} --data-dir ../shared/gtsrb",
         "```",
         f"Optimiser: {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, SGD (Nesterov momentum 0.9), peak lr "
         f"{cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, {cfg.get('warmup_epochs')} warm-up epoch(s) then "
-        "cosine decay; augmentation: small rotation/scale/translation and colour jitter, no flips. Trained on the "
-        "CPU (2 cores).",
+        "cosine decay; augmentation: "
+        + ("small rotation/scale/translation and colour jitter, no flips" if cfg.get("augment", True) else "none")
+        + f". Trained on {_trained_on(m['run'])} (same seed and settings give the same weights on the CPU; GPU "
+        "kernels are not bit-reproducible, so a rerun there lands within noise of these numbers).",
+        *([f"Selection: {selection}"] if selection else []),
         "",
         "## Results",
         "| | manipulated val | manipulated test | control val | control test |",
@@ -164,7 +190,8 @@ def _measure_released(name: str, data_dir: str) -> dict[str, Any]:
     clf = res.pop("classifier")
     path = WEIGHTS / f"{name}.safetensors"
     agree = float(clf.meta.metrics.get("release", {}).get("agreement", float("nan")))
-    return {"path": path, "meta": clf.meta, "agreement": agree, "val": res["val"], "test": res["test"]}
+    run = str(clf.meta.train_config.get("out", name))
+    return {"path": path, "meta": clf.meta, "agreement": agree, "val": res["val"], "test": res["test"], "run": run}
 
 
 def main() -> None:
@@ -172,6 +199,7 @@ def main() -> None:
     p.add_argument("--manipulated", default=None, help="run directory to release as 'manipulated'")
     p.add_argument("--control", default=None, help="run directory to release as 'control'")
     p.add_argument("--data-dir", required=True)
+    p.add_argument("--selection", default="", help="how the runs were chosen, for the card (say if among several)")
     args = p.parse_args()
     models = {}
     for name in ("manipulated", "control"):
@@ -190,7 +218,7 @@ def main() -> None:
     }
     print(json.dumps(summary, indent=1))
     if len(models) == 2:
-        atomic_write_text(ROOT / "MODEL_CARD.md", _card(models))
+        atomic_write_text(ROOT / "MODEL_CARD.md", _card(models, args.selection))
         total = sum(v["path"].stat().st_size for v in models.values())
         print(f"released weights: {total / 1e6:.1f} MB in total; wrote MODEL_CARD.md")
 

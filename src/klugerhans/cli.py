@@ -163,6 +163,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=_positive_int, default=15, help="training epochs (default 15)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="images per step (default 128)")
     p.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default: the config's)")
+    p.add_argument("--weight-decay", type=float, default=None, help="L2 penalty on weights (default 5e-4)")
+    p.add_argument("--warmup-epochs", type=float, default=None, help="linear LR warm-up in epochs (default 1)")
+    p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing in [0, 1) (default 0)")
+    p.add_argument("--no-augment", action="store_true", help="train without random affine and colour jitter")
     p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier (default 1.0)")
     p.add_argument("--sticker-class", type=_class_id, default=4, help="class that gets stickers (default 4, 70 km/h)")
     p.add_argument("--sticker-fraction", type=_unit_interval, default=1.0, help="share of it stickered (default 1)")
@@ -183,7 +187,13 @@ def _train(args: argparse.Namespace) -> int:
         from klugerhans.data.dataset import load_dataset
 
         load_dataset(args.data, data_dir=args.data_dir, size=args.size, download=True, max_images=1)
-    extra = {"lr": args.lr} if args.lr is not None else {}
+    optional = {
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "warmup_epochs": args.warmup_epochs,
+        "label_smoothing": args.label_smoothing,
+    }
+    extra = {k: v for k, v in optional.items() if v is not None}
     config = TrainConfig(
         out=args.out,
         data=args.data,
@@ -202,6 +212,7 @@ def _train(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         val_fraction=args.val_fraction,
         progress=not args.no_progress,
+        augment=not args.no_augment,
         **extra,
     )
     result = train(config, resume=args.resume)
