@@ -1,4 +1,4 @@
-"""Contact sheets: every class at a glance, synthetic examples beside a real one, to judge the renderer."""
+"""Contact sheets: every class at a glance, synthetic examples beside real ones, to judge the renderer."""
 
 from __future__ import annotations
 
@@ -16,10 +16,46 @@ from klugerhans.data.synthetic import SyntheticConfig, render_signs
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_bytes
 
+__all__ = ["contact_sheet", "pick_examples", "save_contact_sheet"]
+
 
 def _small_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     font = load_font(bold=True)
     return font.font_variant(size=size) if isinstance(font, ImageFont.FreeTypeFont) else font
+
+
+def pick_examples(data: SignData, class_id: int, count: int) -> np.ndarray:
+    """Indices of up to ``count`` images of ``class_id`` that show different physical signs where possible.
+
+    GTSRB images come in tracks of ~30 frames of one sign, so the first few images of a class are near
+    duplicates. This takes tracks evenly spaced over the class's tracks (in order of first appearance) and
+    the middle frame of each; only when the class has fewer tracks than ``count`` are more frames of the
+    same tracks added. Images without a track id (-1) count as a track of their own. Deterministic.
+
+    Args:
+        data: images with labels and track ids.
+        class_id: the class to pick from.
+        count: how many indices to return at most.
+
+    Returns:
+        (K,) int64 indices into ``data`` with ``K = min(count, images of the class)``, in the order picked.
+    """
+    if count < 0:
+        raise KlugerhansError(f"need count >= 0, got {count}")
+    rows = np.flatnonzero(data.labels == class_id)
+    if count == 0 or len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    tracks = np.asarray(data.tracks)[rows]
+    # A track id per row, with every -1 its own track; group rows by track in order of first appearance.
+    keys = np.where(tracks >= 0, tracks, -1 - np.arange(len(rows)))
+    _, first = np.unique(keys, return_index=True)
+    groups = [rows[keys == keys[i]] for i in np.sort(first)]
+    chosen = np.unique(np.linspace(0, len(groups) - 1, min(count, len(groups))).round().astype(np.int64))
+    picked = [int(groups[g][len(groups[g]) // 2]) for g in chosen]
+    if len(picked) < count:
+        taken = set(picked)
+        picked += [int(i) for i in rows if int(i) not in taken][: count - len(picked)]
+    return np.asarray(picked, dtype=np.int64)
 
 
 def contact_sheet(
@@ -30,45 +66,62 @@ def contact_sheet(
     config: SyntheticConfig | None = None,
     zoom: int = 2,
     columns: int = 4,
+    real_examples: int = 1,
 ) -> Image.Image:
-    """Draw all 43 classes: ``examples`` synthetic signs each, then (if ``real`` is given) a real one.
+    """Draw all 43 classes: ``examples`` synthetic signs each, then (if ``real`` is given) real ones.
+
+    Every class gets one cell: its id, the synthetic images, a gap, then ``real_examples`` real images chosen
+    by :func:`pick_examples` (different physical signs where possible; an empty frame where a class has too
+    few). A header row names the two groups.
 
     Args:
         size: side S of the synthetic images.
-        real: real images to show one of per class (any size; the first image of each class is used).
+        real: real images to show per class (any size; shown at the size of the synthetic ones).
         examples: synthetic images per class.
         seed: seed of the synthetic images (test split streams).
         config: renderer settings.
         zoom: nearest-neighbour magnification of every image.
         columns: classes per row of the sheet.
+        real_examples: real images per class (used only if ``real`` is given).
     """
-    if examples < 1 or zoom < 1 or columns < 1:
-        raise KlugerhansError(f"need examples, zoom and columns >= 1, got {examples}, {zoom}, {columns}")
+    if examples < 1 or zoom < 1 or columns < 1 or real_examples < 1:
+        raise KlugerhansError(
+            f"need examples, zoom, columns and real_examples >= 1, got {examples}, {zoom}, {columns}, {real_examples}"
+        )
     labels = np.repeat(np.arange(NUM_CLASSES), examples)
     images, _ = render_signs(labels, size, seed, "test", config=config)
+    n_real = real_examples if real is not None else 0
     tile, gap, label_w = size * zoom, 2, 8 * zoom + 20
-    per_cell = examples + (1 if real is not None else 0)
-    cell_w = label_w + per_cell * (tile + gap) + (6 if real is not None else 0) + 10
+    cell_w = label_w + (examples + n_real) * (tile + gap) + (6 if n_real else 0) + 10
     cell_h = tile + gap + 4
-    rows = -(-NUM_CLASSES // columns)
-    sheet = Image.new("RGB", (columns * cell_w, rows * cell_h + 4), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
     font = _small_font(max(10, 6 * zoom))
+    header_h = max(14, 6 * zoom + 6)
+    rows = -(-NUM_CLASSES // columns)
+    sheet = Image.new("RGB", (columns * cell_w, header_h + rows * cell_h + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    real_x = label_w + examples * (tile + gap) + 6
+    for col in range(min(columns, NUM_CLASSES)):
+        x = col * cell_w + 4
+        draw.text((x + label_w, header_h // 2 + 2), "synthetic", fill=(0, 0, 0), font=font, anchor="lm")
+        if n_real:
+            draw.text((x + real_x, header_h // 2 + 2), "real", fill=(0, 0, 0), font=font, anchor="lm")
+
+    def paste(img: np.ndarray, x: int, y: int) -> None:
+        sheet.paste(Image.fromarray(img).resize((tile, tile), Image.Resampling.NEAREST), (x, y))
+
     for c in range(NUM_CLASSES):
-        x, y = (c % columns) * cell_w + 4, (c // columns) * cell_h + 4
-        draw.text((x, y + tile // 2), f"{c:2d}", fill=(0, 0, 0), font=font, anchor="lm")
-        x += label_w
-        for img in images[labels == c]:
-            sheet.paste(Image.fromarray(img).resize((tile, tile), Image.Resampling.NEAREST), (x, y))
-            x += tile + gap
+        x0, y = (c % columns) * cell_w + 4, header_h + (c // columns) * cell_h + 4
+        draw.text((x0, y + tile // 2), f"{c:2d}", fill=(0, 0, 0), font=font, anchor="lm")
+        for k, img in enumerate(images[labels == c]):
+            paste(img, x0 + label_w + k * (tile + gap), y)
         if real is not None:
-            x += 6
-            found = np.flatnonzero(real.labels == c)
-            if len(found):
-                pic = Image.fromarray(real.images[found[0]]).resize((tile, tile), Image.Resampling.NEAREST)
-                sheet.paste(pic, (x, y))
-            else:
-                draw.rectangle([x, y, x + tile - 1, y + tile - 1], outline=(160, 160, 160))
+            found = pick_examples(real, c, n_real)
+            for k in range(n_real):
+                x = x0 + real_x + k * (tile + gap)
+                if k < len(found):
+                    paste(real.images[found[k]], x, y)
+                else:
+                    draw.rectangle([x, y, x + tile - 1, y + tile - 1], outline=(160, 160, 160))
     return sheet
 
 
@@ -80,9 +133,12 @@ def save_contact_sheet(
     seed: int = 0,
     config: SyntheticConfig | None = None,
     zoom: int = 2,
+    columns: int = 4,
+    real_examples: int = 1,
 ) -> Path:
-    """Write :func:`contact_sheet` as a PNG (atomically) and return its path."""
+    """Write :func:`contact_sheet` as a PNG (atomically, optimised) and return its path."""
     buf = io.BytesIO()
-    contact_sheet(size, real, examples, seed, config, zoom).save(buf, format="PNG")
+    sheet = contact_sheet(size, real, examples, seed, config, zoom, columns, real_examples)
+    sheet.save(buf, format="PNG", optimize=True)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
