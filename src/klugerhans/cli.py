@@ -451,7 +451,7 @@ def _figure(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         chosen = pick_seed_rows(clf, ds.test, seed=args.seed)  # type: ignore[assignment]
-    rows = explain_rows(clf, chosen, args.composite)  # type: ignore[arg-type]
+    rows = explain_rows(clf, chosen, args.composite)
     for path in draw_seed_figure(rows, args.out, args.lang, args.cmap):
         print(f"wrote {path}")
     for row in rows:
@@ -566,6 +566,61 @@ def _audit(args: argparse.Namespace) -> int:
     print(f"suspicion ranking (most suspicious first): {result.get('suspicion_ranking', [])[:10]}")
     print(f"flagged: {result.get('flagged', [])}")
     print(f"report: {args.out}/report.html, numbers: {args.out}/audit.json")
+    return 0
+
+
+# --- klugerhans fix -----------------------------------------------------------------------------------------------
+
+
+def _fix_args(p: argparse.ArgumentParser) -> None:
+    _checkpoint_arg(p)
+    _add_data_args(p, default="auto")
+    p.add_argument("--class", dest="class_id", type=_class_id, default=None, help="suspicious class (default: audit's)")
+    p.add_argument("--method", default="inpaint", help="inpaint (data-side), rrr or pclarc (model-side)")
+    p.add_argument("--out", default="klugerhans-fix", help="folder for fixed.safetensors, fix.json, report.html")
+    p.add_argument("--control", default=None, help="a model trained without the artefact, measured alongside")
+    p.add_argument("--epochs", type=_non_negative_int, default=3, help="fine-tuning epochs (default 3)")
+    p.add_argument("--lr", type=_positive_float, default=0.01, help="peak fine-tuning learning rate (0.01)")
+    p.add_argument("--rrr-weight", type=float, default=0.01, help="weight of the RRR penalty (rrr; 0.01)")
+    p.add_argument(
+        "--counterfactual", type=float, default=0.1, help="inpaint: share of other images given the artefact (0.1)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+@_command("fix", "unlearn a shortcut that LRP located; before/after report", _fix_args)
+def _fix(args: argparse.Namespace) -> int:
+    from klugerhans.fix.report import write_fix
+    from klugerhans.fix.run import FixConfig, compute_fix
+
+    config = FixConfig(
+        checkpoint=args.checkpoint or args.model,
+        method=args.method,
+        data=args.data,
+        data_dir=args.data_dir,
+        out=args.out,
+        class_id=args.class_id,
+        control=args.control,
+        epochs=args.epochs,
+        lr=args.lr,
+        rrr_weight=args.rrr_weight,
+        counterfactual=args.counterfactual,
+        max_images=args.max_images,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    numbers = write_fix(compute_fix(config), args.out)
+    before, after = numbers["before"], numbers["after"]
+    c = numbers["class_id"]
+    for label, m in (("before", before), ("after", after), ("control", numbers.get("control"))):
+        if m:
+            print(
+                f"{label}: accuracy {_fmt(m['accuracy'])}, clean-{c} accuracy {_fmt(m['clean_target_accuracy'])}, "
+                f"sticker flip rate {_fmt(m['flip_rate'])}"
+                + (f", audit flags {m['audit']['flagged']}" if "audit" in m else "")
+            )
+    print(f"report: {args.out}/report.html, numbers: {args.out}/fix.json, weights: {args.out}/fixed.safetensors")
     return 0
 
 

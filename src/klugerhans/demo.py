@@ -113,7 +113,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     save_confusion_png(out / "confusion.png", metrics["confusion"], clf.class_names)
 
     _say("explaining with LRP and drawing the seed's figure", config.progress)
-    rows = explain_rows(clf, pick_seed_rows(clf, ds.test, seed=config.seed), config.composite)  # type: ignore[arg-type]
+    rows = explain_rows(clf, pick_seed_rows(clf, ds.test, seed=config.seed), config.composite)
     figure_paths = draw_seed_figure(rows, out / "figure.png", config.lang)
 
     sticker = default_sticker(clf)

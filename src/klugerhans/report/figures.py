@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def pick_seed_rows(
 
 def explain_rows(
     classifier: Classifier,
-    rows: list[tuple[str, np.ndarray, int | None, np.ndarray | None]],
+    rows: Sequence[tuple[str, np.ndarray, int | None, np.ndarray | None]],
     composite: str = "epsilon_plus_flat",
 ) -> list[FigureRow]:
     """Predict and explain each chosen image (the predicted class), returning :class:`FigureRow` s."""

@@ -1,0 +1,35 @@
+"""Unlearning a shortcut that LRP located: ``klugerhans fix``.
+
+:func:`locate_artifacts` cuts the artefact out of the model's own heatmaps; the methods of :data:`FIX_METHODS`
+repair the model from those masks (never from ground truth); :func:`compute_fix` measures before and after and
+:func:`write_fix` writes the repaired weights and the report.
+"""
+
+from klugerhans.fix.inpaint import inpaint
+from klugerhans.fix.locate import LocateConfig, LocatedArtifacts, locate_artifacts
+from klugerhans.fix.methods import FIX_METHODS, FixInputs, FixOutcome, register_fix
+from klugerhans.fix.run import FixConfig, FixResult, compute_fix
+
+__all__ = [
+    "FIX_METHODS",
+    "FixConfig",
+    "FixInputs",
+    "FixOutcome",
+    "FixResult",
+    "LocateConfig",
+    "LocatedArtifacts",
+    "compute_fix",
+    "inpaint",
+    "locate_artifacts",
+    "register_fix",
+    "write_fix",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The report pulls in matplotlib; import it only when asked for.
+    if name == "write_fix":
+        from klugerhans.fix.report import write_fix
+
+        return write_fix
+    raise AttributeError(name)

@@ -1,0 +1,132 @@
+"""The before/after report of ``klugerhans fix``: numbers, audit flags, located artefacts and the seed's figure
+for the model before and after the repair (on the same four images)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from klugerhans.data.classes import class_name
+from klugerhans.fix.run import FixResult, save_fixed, write_numbers
+from klugerhans.io import atomic_write_bytes
+from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
+from klugerhans.report.html import Report, Section, write_report
+
+__all__ = ["write_fix"]
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
+def _located_figure(images: np.ndarray, masks: np.ndarray, path: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(2, max(n, 1), figsize=(1.3 * max(n, 1), 2.8), squeeze=False)
+    for i in range(n):
+        axes[0, i].imshow(images[i], interpolation="nearest")
+        shaded = images[i].astype(np.float32) / 255.0
+        shaded[masks[i]] = 0.4 * shaded[masks[i]] + 0.6 * np.array([0.0, 1.0, 0.0])
+        axes[1, i].imshow(shaded, interpolation="nearest")
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    axes[1, 0].set_ylabel("located", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return str(path)
+
+
+def _table(numbers: dict[str, Any], class_id: int) -> list[list[object]]:
+    cols = [("before", "before"), ("after", "after")] + ([("control", "control")] if "control" in numbers else [])
+    rows: list[list[object]] = [["", *(label for _, label in cols)]]
+    for key, label in (
+        ("accuracy", "accuracy, all classes"),
+        ("accuracy_non_target", f"accuracy without class {class_id}"),
+        ("clean_target_accuracy", f"clean accuracy of class {class_id}"),
+        ("flip_rate", f"sticker flip rate -> {class_id}"),
+    ):
+        rows.append([label, *(_pct(numbers[k].get(key)) for k, _ in cols)])
+    rows.append(["50 km/h + sticker -> class", *(_pct(numbers[k]["flip_rate_by_class"].get("2")) for k, _ in cols)])
+    flagged = [numbers[k]["audit"]["flagged"] if "audit" in numbers[k] else None for k, _ in cols]
+    rows.append(["audit flags", *("-" if f is None else (", ".join(map(str, f)) or "none") for f in flagged)])
+    return rows
+
+
+def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "en") -> dict[str, Any]:
+    """Write ``fixed.safetensors``, ``fix.json``, the figures and ``report.html``/``.md``; return the numbers."""
+    out = Path(out_dir)
+    figures = out / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    save_fixed(result, out)
+    write_numbers(result, out)
+    n = result.numbers
+    c = result.class_id
+    composite = result.config.locate.composite
+    seed_rows = pick_seed_rows(result.before, _test_images(result), seed=result.config.seed)
+    before_fig = draw_seed_figure(explain_rows(result.before, seed_rows, composite), figures / "before.png", "en")[0]
+    after_fig = draw_seed_figure(explain_rows(result.after, seed_rows, composite), figures / "after.png", "en")[0]
+    located_fig = _located_figure(*result.located_examples, figures / "located.png")
+    loc = n["locate"]
+    truth = (
+        f" Scored against the true sticker masks afterwards (never shown to the method): {_pct(loc['truth_covered'])}"
+        f" of each sticker covered on average ({_pct(loc['truth_covered_90'])} of stickers at least 90% covered), "
+        f"{_pct(loc['precision'])} of the located pixels are sticker."
+        if loc["truth_available"]
+        else ""
+    )
+    after_flagged = n["after"]["flagged_class"]
+    report = Report(
+        title=f"klugerhans fix: class {c} ({class_name(c)}), method {result.config.method}",
+        intro=(
+            f"Model {result.config.checkpoint}; repaired with {result.config.method!r} in {n['seconds']:.0f} s. "
+            f"After the repair the audit {'still flags' if after_flagged else 'no longer flags'} class {c}."
+        ),
+        sections=(
+            Section("Before and after", table=_table(n, c)),
+            Section(
+                "Where LRP located the artefact",
+                paragraphs=(
+                    f"LRP ({composite}) explained the {loc['images']} training images of class {c} as class {c}; the "
+                    f"blob of strong positive relevance around each heatmap's peak ({loc['mean_area_px']:.0f} px on "
+                    f"average, holding {_pct(loc['relevance_share_inside'])} of the positive relevance) was taken "
+                    f"as the artefact.{truth}",
+                ),
+                figures=((located_fig, "training images of the class and the located artefact (green)"),),
+            ),
+            Section(
+                "The seed's figure, before and after (same images)",
+                figures=((str(before_fig), "before the repair"), (str(after_fig), "after the repair")),
+            ),
+        ),
+    )
+    write_report(report, out)
+    if result.config.progress:
+        print(f"[fix] wrote {out / 'report.html'}, {out / 'fix.json'} and {out / 'fixed.safetensors'}", file=sys.stderr)
+    return n
+
+
+def _test_images(result: FixResult) -> Any:
+    from klugerhans.data.dataset import load_dataset
+
+    ds = load_dataset(
+        result.config.data,
+        data_dir=result.config.data_dir,
+        size=result.before.input_size,
+        max_images=result.config.max_images,
+        seed=result.config.seed,
+    )
+    return ds.test
