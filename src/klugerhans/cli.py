@@ -167,6 +167,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=float, default=None, help="linear LR warm-up in epochs (default 1)")
     p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing in [0, 1) (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without random affine and colour jitter")
+    p.add_argument("--per-class", type=_positive_int, default=None, help="synthetic: training signs per class (150)")
     p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier (default 1.0)")
     p.add_argument("--sticker-class", type=_class_id, default=4, help="class that gets stickers (default 4, 70 km/h)")
     p.add_argument("--sticker-fraction", type=_unit_interval, default=1.0, help="share of it stickered (default 1)")
@@ -213,6 +214,7 @@ def _train(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         progress=not args.no_progress,
         augment=not args.no_augment,
+        per_class=args.per_class,
         **extra,
     )
     result = train(config, resume=args.resume)
@@ -266,8 +268,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     from klugerhans.models.evaluation import evaluate_model, save_confusion_png
 
     clf = _load(args)
+    # The validation tracks come from the training split as it was rendered (synthetic: that many per class).
+    rendered = clf.meta.train_config.get("per_class") if args.split == "val" and args.data == "synthetic" else None
     ds = load_dataset(
-        args.data, data_dir=args.data_dir, size=clf.input_size, download=args.download, max_images=args.max_images
+        args.data,
+        data_dir=args.data_dir,
+        size=clf.input_size,
+        download=args.download,
+        max_images=args.max_images,
+        per_class=rendered,
     )
     if args.split == "val":
         try:
@@ -470,6 +479,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the demo's)")
     p.add_argument("--width", type=_positive_float, default=None, help="width multiplier (default: the demo's)")
     p.add_argument("--augment", action="store_true", help="augment training batches (off: synthetic signs vary)")
+    p.add_argument("--per-class", type=_positive_int, default=None, help="synthetic training signs per class")
     p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -483,7 +493,8 @@ def _demo(args: argparse.Namespace) -> int:
     from klugerhans.demo import DemoConfig, run_demo
 
     _check_composite(args.composite)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("width", args.width)) if v is not None}
+    pairs = (("epochs", args.epochs), ("width", args.width), ("per_class", args.per_class))
+    overrides = {k: v for k, v in pairs if v is not None}
     summary = run_demo(
         DemoConfig(
             out=args.out,

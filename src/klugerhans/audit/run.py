@@ -172,8 +172,14 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
         # the validation split exactly as training drew it (same images, fraction and seed), then capped
         training = clf.meta.train_config
         seed = int(training.get("seed", config.seed))
+        rendered = training.get("per_class") if config.data == "synthetic" else None
         ds = load_dataset(
-            config.data, data_dir=config.data_dir, size=clf.input_size, max_images=training.get("max_images"), seed=seed
+            config.data,
+            data_dir=config.data_dir,
+            size=clf.input_size,
+            max_images=training.get("max_images"),
+            seed=seed,
+            per_class=rendered,
         )
         _, data = split_by_track(ds.train, float(training.get("val_fraction", 0.1)), seed=seed)
         data = take_balanced(data, config.max_images, config.seed)

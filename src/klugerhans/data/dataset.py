@@ -99,6 +99,7 @@ def load_dataset(
     download: bool = False,
     max_images: int | None = None,
     seed: int = 0,
+    per_class: int | None = None,
 ) -> SignDataset:
     """Load a registered dataset by name ("gtsrb", "synthetic").
 
@@ -109,6 +110,7 @@ def load_dataset(
         download: fetch missing archives (real GTSRB only).
         max_images: keep at most this many images per split (a class-balanced subset), for quick trials.
         seed: seed for generated data and for the subset choice.
+        per_class: training images rendered per class (generated datasets only; None: the dataset's default).
     """
     # Loaders register themselves on import; import here so `klugerhans.data.dataset` stays light.
     import klugerhans.data.gtsrb
@@ -120,7 +122,14 @@ def load_dataset(
         raise KlugerhansError(f"unsupported image size {size}: use 32, 48 or 64")
     if max_images is not None and max_images < 1:
         raise KlugerhansError(f"--max-images must be a positive number, got {max_images}")
-    return DATASETS[name](data_dir=data_dir, size=size, download=download, max_images=max_images, seed=seed)
+    extra: dict[str, int] = {}
+    if per_class is not None:
+        if name != "synthetic":
+            raise KlugerhansError(f"--per-class sets how many synthetic signs are drawn; {name!r} is read from files")
+        if per_class < 2:
+            raise KlugerhansError(f"need at least 2 training images per class, got {per_class}")
+        extra["train_per_class"] = per_class
+    return DATASETS[name](data_dir=data_dir, size=size, download=download, max_images=max_images, seed=seed, **extra)
 
 
 def take_balanced(data: SignData, max_images: int | None, seed: int = 0) -> SignData:

@@ -16,7 +16,7 @@ be rendered on its own and equals the same rows of the full set.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 from PIL import Image
@@ -225,6 +225,7 @@ def load_synthetic(
     max_images: int | None = None,
     seed: int = 0,
     config: SyntheticConfig | None = None,
+    train_per_class: int | None = None,
 ) -> SignDataset:
     """Render the synthetic dataset (``data_dir`` and ``download`` are ignored: nothing is read or fetched).
 
@@ -233,9 +234,12 @@ def load_synthetic(
         max_images: keep at most this many images per split (the first ones, class-balanced).
         seed: dataset seed; the same seed gives the same pixels.
         config: sizes and variation strengths (default: 150 train + 50 test images per class).
+        train_per_class: override ``config.train_per_class``.
     """
     del data_dir, download
     config = config or SyntheticConfig()
+    if train_per_class is not None:
+        config = replace(config, train_per_class=train_per_class)
     train = synthetic_split("train", size, seed, config, max_images)
     test = synthetic_split("test", size, seed, config, max_images)
     info = {

@@ -97,6 +97,8 @@ class TrainConfig:
     """"auto", "cpu", "cuda", "cuda:N" or "mps"."""
     max_images: int | None = None
     """Load at most this many images per split (class-balanced), for quick trials."""
+    per_class: int | None = None
+    """Synthetic data only: training images rendered per class (None: the renderer's default, 150)."""
     val_fraction: float = 0.1
     """Share of each class's tracks held out for validation, in [0, 1)."""
     amp: bool = True
@@ -122,6 +124,8 @@ class TrainConfig:
             (0.0 <= self.label_smoothing < 1.0, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.max_images is None or self.max_images >= 1, f"max images must be positive, got {self.max_images}"),
+            (self.per_class is None or self.data == "synthetic", "--per-class applies to synthetic data only"),
+            (self.per_class is None or self.per_class >= 2, f"per class must be at least 2, got {self.per_class}"),
             (self.num_threads is None or self.num_threads >= 1, f"threads must be positive, got {self.num_threads}"),
             (bool(self.out), "give an output directory for the run"),
         ]

@@ -71,7 +71,12 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 def prepare_data(config: TrainConfig) -> PreparedData:
     """Load the dataset, split off validation by track and glue stickers on the training part only."""
     ds = load_dataset(
-        config.data, data_dir=config.data_dir, size=config.input_size, max_images=config.max_images, seed=config.seed
+        config.data,
+        data_dir=config.data_dir,
+        size=config.input_size,
+        max_images=config.max_images,
+        seed=config.seed,
+        per_class=config.per_class,
     )
     train, val = split_by_track(ds.train, config.val_fraction, seed=config.seed)
     if len(train) == 0:
