@@ -213,7 +213,8 @@ def compute_fix(config: FixConfig) -> FixResult:
         numbers["control"] = _measure(control, prepared.test, sticker, config.seed)
     numbers["after"]["flagged_class"] = class_id in numbers["after"]["audit"]["flagged"]
     numbers["seconds"] = time.perf_counter() - start
-    examples = (prepared.train.images[rows[:8]], located.masks[:8])
+    shown = np.unique(np.linspace(0, len(rows) - 1, num=min(8, len(rows))).round().astype(int))  # spread over tracks
+    examples = (prepared.train.images[rows[shown]], located.masks[shown])
     return FixResult(config, before, after, control, int(class_id), numbers, examples)
 
 
