@@ -70,7 +70,7 @@ def test_rrr_makes_the_model_blind_inside_the_mask():
     def sensitivity(model):
         step = TrainStep(model, make_optimizer(model, 0.1, 0.0), Normalization(), torch.device("cpu"))
         x = torch.from_numpy(decoy).permute(0, 3, 1, 2).contiguous()
-        return float(_rrr_penalty(model.eval(), step, x, torch.from_numpy(masks.astype(np.float32))))
+        return float(_rrr_penalty(model.eval(), step, x, torch.from_numpy(masks.astype(np.float32))).detach())
 
     config = FineTuneConfig(epochs=4, lr=0.05, batch_size=16, augment=False, rrr_weight=0.0)
     torch.manual_seed(0)
