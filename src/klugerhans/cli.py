@@ -596,11 +596,13 @@ def _fix_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--counterfactual", type=float, default=0.1, help="inpaint: share of other images given the artefact (0.1)"
     )
+    p.add_argument("--locate-dilate", type=_non_negative_int, default=1, help="grow located blobs by N px (1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 @_command("fix", "unlearn a shortcut that LRP located; before/after report", _fix_args)
 def _fix(args: argparse.Namespace) -> int:
+    from klugerhans.fix.locate import LocateConfig
     from klugerhans.fix.report import write_fix
     from klugerhans.fix.run import FixConfig, compute_fix
 
@@ -616,6 +618,7 @@ def _fix(args: argparse.Namespace) -> int:
         lr=args.lr,
         rrr_weight=args.rrr_weight,
         counterfactual=args.counterfactual,
+        locate=LocateConfig(dilate=args.locate_dilate),
         max_images=args.max_images,
         device=args.device,
         seed=args.seed,
