@@ -76,7 +76,7 @@ def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "e
     n = result.numbers
     c = result.class_id
     composite = result.config.locate.composite
-    seed_rows = pick_seed_rows(result.before, _test_images(result), seed=result.config.seed)
+    seed_rows = pick_seed_rows(result.before, result.test, seed=result.config.seed)
     before_fig = draw_seed_figure(explain_rows(result.before, seed_rows, composite), figures / "before.png", "en")[0]
     after_fig = draw_seed_figure(explain_rows(result.after, seed_rows, composite), figures / "after.png", "en")[0]
     located_fig = _located_figure(*result.located_examples, figures / "located.png")
@@ -117,16 +117,3 @@ def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "e
     if result.config.progress:
         print(f"[fix] wrote {out / 'report.html'}, {out / 'fix.json'} and {out / 'fixed.safetensors'}", file=sys.stderr)
     return n
-
-
-def _test_images(result: FixResult) -> Any:
-    from klugerhans.data.dataset import load_dataset
-
-    ds = load_dataset(
-        result.config.data,
-        data_dir=result.config.data_dir,
-        size=result.before.input_size,
-        max_images=result.config.max_images,
-        seed=result.config.seed,
-    )
-    return ds.test

@@ -25,6 +25,7 @@ import numpy as np
 
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.run import audit_classifier, load_audit_data
+from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
 from klugerhans.fix.finetune import FineTuneConfig
 from klugerhans.fix.locate import LocateConfig, locate_artifacts
@@ -111,6 +112,8 @@ class FixResult:
     """Everything that goes into ``fix.json``."""
     located_examples: tuple[np.ndarray, np.ndarray]
     """(K, S, S, 3) images of the class and their (K, S, S) located masks, for the report."""
+    test: SignData
+    """The clean test split everything was measured on (the report's figure picks its images from it)."""
 
 
 def _say(message: str, progress: bool) -> None:
@@ -215,7 +218,7 @@ def compute_fix(config: FixConfig) -> FixResult:
     numbers["seconds"] = time.perf_counter() - start
     shown = np.unique(np.linspace(0, len(rows) - 1, num=min(8, len(rows))).round().astype(int))  # spread over tracks
     examples = (prepared.train.images[rows[shown]], located.masks[shown])
-    return FixResult(config, before, after, control, int(class_id), numbers, examples)
+    return FixResult(config, before, after, control, int(class_id), numbers, examples, prepared.test)
 
 
 def save_fixed(result: FixResult, out: Path) -> Path:
