@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from klugerhans.cli import main
 
 
@@ -27,3 +29,28 @@ def test_reduced_demo_writes_report_figure_and_summary(tmp_path, capsys):
         main(["demo", "--out", str(out), "--max-images", "430", "--epochs", "1", "--width", "0.125", "--no-progress"])
         == 0
     )
+
+
+def test_demo_sticker_size_is_validated():
+    from klugerhans.demo import DemoConfig
+    from klugerhans.errors import KlugerhansError
+    from klugerhans.models.training import TrainConfig
+
+    assert DemoConfig().sticker_size == TrainConfig.sticker_size
+    with pytest.raises(KlugerhansError, match="sticker size"):
+        DemoConfig(sticker_size=1.5)
+
+
+def test_demo_sticker_size_flag_reaches_the_training_run(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--max-images", "86", "--epochs", "1", "--width", "0.125"]
+    assert main([*args, "--sticker-size", "0.3", "--no-progress"]) == 0
+    config = json.loads((out / "run" / "config.json").read_text())["config"]
+    assert config["sticker_size"] == 0.3
+    assert json.loads((out / "summary.json").read_text())["sticker_size"] == 0.3
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--sticker-size", "1.5"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sticker" in err

@@ -480,6 +480,12 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=_positive_float, default=None, help="width multiplier (default: the demo's)")
     p.add_argument("--augment", action="store_true", help="augment training batches (off: synthetic signs vary)")
     p.add_argument("--per-class", type=_positive_int, default=None, help="synthetic training signs per class")
+    p.add_argument(
+        "--sticker-size",
+        type=_open_unit_interval,
+        default=None,
+        help="sticker side as a share of the sign (default 0.2)",
+    )
     p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
@@ -493,7 +499,12 @@ def _demo(args: argparse.Namespace) -> int:
     from klugerhans.demo import DemoConfig, run_demo
 
     _check_composite(args.composite)
-    pairs = (("epochs", args.epochs), ("width", args.width), ("per_class", args.per_class))
+    pairs = (
+        ("epochs", args.epochs),
+        ("width", args.width),
+        ("per_class", args.per_class),
+        ("sticker_size", args.sticker_size),
+    )
     overrides = {k: v for k, v in pairs if v is not None}
     summary = run_demo(
         DemoConfig(
