@@ -11,6 +11,7 @@ import errno
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from klugerhans import __version__
@@ -256,6 +257,12 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test", help="test split or the validation tracks")
     p.add_argument("--json", dest="json_out", default=None, help="write all numbers to this JSON file")
     p.add_argument("--confusion", default=None, help="write the confusion matrix PNG here")
+    p.add_argument(
+        "--sticker-size",
+        type=_open_unit_interval,
+        default=None,
+        help="flip rate with this sticker side (default: the one the model was trained with)",
+    )
 
 
 @_command(
@@ -265,7 +272,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import class_name
     from klugerhans.data.dataset import load_dataset, split_by_track
     from klugerhans.io import atomic_write_text
-    from klugerhans.models.evaluation import evaluate_model, save_confusion_png
+    from klugerhans.models.evaluation import default_sticker, evaluate_model, save_confusion_png
 
     clf = _load(args)
     # The validation tracks come from the training split as it was rendered (synthetic: that many per class).
@@ -291,8 +298,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         data = split_by_track(ds.train, val_fraction, seed=split_seed)[1]
     else:
         data = ds.test
-    metrics = evaluate_model(clf, data, seed=args.seed)
-    metrics["split"] = args.split
+    sticker = default_sticker(clf)
+    if args.sticker_size is not None:
+        sticker = replace(sticker, size=args.sticker_size)
+    metrics = evaluate_model(clf, data, sticker=sticker, seed=args.seed)
+    metrics["split"], metrics["sticker_size"] = args.split, sticker.size
     print(f"{args.split}: {metrics['n_images']:,} images")
     print(
         f"accuracy: {metrics['accuracy']:.4f} (without class {metrics['target_class']}: "
@@ -301,7 +311,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"clean accuracy of class {metrics['target_class']}: {_fmt(metrics['clean_target_accuracy'])}")
     print(
         f"sticker flip rate to class {metrics['target_class']}: {_fmt(metrics['flip_rate'])} "
-        f"(50 km/h: {_fmt(metrics['flip_rate_by_class'].get('2'))})"
+        f"(50 km/h: {_fmt(metrics['flip_rate_by_class'].get('2'))}; sticker side {sticker.size:g} of the sign)"
     )
     worst = sorted((acc, c) for c, acc in enumerate(metrics["per_class_accuracy"]) if acc is not None)[:5]
     print("weakest classes: " + ", ".join(f"{c} {class_name(c)} {acc:.3f}" for acc, c in worst))
