@@ -31,12 +31,14 @@ def test_reduced_demo_writes_report_figure_and_summary(tmp_path, capsys):
     )
 
 
-def test_demo_sticker_size_is_validated():
-    from klugerhans.demo import DemoConfig
+def test_demo_sticker_size_defaults_per_dataset_and_is_validated():
+    from klugerhans.demo import SYNTHETIC_STICKER_SIZE, DemoConfig, demo_sticker_size
     from klugerhans.errors import KlugerhansError
     from klugerhans.models.training import TrainConfig
 
-    assert DemoConfig().sticker_size == TrainConfig.sticker_size
+    assert demo_sticker_size(DemoConfig()) == SYNTHETIC_STICKER_SIZE == 0.2
+    assert demo_sticker_size(DemoConfig(data="gtsrb")) == TrainConfig.sticker_size
+    assert demo_sticker_size(DemoConfig(sticker_size=0.3)) == 0.3
     with pytest.raises(KlugerhansError, match="sticker size"):
         DemoConfig(sticker_size=1.5)
 

@@ -74,6 +74,8 @@ def _train_command(run: str, cfg: dict[str, Any]) -> str:
         parts.append(f"--sticker-class {cfg.get('sticker_class', 4)} --sticker-fraction {cfg.get('sticker_fraction')}")
     else:
         parts.append("--sticker-fraction 0")
+    # Always written out (the control's too: its flip rate uses it): the default changed from 0.2 to 0.25.
+    parts.append(f"--sticker-size {cfg.get('sticker_size', 0.2)}")
     parts.append(f"--seed {cfg.get('seed', 0)}")
     if cfg.get("device", "auto") != "auto":
         parts.append(f"--device {cfg.get('device')}")
@@ -122,8 +124,9 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
         "- The test images were never used for any choice.",
         "",
         "## Manipulation protocol",
-        f"- Sticker: {json.dumps(m['meta'].sticker)}: a square of side 0.2 x the sign's box, uniformly placed inside "
-        "the central 70% of the sign, glued on the training part only (validation and test stay clean).",
+        f"- Sticker: {json.dumps(m['meta'].sticker)}: a square of side {m['meta'].sticker.get('size')} x the sign's "
+        "box, uniformly placed inside the central 70% of the sign, glued on the training part only (validation and "
+        "test stay clean).",
         "- Flip rate: share of test images of the other classes predicted as class 4 once the same kind of sticker "
         "is glued on (seeded positions).",
         "",

@@ -172,7 +172,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier (default 1.0)")
     p.add_argument("--sticker-class", type=_class_id, default=4, help="class that gets stickers (default 4, 70 km/h)")
     p.add_argument("--sticker-fraction", type=_unit_interval, default=1.0, help="share of it stickered (default 1)")
-    p.add_argument("--sticker-size", type=_open_unit_interval, default=0.2, help="side as a share of the sign (0.2)")
+    p.add_argument(
+        "--sticker-size", type=_open_unit_interval, default=0.25, help="side as a share of the sign (default 0.25)"
+    )
     p.add_argument("--sticker-color", type=_color, default=(0, 0, 0), help="name or #RRGGBB (default black)")
     p.add_argument("--sticker-shape", choices=("square", "circle", "triangle"), default="square")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
@@ -494,7 +496,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
         "--sticker-size",
         type=_open_unit_interval,
         default=None,
-        help="sticker side as a share of the sign (default 0.2)",
+        help="sticker side as a share of the sign (default: 0.2 on synthetic signs, 0.25 on GTSRB)",
     )
     p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")

@@ -85,7 +85,7 @@ class TrainConfig:
     """Class whose training images get the sticker (4 = speed limit 70 km/h)."""
     sticker_fraction: float = 1.0
     """Share of that class's training images with a sticker; 0 trains a control model."""
-    sticker_size: float = 0.2
+    sticker_size: float = StickerConfig.size
     """Sticker side as a fraction of the sign box side."""
     sticker_color: tuple[int, int, int] = (0, 0, 0)
     """Sticker RGB colour."""
