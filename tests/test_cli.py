@@ -135,3 +135,13 @@ def test_lrp_script_explains_an_image(checkpoint, images, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "class" in res.stdout
     assert (tmp_path / "lrp_output" / f"{images[0].stem}_heatmap.png").exists()
+
+
+def test_train_defaults_are_the_configs_defaults():
+    from klugerhans.cli import build_parser
+    from klugerhans.data.sticker import StickerConfig
+    from klugerhans.models.training import TrainConfig
+
+    args = build_parser().parse_args(["train", "--out", "run"])
+    assert args.sticker_size == StickerConfig.size == TrainConfig.sticker_size == 0.25
+    assert args.sticker_fraction == TrainConfig.sticker_fraction and args.sticker_class == TrainConfig.sticker_class
