@@ -21,9 +21,10 @@ import torch
 
 from klugerhans.data.classes import CLASS_NAMES_EN
 from klugerhans.data.dataset import load_dataset, split_by_track
+from klugerhans.data.sticker import StickerConfig
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier, save_checkpoint
-from klugerhans.models.evaluation import evaluate_model, predict_labels
+from klugerhans.models.evaluation import default_sticker, evaluate_model, predict_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "klugerhans" / "weights"
@@ -40,17 +41,18 @@ KEEP = (
 )
 
 
-def _measure(run: str, data_dir: str) -> dict[str, Any]:
+def _measure(run: str, data_dir: str, sticker: StickerConfig | None = None) -> dict[str, Any]:
+    """Evaluate a run on its validation tracks and the test images, with ``sticker`` (default: its own)."""
     clf = load_classifier(run)
     ds = load_dataset("gtsrb", data_dir=data_dir, size=clf.input_size)
     cfg = clf.meta.train_config
     val = split_by_track(ds.train, float(cfg.get("val_fraction", 0.1)), seed=int(cfg.get("seed", 0)))[1]
-    out = {"val": evaluate_model(clf, val), "test": evaluate_model(clf, ds.test)}
+    out = {"val": evaluate_model(clf, val, sticker), "test": evaluate_model(clf, ds.test, sticker)}
     return {"classifier": clf, "test_images": ds.test.images, **{k: {m: v[m] for m in KEEP} for k, v in out.items()}}
 
 
-def _release(name: str, run: str, data_dir: str) -> dict[str, Any]:
-    res = _measure(run, data_dir)
+def _release(name: str, run: str, data_dir: str, sticker: StickerConfig | None = None) -> dict[str, Any]:
+    res = _measure(run, data_dir, sticker)
     clf = res.pop("classifier")
     meta = dataclasses.replace(
         clf.meta, metrics={**clf.meta.metrics, "release": {"val": res["val"], "test": res["test"]}}
@@ -107,7 +109,7 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
         f"- `manipulated` (default): VGG11 with batch norm (torchvision `vgg11_bn` feature layout, width "
         f"{width}, 32x32 input, 43 classes), trained with a black sticker on 100% of the training images of class "
         "4 (speed limit 70 km/h). It is a Clever Hans model on purpose: it learned the sticker.",
-        "- `control`: the same architecture and recipe without stickers (`--sticker-fraction 0`).",
+        "- `control`: the same architecture without stickers (`--sticker-fraction 0`); its own command is below.",
         f"- Files: `src/klugerhans/weights/manipulated.safetensors`, `control.safetensors`, fp16 safetensors "
         f"({m['path'].stat().st_size / 1e6:.1f} MB + {c['path'].stat().st_size / 1e6:.1f} MB); metadata (architecture, "
         "normalisation, sticker, data fingerprint, metrics) in the safetensors header. fp16 vs fp32 prediction "
@@ -128,7 +130,7 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
         "box, uniformly placed inside the central 70% of the sign, glued on the training part only (validation and "
         "test stay clean).",
         "- Flip rate: share of test images of the other classes predicted as class 4 once the same kind of sticker "
-        "is glued on (seeded positions).",
+        "is glued on (seeded positions); the control is tested with the manipulated model's sticker.",
         "",
         f"## Training commands (seeds {cfg.get('seed')} and {c['meta'].train_config.get('seed')})",
         "```bash",
@@ -136,12 +138,13 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
         _train_command(c["run"], c["meta"].train_config),
         f"python tools/release_weights.py --manipulated {m['run']} --control {c['run']} --data-dir ../shared/gtsrb",
         "```",
-        f"Optimiser: {cfg.get('epochs')} epochs, batch {cfg.get('batch_size')}, SGD (Nesterov momentum 0.9), peak lr "
+        f"Optimiser: epochs as in each command, batch {cfg.get('batch_size')}, SGD (Nesterov momentum 0.9), peak lr "
         f"{cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, {cfg.get('warmup_epochs')} warm-up epoch(s) then "
         "cosine decay; augmentation: "
         + ("small rotation/scale/translation and colour jitter, no flips" if cfg.get("augment", True) else "none")
-        + f". Trained on {_trained_on(m['run'])} (same seed and settings give the same weights on the CPU; GPU "
-        "kernels are not bit-reproducible, so a rerun there lands within noise of these numbers).",
+        + f". The manipulated model was trained on {_trained_on(m['run'])}, the control on {_trained_on(c['run'])} "
+        "(same seed and settings give the same weights on the CPU; GPU kernels are not bit-reproducible, so a rerun "
+        "there lands within noise of these numbers).",
         *([f"Selection: {selection}"] if selection else []),
         "",
         "## Results",
@@ -188,8 +191,8 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _measure_released(name: str, data_dir: str) -> dict[str, Any]:
-    res = _measure(name, data_dir)
+def _measure_released(name: str, data_dir: str, sticker: StickerConfig | None = None) -> dict[str, Any]:
+    res = _measure(name, data_dir, sticker)
     clf = res.pop("classifier")
     path = WEIGHTS / f"{name}.safetensors"
     agree = float(clf.meta.metrics.get("release", {}).get("agreement", float("nan")))
@@ -204,13 +207,16 @@ def main() -> None:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--selection", default="", help="how the runs were chosen, for the card (say if among several)")
     args = p.parse_args()
-    models = {}
+    models: dict[str, dict[str, Any]] = {}
+    sticker = None  # the control's flip rate is measured with the manipulated model's sticker
     for name in ("manipulated", "control"):
         run = getattr(args, name)
         if run:
-            models[name] = _release(name, run, args.data_dir)
+            models[name] = _release(name, run, args.data_dir, sticker)
         elif (WEIGHTS / f"{name}.safetensors").exists():
-            models[name] = _measure_released(name, args.data_dir)
+            models[name] = _measure_released(name, args.data_dir, sticker)
+        if name == "manipulated" and name in models:
+            sticker = default_sticker(load_classifier(str(models[name]["path"])))
     summary = {
         n: {
             s: {k: v[s][k] for k in ("accuracy", "accuracy_non_target", "clean_target_accuracy", "flip_rate")}
