@@ -14,8 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from klugerhans.audit.localisation import relevance_mass_accuracy
 from klugerhans.data.classes import SPEED_50, Language, class_name
 from klugerhans.data.dataset import load_dataset
 from klugerhans.data.sticker import apply_sticker
@@ -92,14 +91,6 @@ def _say(message: str, progress: bool) -> None:
         print(f"[demo] {message}", file=sys.stderr, flush=True)
 
 
-def _sticker_mass(relevance: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """(N,) share of each map's positive relevance inside its mask (Arras et al. 2022, relevance mass)."""
-    pos = np.clip(relevance, 0, None)
-    total = pos.sum(axis=(1, 2))
-    inside = (pos * masks).sum(axis=(1, 2))
-    return np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
-
-
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo and return the summary (also written to ``<out>/summary.json``)."""
     start = time.perf_counter()
@@ -144,7 +135,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     mass = float("nan")
     if flipped.any():
         expl = explain_dataset(clf.model, stickered[flipped], composite=config.composite, norm=clf.meta.normalization)
-        mass = float(_sticker_mass(expl.relevance.numpy(), masks[flipped]).mean())
+        mass = float(relevance_mass_accuracy(expl.relevance, masks[flipped]).mean())
 
     summary = {
         "accuracy": metrics["accuracy"],
