@@ -47,8 +47,10 @@ def _measure(run: str, data_dir: str, sticker: StickerConfig | None = None) -> d
     ds = load_dataset("gtsrb", data_dir=data_dir, size=clf.input_size)
     cfg = clf.meta.train_config
     val = split_by_track(ds.train, float(cfg.get("val_fraction", 0.1)), seed=int(cfg.get("seed", 0)))[1]
+    sticker = sticker or default_sticker(clf)
     out = {"val": evaluate_model(clf, val, sticker), "test": evaluate_model(clf, ds.test, sticker)}
-    return {"classifier": clf, "test_images": ds.test.images, **{k: {m: v[m] for m in KEEP} for k, v in out.items()}}
+    measured = {k: {m: v[m] for m in KEEP} for k, v in out.items()}
+    return {"classifier": clf, "test_images": ds.test.images, "sticker": sticker, **measured}
 
 
 def _release(name: str, run: str, data_dir: str, sticker: StickerConfig | None = None) -> dict[str, Any]:
@@ -61,7 +63,15 @@ def _release(name: str, run: str, data_dir: str, sticker: StickerConfig | None =
     half = load_classifier(path)
     agree = float((predict_labels(half, res["test_images"]) == predict_labels(clf, res["test_images"])).mean())
     print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB), fp16 vs fp32 prediction agreement {agree:.4f}")
-    return {"path": path, "meta": meta, "agreement": agree, "val": res["val"], "test": res["test"], "run": run}
+    return {
+        "path": path,
+        "meta": meta,
+        "agreement": agree,
+        "val": res["val"],
+        "test": res["test"],
+        "run": run,
+        "sticker": res["sticker"],
+    }
 
 
 def _pct(v: float | None) -> str:
@@ -197,7 +207,15 @@ def _measure_released(name: str, data_dir: str, sticker: StickerConfig | None = 
     path = WEIGHTS / f"{name}.safetensors"
     agree = float(clf.meta.metrics.get("release", {}).get("agreement", float("nan")))
     run = str(clf.meta.train_config.get("out", name))
-    return {"path": path, "meta": clf.meta, "agreement": agree, "val": res["val"], "test": res["test"], "run": run}
+    return {
+        "path": path,
+        "meta": clf.meta,
+        "agreement": agree,
+        "val": res["val"],
+        "test": res["test"],
+        "run": run,
+        "sticker": res["sticker"],
+    }
 
 
 def main() -> None:
@@ -216,7 +234,7 @@ def main() -> None:
         elif (WEIGHTS / f"{name}.safetensors").exists():
             models[name] = _measure_released(name, args.data_dir, sticker)
         if name == "manipulated" and name in models:
-            sticker = default_sticker(load_classifier(str(models[name]["path"])))
+            sticker = models[name]["sticker"]
     summary = {
         n: {
             s: {k: v[s][k] for k in ("accuracy", "accuracy_non_target", "clean_target_accuracy", "flip_rate")}
