@@ -5,7 +5,8 @@
 Glues the model's sticker onto correctly classified test signs of other classes, keeps up to ``--n`` that flip
 to the sticker's class, explains that class with each LRP composite and prints the relevance mass accuracy on
 the exact and grown masks, the share of positive relevance below a tenth of the map's maximum, and the
-pointing game.
+pointing game; then, for ``epsilon_plus_flat``, how its positive relevance splits between the sticker's inside, its
+outermost row of pixels, the row just outside it and the rest of the image.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from klugerhans.audit.localisation import pointing_game, relevance_mass_accuracy
 from klugerhans.data.dataset import load_dataset
@@ -25,6 +28,14 @@ from klugerhans.models.preprocess import to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSITES = ("epsilon_plus_flat", "epsilon_plus", "epsilon_gamma_box", "epsilon_alpha2_beta1_flat")
+
+
+def _bands(masks: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, S, S) masks -> the sticker's inside (eroded 1 px), its outermost row, the row outside it, the rest."""
+    m = torch.from_numpy(masks)[:, None].float()
+    inside = (1 - F.max_pool2d(1 - m, 3, 1, 1))[:, 0].numpy() > 0.5
+    grown = F.max_pool2d(m, 3, 1, 1)[:, 0].numpy() > 0.5
+    return {"inside": inside, "edge": masks & ~inside, "outside row": grown & ~masks, "rest": ~grown}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,6 +61,14 @@ def main(argv: list[str] | None = None) -> None:
         haze = ((pos * (pos < 0.1 * peak)).sum((1, 2)) / pos.sum((1, 2))).mean()
         mass = [relevance_mass_accuracy(r, m, t).mean() for t in range(4)]
         print(" | ".join([name, *(f"{v:.3f}" for v in mass), f"{haze:.3f}", f"{pointing_game(r, m).mean():.2f}"]))
+        if name == "epsilon_plus_flat":
+            flat = pos
+    total = flat.sum((1, 2))
+    print("epsilon_plus_flat, positive relevance by band: band | pixels | share | density vs a uniform map")
+    for band, a in _bands(m).items():
+        share = (flat * a).sum((1, 2)) / total
+        density = share * a[0].size / np.maximum(a.sum((1, 2)), 1)
+        print(f"{band} | {a.sum((1, 2)).mean():.1f} | {share.mean():.3f} | {density.mean():.2f}")
 
 
 if __name__ == "__main__":
