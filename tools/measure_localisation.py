@@ -6,7 +6,8 @@ Glues the model's sticker onto correctly classified test signs of other classes,
 to the sticker's class, explains that class with each LRP composite and prints the relevance mass accuracy on
 the exact and grown masks, the share of positive relevance below a tenth of the map's maximum, and the
 pointing game; then, for ``epsilon_plus_flat``, how its positive relevance splits between the sticker's inside, its
-outermost row of pixels, the row just outside it and the rest of the image.
+outermost row of pixels, the row just outside it and the rest of the image; and its mass when it explains the
+logit difference to the sign's true class instead of class 4 alone.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     images, masks = apply_sticker(test.images[pool[:400]], test.boxes[pool[:400]], sticker, seed=0)
     keep = np.flatnonzero(predict_labels(clf, images) == sticker.target_class)[: args.n]
     x, m = to_tensor(images[keep], clf.meta.normalization), masks[keep]
+    true = test.labels[pool[:400]][keep]
     print(f"{len(keep)} flipped signs, sticker covers {m.mean():.1%} of the image")
     print("composite | exact | +1 px | +2 px | +3 px | haze share | pointing game")
     for name in COMPOSITES:
@@ -69,6 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         share = (flat * a).sum((1, 2)) / total
         density = share * a[0].size / np.maximum(a.sum((1, 2)), 1)
         print(f"{band} | {a.sum((1, 2)).mean():.1f} | {share.mean():.3f} | {density.mean():.2f}")
+    # Output relevance 1 on class 4 and -1 on the true class: LRP explains the logit difference f_4 - f_true.
+    lrp = LRP(clf.model, "epsilon_plus_flat", init="one")
+    contrast = (lrp(x, sticker.target_class).relevance - lrp(x, true).relevance).sum(1).numpy()
+    mass = relevance_mass_accuracy(contrast, m, 0).mean()
+    print(f"epsilon_plus_flat, class 4 against the true class: mass {mass:.3f}")
 
 
 if __name__ == "__main__":
