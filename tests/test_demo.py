@@ -56,3 +56,19 @@ def test_demo_sticker_size_flag_reaches_the_training_run(tmp_path, capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sticker" in err
+
+
+def test_reduced_demo_on_real_gtsrb_uses_the_real_signs_and_the_default_sticker(tmp_path, capsys, gtsrb_dir):
+    from klugerhans.models.training import TrainConfig
+
+    out = tmp_path / "demo"
+    args = ["demo", "--data", "gtsrb", "--data-dir", str(gtsrb_dir), "--out", str(out)]
+    assert main([*args, "--max-images", "430", "--epochs", "1", "--width", "0.125", "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"] == "gtsrb" and summary["sticker_size"] == TrainConfig.sticker_size
+    assert 0 < summary["n_test_images"] <= 430  # --max-images caps every split
+    for key in ("accuracy", "clean_target_accuracy", "flip_rate", "sticker_relevance_mass", "seconds"):
+        assert 0.0 <= summary[key] <= 1.0 or key == "seconds"
+    config = json.loads((out / "run" / "config.json").read_text())["config"]
+    assert config["data"] == "gtsrb" and config["data_dir"] == str(gtsrb_dir)
+    assert "flip_rate" in capsys.readouterr().out
