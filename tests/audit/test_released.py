@@ -1,0 +1,31 @@
+"""Issue 5's done-when on real data: the audit finds the released model's sticker class without being told, and
+flags nothing on the released control."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from klugerhans.audit.config import AuditConfig
+from klugerhans.report.audit_report import run_audit
+
+
+@pytest.mark.parametrize(("name", "flagged"), [("manipulated", [4]), ("control", [])])
+def test_released_models_on_real_gtsrb(gtsrb_dir: Path, tmp_path: Path, name: str, flagged: list[int]) -> None:
+    config = AuditConfig(
+        checkpoint=name, data="gtsrb", data_dir=str(gtsrb_dir), out=str(tmp_path / name), methods=(),
+        tsne_classes=0, n_sanity=0, progress=False,
+    )  # fmt: skip
+    summary = run_audit(config)
+    assert summary["flagged"] == flagged
+    rates = sorted(
+        ((c["transplant"]["hijack_rate"], int(k)) for k, c in summary["per_class"].items() if c["transplant"]),
+        reverse=True,
+    )
+    if flagged:
+        # Ranked first, and its hijack rate at least 3x the next class's (the issue's bar).
+        assert summary["suspicion_ranking"][0] == rates[0][1] == 4
+        assert rates[0][0] >= 3 * rates[1][0]
+    else:
+        assert rates[0][0] < config.threshold
