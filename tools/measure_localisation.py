@@ -16,10 +16,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from klugerhans.audit.localisation import pointing_game, relevance_mass_accuracy
+from klugerhans.audit.localisation import dilate_masks, pointing_game, relevance_mass_accuracy
 from klugerhans.data.dataset import load_dataset
 from klugerhans.data.sticker import apply_sticker
 from klugerhans.explain.lrp import LRP
@@ -33,9 +31,8 @@ COMPOSITES = ("epsilon_plus_flat", "epsilon_plus", "epsilon_gamma_box", "epsilon
 
 def _bands(masks: np.ndarray) -> dict[str, np.ndarray]:
     """(N, S, S) masks -> the sticker's inside (eroded 1 px), its outermost row, the row outside it, the rest."""
-    m = torch.from_numpy(masks)[:, None].float()
-    inside = (1 - F.max_pool2d(1 - m, 3, 1, 1))[:, 0].numpy() > 0.5
-    grown = F.max_pool2d(m, 3, 1, 1)[:, 0].numpy() > 0.5
+    inside = ~dilate_masks(~masks, 1)
+    grown = dilate_masks(masks, 1)
     return {"inside": inside, "edge": masks & ~inside, "outside row": grown & ~masks, "rest": ~grown}
 
 
@@ -56,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     true = test.labels[pool[:400]][keep]
     print(f"{len(keep)} flipped signs, sticker covers {m.mean():.1%} of the image")
     print("composite | exact | +1 px | +2 px | +3 px | haze share | pointing game")
+    positive = {}
     for name in COMPOSITES:
         r = LRP(clf.model, name)(x, sticker.target_class).relevance.sum(1).numpy()
         pos = np.clip(r, 0, None)
@@ -63,8 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         haze = ((pos * (pos < 0.1 * peak)).sum((1, 2)) / pos.sum((1, 2))).mean()
         mass = [relevance_mass_accuracy(r, m, t).mean() for t in range(4)]
         print(" | ".join([name, *(f"{v:.3f}" for v in mass), f"{haze:.3f}", f"{pointing_game(r, m).mean():.2f}"]))
-        if name == "epsilon_plus_flat":
-            flat = pos
+        positive[name] = pos
+    flat = positive["epsilon_plus_flat"]
     total = flat.sum((1, 2))
     print("epsilon_plus_flat, positive relevance by band: band | pixels | share | density vs a uniform map")
     for band, a in _bands(m).items():

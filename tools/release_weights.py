@@ -61,17 +61,10 @@ def _release(name: str, run: str, data_dir: str, sticker: StickerConfig | None =
     )
     path = save_checkpoint(WEIGHTS / f"{name}.safetensors", clf.model, meta, dtype=torch.float16)
     half = load_classifier(path)
-    agree = float((predict_labels(half, res["test_images"]) == predict_labels(clf, res["test_images"])).mean())
+    images = res.pop("test_images")
+    agree = float((predict_labels(half, images) == predict_labels(clf, images)).mean())
     print(f"{name}: {path} ({path.stat().st_size / 1e6:.1f} MB), fp16 vs fp32 prediction agreement {agree:.4f}")
-    return {
-        "path": path,
-        "meta": meta,
-        "agreement": agree,
-        "val": res["val"],
-        "test": res["test"],
-        "run": run,
-        "sticker": res["sticker"],
-    }
+    return {"path": path, "meta": meta, "agreement": agree, "run": run, **res}
 
 
 def _pct(v: float | None) -> str:
@@ -204,18 +197,11 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
 def _measure_released(name: str, data_dir: str, sticker: StickerConfig | None = None) -> dict[str, Any]:
     res = _measure(name, data_dir, sticker)
     clf = res.pop("classifier")
+    del res["test_images"]
     path = WEIGHTS / f"{name}.safetensors"
     agree = float(clf.meta.metrics.get("release", {}).get("agreement", float("nan")))
     run = str(clf.meta.train_config.get("out", name))
-    return {
-        "path": path,
-        "meta": clf.meta,
-        "agreement": agree,
-        "val": res["val"],
-        "test": res["test"],
-        "run": run,
-        "sticker": res["sticker"],
-    }
+    return {"path": path, "meta": clf.meta, "agreement": agree, "run": run, **res}
 
 
 def main() -> None:

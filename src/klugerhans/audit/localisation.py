@@ -18,7 +18,7 @@ import torch
 
 from klugerhans.errors import KlugerhansError
 
-__all__ = ["localisation_scores", "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy"]
+__all__ = ["dilate_masks", "localisation_scores", "pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy"]
 
 
 def _check(relevance: np.ndarray | torch.Tensor, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +38,7 @@ def relevance_mass_accuracy(relevance: np.ndarray | torch.Tensor, masks: np.ndar
     small object; it is reported separately, never instead.
     """
     r, m = _check(relevance, masks)
-    m = _dilate(m, tolerance)
+    m = dilate_masks(m, tolerance)
     pos = np.clip(r, 0.0, None)
     total = pos.sum(axis=(1, 2))
     inside = (pos * m).sum(axis=(1, 2))
@@ -63,7 +63,7 @@ def relevance_rank_accuracy(relevance: np.ndarray | torch.Tensor, masks: np.ndar
     return np.divide(hits, k, out=np.zeros(n, dtype=np.float64), where=k > 0)
 
 
-def _dilate(masks: np.ndarray, pixels: int) -> np.ndarray:
+def dilate_masks(masks: np.ndarray, pixels: int) -> np.ndarray:
     """Grow boolean masks by ``pixels`` in every direction (a (2p+1) x (2p+1) square)."""
     if pixels <= 0:
         return masks
@@ -79,7 +79,7 @@ def pointing_game(relevance: np.ndarray | torch.Tensor, masks: np.ndarray, toler
     r, m = _check(relevance, masks)
     n = len(r)
     top = r.reshape(n, -1).argmax(axis=1)
-    return _dilate(m, tolerance).reshape(n, -1)[np.arange(n), top]
+    return dilate_masks(m, tolerance).reshape(n, -1)[np.arange(n), top]
 
 
 def localisation_scores(
