@@ -35,6 +35,7 @@ from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES, get_composite
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.preprocess import Normalization, to_tensor
+from klugerhans.registry import Registry
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -97,18 +98,9 @@ class MethodOptions:
 
 
 Builder = Callable[[nn.Module, MethodOptions], Attributor]
-METHODS: dict[str, Builder] = {}
-"""Attribution methods by name (besides ``lrp:<composite>``); see :func:`register_method`."""
-
-
-def register_method(name: str) -> Callable[[Builder], Builder]:
-    """Register ``fn(model, options) -> attributor`` under ``name``."""
-
-    def wrap(fn: Builder) -> Builder:
-        METHODS[name] = fn
-        return fn
-
-    return wrap
+METHODS: Registry[Builder] = Registry("attribution method")
+"""Attribution methods ``fn(model, options) -> attributor`` by name (besides ``lrp:<composite>``)."""
+register_method = METHODS.register
 
 
 def available_methods() -> list[str]:

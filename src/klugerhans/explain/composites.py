@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 
@@ -44,6 +44,7 @@ from klugerhans.explain.rules import (
     propagator_for,
 )
 from klugerhans.models.preprocess import Normalization
+from klugerhans.registry import Registry
 
 __all__ = ["COMPOSITES", "Composite", "box_bounds", "get_composite", "register_composite"]
 
@@ -98,20 +99,9 @@ class Composite:
         return plan
 
 
-COMPOSITES: dict[str, Callable[..., Composite]] = {}
+COMPOSITES: Registry[Callable[..., Composite]] = Registry("composite")
 """Composite factories by name; ``COMPOSITES[name](**options)`` builds one."""
-
-_F = TypeVar("_F", bound=Callable[..., Composite])
-
-
-def register_composite(name: str) -> Callable[[_F], _F]:
-    """Register a factory ``fn(**options) -> Composite`` under ``name``."""
-
-    def wrap(fn: _F) -> _F:
-        COMPOSITES[name] = fn
-        return fn
-
-    return wrap
+register_composite = COMPOSITES.register
 
 
 def get_composite(composite: str | Composite, **options: Any) -> Composite:
@@ -120,9 +110,7 @@ def get_composite(composite: str | Composite, **options: Any) -> Composite:
         if options:
             raise KlugerhansError("options can only be given with a composite name, not a Composite")
         return composite
-    if composite not in COMPOSITES:
-        raise KlugerhansError(f"unknown composite {composite!r}: choose one of {', '.join(sorted(COMPOSITES))}")
-    factory = COMPOSITES[composite]
+    factory = COMPOSITES.get_or_raise(composite)
     if "norm" in options and "norm" not in inspect.signature(factory).parameters:
         # Only input-bounded rules (ZBox) need the normalisation; callers may always pass the model's.
         options = {k: v for k, v in options.items() if k != "norm"}

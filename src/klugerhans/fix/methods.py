@@ -27,6 +27,7 @@ from klugerhans.fix.clarc import (
 from klugerhans.fix.finetune import FineTuneConfig, fine_tune
 from klugerhans.fix.inpaint import inpaint
 from klugerhans.models.checkpoint import Classifier
+from klugerhans.registry import Registry
 
 __all__ = ["FIX_METHODS", "FixInputs", "FixOutcome", "check_method", "register_fix"]
 
@@ -67,18 +68,9 @@ class FixOutcome:
     """Method-specific numbers for the report (JSON-ready)."""
 
 
-FIX_METHODS: dict[str, Callable[[FixInputs], FixOutcome]] = {}
+FIX_METHODS: Registry[Callable[[FixInputs], FixOutcome]] = Registry("fix method")
 """Repair methods by name."""
-
-
-def register_fix(name: str) -> Callable[[Callable[[FixInputs], FixOutcome]], Callable[[FixInputs], FixOutcome]]:
-    """Register a repair method under ``name``."""
-
-    def wrap(fn: Callable[[FixInputs], FixOutcome]) -> Callable[[FixInputs], FixOutcome]:
-        FIX_METHODS[name] = fn
-        return fn
-
-    return wrap
+register_fix = FIX_METHODS.register
 
 
 def _copy(clf: Classifier) -> nn.Module:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
+from klugerhans.registry import Registry
 
 CONFIG_A: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 """VGG11 ("A"): conv widths, "M" = 2x2 max pooling."""
@@ -109,18 +110,9 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {}
-"""Registry of architectures by name; see :func:`create_model`."""
-
-
-def register_model(name: str) -> Callable[[Callable[[ModelConfig], nn.Module]], Callable[[ModelConfig], nn.Module]]:
-    """Register a builder ``fn(config) -> nn.Module`` under ``name``."""
-
-    def wrap(fn: Callable[[ModelConfig], nn.Module]) -> Callable[[ModelConfig], nn.Module]:
-        MODELS[name] = fn
-        return fn
-
-    return wrap
+MODELS: Registry[Callable[[ModelConfig], nn.Module]] = Registry("architecture")
+"""Architecture builders ``fn(config) -> nn.Module`` by name; see :func:`create_model`."""
+register_model = MODELS.register
 
 
 @register_model("vgg11_bn")
@@ -143,4 +135,4 @@ def create_model(config: ModelConfig | None = None, **overrides: float | int | s
     base = config.to_dict() if config else {}
     base.update(overrides)
     cfg = ModelConfig(**base)  # type: ignore[arg-type]
-    return MODELS[cfg.arch](cfg)
+    return MODELS.get_or_raise(cfg.arch)(cfg)
