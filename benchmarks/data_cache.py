@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from klugerhans.data.gtsrb import load_gtsrb
+from klugerhans.data.gtsrb.loader import load_gtsrb
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "gtsrb"  # ../shared/gtsrb from the repo root
 

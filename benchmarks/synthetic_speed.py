@@ -1,4 +1,4 @@
-"""Rendering speed of the synthetic GTSRB (``klugerhans.data.synthetic``) in one process.
+"""Rendering speed of the synthetic GTSRB (``klugerhans.data.synthetic.loader``) in one process.
 
 Renders the default dataset's mix (train images in tracks, test images each a different sign) with the
 default variation, at a reduced count per class so that one repeat takes a few seconds, after one warm-up
@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from klugerhans.data.synthetic import SyntheticConfig, load_synthetic
+from klugerhans.data.synthetic.loader import SyntheticConfig, load_synthetic
 
 
 def main() -> None:

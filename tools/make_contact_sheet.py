@@ -2,7 +2,7 @@
 
     python tools/make_contact_sheet.py --data-dir ../shared/gtsrb
 
-A thin call into :func:`klugerhans.data.sheets.save_contact_sheet`: 4 synthetic signs per class (seed 0, test
+A thin call into :func:`klugerhans.data.synthetic.sheets.save_contact_sheet`: 4 synthetic signs per class (seed 0, test
 streams) and 3 real training images per class from different physical signs, all 32 px shown at 2x.
 """
 
@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from klugerhans.data.dataset import load_dataset
-from klugerhans.data.sheets import save_contact_sheet
+from klugerhans.data.synthetic.sheets import save_contact_sheet
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from klugerhans.data import cache as cache_mod
-from klugerhans.data.cache import cache_root, fingerprint, read_entry
-from klugerhans.data.gtsrb import load_gtsrb
-from klugerhans.data.layouts import Layout
+from klugerhans.data.gtsrb import cache as cache_mod
+from klugerhans.data.gtsrb.cache import cache_root, fingerprint, read_entry
+from klugerhans.data.gtsrb.layouts import Layout
+from klugerhans.data.gtsrb.loader import load_gtsrb
 from klugerhans.errors import DataError
 
 

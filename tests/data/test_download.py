@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from klugerhans.data import download
-from klugerhans.data.download import Archive, download_gtsrb, fetch
-from klugerhans.data.gtsrb import load_gtsrb
+from klugerhans.data.gtsrb import download
+from klugerhans.data.gtsrb.download import Archive, download_gtsrb, fetch
+from klugerhans.data.gtsrb.loader import load_gtsrb
 from klugerhans.errors import DataError
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from klugerhans.data import gtsrb
 from klugerhans.data.dataset import DATASETS, SignData, split_by_track
-from klugerhans.data.gtsrb import load_gtsrb, sign_geometry
+from klugerhans.data.gtsrb import loader as gtsrb
+from klugerhans.data.gtsrb.loader import load_gtsrb, sign_geometry
 from klugerhans.errors import DataError, KlugerhansError
 
 LAYOUTS = ("official-zip", "official-dir", "torchvision", "kaggle")
@@ -123,7 +123,7 @@ def test_track_split_has_no_leak(make_gtsrb, cache_dir):
 
 def test_registered_and_reachable_through_load_dataset(make_gtsrb, cache_dir, monkeypatch):
     assert DATASETS["gtsrb"] is load_gtsrb
-    pytest.importorskip("klugerhans.data.synthetic", reason="load_dataset imports the synthetic loader too")
+    pytest.importorskip("klugerhans.data.synthetic.loader", reason="load_dataset imports the synthetic loader too")
     from klugerhans.data import load_dataset
 
     monkeypatch.setenv("KLUGERHANS_CACHE_DIR", str(cache_dir))

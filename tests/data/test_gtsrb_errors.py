@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from klugerhans.data.gtsrb import load_gtsrb
+from klugerhans.data.gtsrb.loader import load_gtsrb
 from klugerhans.errors import DataError
 
 TRAIN = "GTSRB/Final_Training/Images"
@@ -181,7 +181,7 @@ def test_class_id_out_of_range(make_gtsrb, cache_dir):
 
 
 def test_unreadable_image_in_a_worker_process(make_gtsrb, cache_dir, monkeypatch):
-    from klugerhans.data import gtsrb
+    from klugerhans.data.gtsrb import loader as gtsrb
 
     monkeypatch.setattr(gtsrb, "_PARALLEL_MIN", 1)
     root = make_gtsrb("official-zip").root

@@ -13,7 +13,7 @@ import pytest
 
 from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.data.dataset import SignDataset, split_by_track
-from klugerhans.data.gtsrb import load_gtsrb
+from klugerhans.data.gtsrb.loader import load_gtsrb
 
 pytestmark = pytest.mark.gtsrb
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.data.dataset import SignData
-from klugerhans.data.sheets import contact_sheet, pick_examples, save_contact_sheet
+from klugerhans.data.synthetic.sheets import contact_sheet, pick_examples, save_contact_sheet
 from klugerhans.errors import KlugerhansError
 
 

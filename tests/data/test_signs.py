@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from klugerhans.data import pictograms
 from klugerhans.data.classes import NUM_CLASSES
-from klugerhans.data.pictograms import BLACK, BLUE, GREEN, GREY, RED, STYLES, TRANSPARENT, WHITE, YELLOW
-from klugerhans.data.signs import SIGN_DRAWERS, sign_template
+from klugerhans.data.synthetic import pictograms
+from klugerhans.data.synthetic.pictograms import BLACK, BLUE, GREEN, GREY, RED, STYLES, TRANSPARENT, WHITE, YELLOW
+from klugerhans.data.synthetic.signs import SIGN_DRAWERS, sign_template
 from klugerhans.errors import KlugerhansError
 
 RES = 64

@@ -8,14 +8,14 @@ from PIL import Image
 
 from klugerhans.data.classes import NUM_CLASSES, SPEED_50, SPEED_70
 from klugerhans.data.dataset import SignData, load_dataset, split_by_track
-from klugerhans.data.sheets import save_contact_sheet
-from klugerhans.data.synthetic import (
+from klugerhans.data.synthetic.loader import (
     SyntheticConfig,
     render_sign,
     render_signs,
     synthetic_layout,
     synthetic_split,
 )
+from klugerhans.data.synthetic.sheets import save_contact_sheet
 from klugerhans.errors import KlugerhansError
 
 SMALL = SyntheticConfig(train_per_class=4, test_per_class=2, frames_per_track=2)

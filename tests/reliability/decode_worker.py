@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import klugerhans.data.gtsrb as gtsrb
+import klugerhans.data.gtsrb.loader as gtsrb
 from klugerhans.cli import main
 
 CHUNK_S = 3.0

@@ -1,10 +1,15 @@
-"""Data: real GTSRB, synthetic signs, sticker manipulation (NumPy only, no torch.nn)."""
+"""Data: the sign dataset and its registry, class names, images, stickers (NumPy only, no torch.nn).
+
+The sources live in subpackages that register their loaders when this package is imported:
+:mod:`klugerhans.data.gtsrb` (real GTSRB) and :mod:`klugerhans.data.synthetic` (rendered signs).
+"""
 
 from klugerhans.data.classes import CLASS_NAMES_DE, CLASS_NAMES_EN, NUM_CLASSES, class_name, class_names
 from klugerhans.data.dataset import SignData, SignDataset, load_dataset, split_by_track
+from klugerhans.data.gtsrb import load_gtsrb
 from klugerhans.data.images import decode_image, read_image, resize_square
 from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_class, paint_sticker
-from klugerhans.data.synthetic import SyntheticConfig, render_sign, render_signs
+from klugerhans.data.synthetic import SyntheticConfig, load_synthetic, render_sign, render_signs
 
 __all__ = [
     "CLASS_NAMES_DE",
@@ -19,6 +24,8 @@ __all__ = [
     "class_names",
     "decode_image",
     "load_dataset",
+    "load_gtsrb",
+    "load_synthetic",
     "manipulate_class",
     "paint_sticker",
     "read_image",

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from klugerhans.errors import KlugerhansError
+from klugerhans.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,9 @@ class SignDataset:
 
 
 Loader = Callable[..., SignDataset]
-DATASETS: dict[str, Loader] = {}
-"""Registry of dataset loaders by name; see :func:`register_dataset`."""
-
-
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    """Register a loader ``fn(*, data_dir, size, download, max_images, seed) -> SignDataset`` under ``name``."""
-
-    def wrap(fn: Loader) -> Loader:
-        DATASETS[name] = fn
-        return fn
-
-    return wrap
+DATASETS: Registry[Loader] = Registry("dataset")
+"""Dataset loaders by name: ``fn(*, data_dir, size, download, max_images, seed, **extra) -> SignDataset``."""
+register_dataset = DATASETS.register
 
 
 def load_dataset(
@@ -112,12 +104,7 @@ def load_dataset(
         seed: seed for generated data and for the subset choice.
         per_class: training images rendered per class (generated datasets only; None: the dataset's default).
     """
-    # Loaders register themselves on import; import here so `klugerhans.data.dataset` stays light.
-    import klugerhans.data.gtsrb
-    import klugerhans.data.synthetic  # noqa: F401
-
-    if name not in DATASETS:
-        raise KlugerhansError(f"unknown dataset {name!r}: choose one of {', '.join(sorted(DATASETS))}")
+    loader = DATASETS.get_or_raise(name)
     if size not in (32, 48, 64):
         raise KlugerhansError(f"unsupported image size {size}: use 32, 48 or 64")
     if max_images is not None and max_images < 1:
@@ -129,7 +116,7 @@ def load_dataset(
         if per_class < 2:
             raise KlugerhansError(f"need at least 2 training images per class, got {per_class}")
         extra["train_per_class"] = per_class
-    return DATASETS[name](data_dir=data_dir, size=size, download=download, max_images=max_images, seed=seed, **extra)
+    return loader(data_dir=data_dir, size=size, download=download, max_images=max_images, seed=seed, **extra)
 
 
 def take_balanced(data: SignData, max_images: int | None, seed: int = 0) -> SignData:

@@ -17,7 +17,7 @@ import numpy as np
 from klugerhans.data.classes import SPEED_50, check_class_id, class_name
 from klugerhans.data.images import decode_image, resize_square
 from klugerhans.data.sticker import SHAPES, paint_sticker
-from klugerhans.data.synthetic import render_sign
+from klugerhans.data.synthetic.loader import render_sign
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.vgg import INPUT_SIZES
 

@@ -3,7 +3,7 @@
 :func:`draw_sign` draws what all frames of a track share (design variant, paint, pose, backdrop, light),
 :func:`draw_frame` what changes from frame to frame (exact place, exposure, blur, noise, JPEG); then
 :func:`compose_frame` pastes the posed template on its backdrop like a camera would see it, and
-:func:`finish_frames` lights, noises and compresses a batch at once. :mod:`klugerhans.data.synthetic` turns
+:func:`finish_frames` lights, noises and compresses a batch at once. :mod:`klugerhans.data.synthetic.loader` turns
 this into datasets.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from klugerhans.data.pictograms import NUM_ROLES, STYLES
-from klugerhans.data.scenes import (
+from klugerhans.data.synthetic.pictograms import NUM_ROLES, STYLES
+from klugerhans.data.synthetic.scenes import (
     Lighting,
     Pose,
     blur,
@@ -27,7 +27,7 @@ from klugerhans.data.scenes import (
     relight,
     warp_template,
 )
-from klugerhans.data.signs import sign_support, sign_template
+from klugerhans.data.synthetic.signs import sign_support, sign_template
 from klugerhans.errors import KlugerhansError
 
 BASE_PALETTE = np.array(
@@ -43,7 +43,7 @@ BASE_PALETTE = np.array(
     ],
     dtype=np.float32,
 )
-"""Colour of each palette role (see :mod:`klugerhans.data.pictograms`) on a new sign in daylight."""
+"""Colour of each palette role (see :mod:`klugerhans.data.synthetic.pictograms`) on a new sign in daylight."""
 
 
 @dataclass(frozen=True)

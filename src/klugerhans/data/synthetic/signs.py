@@ -1,4 +1,4 @@
-"""Clean templates of all 43 GTSRB sign classes, as palette-index maps (see :mod:`klugerhans.data.pictograms`).
+"""Clean templates of all 43 GTSRB sign classes, as palette-index maps (see :mod:`.pictograms`).
 
 Each class id maps to a drawer in :data:`SIGN_DRAWERS` that paints the German StVO sign GTSRB was recorded
 from: red-ringed prohibition circles with digits or vehicles, red-bordered warning triangles (point up) with
@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from klugerhans.data.classes import check_class_id
-from klugerhans.data.pictograms import (
+from klugerhans.data.synthetic.pictograms import (
     BLACK,
     BLUE,
     GREY,
@@ -37,7 +37,7 @@ from klugerhans.data.pictograms import (
     truck_side,
     worker,
 )
-from klugerhans.data.scenes import support_function
+from klugerhans.data.synthetic.scenes import support_function
 from klugerhans.errors import KlugerhansError
 
 TRIANGLE_RADIUS = 1 / math.sqrt(3)
@@ -68,7 +68,7 @@ def sign_template(class_id: int, resolution: int, variant: int = 0) -> np.ndarra
     Args:
         class_id: GTSRB class 0..42.
         resolution: side R in pixels.
-        variant: design variant, an index into :data:`klugerhans.data.pictograms.STYLES`.
+        variant: design variant, an index into :data:`klugerhans.data.synthetic.pictograms.STYLES`.
     """
     check_class_id(class_id)
     if not 0 <= variant < len(STYLES):
@@ -394,5 +394,5 @@ def _end_no_passing_trucks(pen: Pen) -> None:
 
 @functools.lru_cache(maxsize=64)
 def sign_support(class_id: int, resolution: int = 128) -> np.ndarray:
-    """Read-only support function of the sign's outline (see :func:`klugerhans.data.scenes.support_function`)."""
+    """Read-only support function of the sign's outline (see :func:`.scenes.support_function`)."""
     return support_function(sign_template(class_id, resolution) != 0)

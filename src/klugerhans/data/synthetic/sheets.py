@@ -11,8 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.data.dataset import SignData
-from klugerhans.data.pictograms import load_font
-from klugerhans.data.synthetic import SyntheticConfig, render_signs
+from klugerhans.data.synthetic.loader import SyntheticConfig, render_signs
+from klugerhans.data.synthetic.pictograms import load_font
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_bytes
 

@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from klugerhans.data.annotations import (
+from klugerhans.data.classes import NUM_CLASSES
+from klugerhans.data.gtsrb.annotations import (
     ROI_COLUMNS,
     Annotation,
     check_unique,
@@ -32,7 +33,6 @@ from klugerhans.data.annotations import (
     read_csv,
     to_annotation,
 )
-from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.errors import DataError
 
 TRAIN_ZIP = "GTSRB_Final_Training_Images.zip"

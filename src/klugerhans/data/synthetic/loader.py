@@ -1,8 +1,8 @@
 """A synthetic GTSRB: all 43 sign classes rendered offline, so the whole story runs without downloads.
 
-Each image is one frame of a physical sign: a clean template (:mod:`klugerhans.data.signs`) is turned
+Each image is one frame of a physical sign: a clean template (:mod:`klugerhans.data.synthetic.signs`) is turned
 (rotation, shear, foreshortening) and stretched into the crop the way GTSRB crops are cut around their boxes,
-pasted on a cluttered backdrop (:mod:`klugerhans.data.scenes`) at ``supersample`` times the final size and
+pasted on a cluttered backdrop (:mod:`klugerhans.data.synthetic.scenes`) at ``supersample`` times the final size and
 averaged down (anti-aliasing), then blurred, lit, noised and sometimes JPEG-compressed like real frames.
 Exposure, contrast, colourfulness and sign size are calibrated against GTSRB's training images. Signs come
 in tracks of a few frames (same sign, backdrop and light; small changes in place, light and sharpness), so
@@ -23,7 +23,7 @@ from PIL import Image
 
 from klugerhans.data.classes import NUM_CLASSES, check_class_id
 from klugerhans.data.dataset import SignData, SignDataset, register_dataset
-from klugerhans.data.rendering import (
+from klugerhans.data.synthetic.rendering import (
     Frame,
     PhysicalSign,
     SyntheticConfig,
@@ -32,7 +32,7 @@ from klugerhans.data.rendering import (
     draw_sign,
     finish_frames,
 )
-from klugerhans.data.scenes import draw_background
+from klugerhans.data.synthetic.scenes import draw_background
 from klugerhans.errors import KlugerhansError
 
 __all__ = [
@@ -244,7 +244,7 @@ def load_synthetic(
     test = synthetic_split("test", size, seed, config, max_images)
     info = {
         "name": "synthetic",
-        "layout": "rendered in memory (klugerhans.data.synthetic)",
+        "layout": "rendered in memory (klugerhans.data.synthetic.loader)",
         "seed": seed,
         "size": size,
         "train images": len(train),

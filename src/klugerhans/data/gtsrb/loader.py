@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from klugerhans.data.annotations import Annotation
-from klugerhans.data.cache import cache_root, fingerprint, prune_entries, read_entry, write_entry
 from klugerhans.data.dataset import SignData, SignDataset, register_dataset, take_balanced
-from klugerhans.data.download import download_gtsrb
+from klugerhans.data.gtsrb.annotations import Annotation
+from klugerhans.data.gtsrb.cache import cache_root, fingerprint, prune_entries, read_entry, write_entry
+from klugerhans.data.gtsrb.download import download_gtsrb
+from klugerhans.data.gtsrb.layouts import TRAIN_ZIP, Container, Layout, find_layout, open_container
 from klugerhans.data.images import decode_image, resize_square
-from klugerhans.data.layouts import TRAIN_ZIP, Container, Layout, find_layout, open_container
 from klugerhans.errors import DataError, ImageError, KlugerhansError
 
 DATA_ENV = "KLUGERHANS_GTSRB_DIR"
@@ -109,7 +109,7 @@ def load_gtsrb(
     loads read the cache until the source files change.
 
     Args:
-        data_dir: folder with the data (see :mod:`klugerhans.data.layouts`); default :func:`gtsrb_dir`.
+        data_dir: folder with the data (see :mod:`klugerhans.data.gtsrb.layouts`); default :func:`gtsrb_dir`.
         size: side S of the (N, S, S, 3) uint8 images.
         download: fetch the official archives into the folder if no data is found there.
         max_images: keep a class-balanced subset of at most this many images per split.
