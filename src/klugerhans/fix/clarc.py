@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.models.preprocess import Normalization
+from klugerhans.models.preprocess import Normalization, to_tensor
 
 __all__ = [
     "ArtifactSubspace",
@@ -62,14 +62,11 @@ def penultimate_features(
     """(N, S, S, 3) uint8 images -> (N, D) float32 inputs of the head's first linear layer (on the CPU)."""
     _head_input_layer(model)
     device = next(model.parameters()).device
-    mean = torch.tensor(norm.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(norm.std, device=device).view(1, 3, 1, 1)
     was_training = model.training
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device)
-        x = (x.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+        x = to_tensor(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device), norm)
         h = model.avgpool(model.features(x))  # type: ignore[operator]
         out.append(torch.flatten(h, 1).float().cpu())
     model.train(was_training)

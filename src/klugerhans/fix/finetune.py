@@ -1,12 +1,12 @@
 """Fine-tuning a classifier under repair: plain, on cleaned data, or with a right-for-the-right-reasons penalty.
 
-The loop is the training loop's (:class:`~klugerhans.models.loop.TrainStep` conversions and augmentation, SGD with
-Nesterov momentum, cosine decay) with two additions a repair needs:
+The loop is the training loop's (:func:`~klugerhans.models.loop.run_epoch`: the same conversions, augmentation and
+seeds, SGD with Nesterov momentum, cosine decay), with gradient clipping and two additions a repair needs:
 
 - ``masks``: a right-for-the-right-reasons penalty (Ross, Hughes & Doshi-Velez, "Right for the Right Reasons:
-  Training Differentiable Models by Constraining their Explanations", IJCAI 2017): for the images with a mask, the
-  squared input gradient of the summed log-probabilities inside the mask is added to the loss, weighted by
-  ``rrr_weight``. It is computed on the un-augmented images so that the masks stay aligned.
+  Training Differentiable Models by Constraining their Explanations", IJCAI 2017), passed to the loop as an extra
+  loss term: for the images with a mask, the squared input gradient of the summed log-probabilities inside the mask,
+  weighted by ``rrr_weight``. It is computed on the un-augmented images so that the masks stay aligned.
 - the validation accuracy of every epoch, and the weights of the best epoch (by clean validation accuracy).
 """
 
@@ -23,11 +23,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.augment import AugmentConfig
-from klugerhans.models.loop import TrainStep, derive_seed, lr_at, make_optimizer, validate
+from klugerhans.models.loop import (
+    ExtraLoss,
+    TrainStep,
+    device_tensors,
+    lr_at,
+    make_optimizer,
+    run_epoch,
+    steps_per_epoch,
+    validate,
+)
 from klugerhans.models.preprocess import Normalization
 
 __all__ = ["FineTuneConfig", "fine_tune"]
@@ -84,6 +92,26 @@ def _rrr_penalty(model: nn.Module, step: TrainStep, images: torch.Tensor, masks:
         model.train(was_training)
 
 
+def _penalty_term(
+    model: nn.Module, step: TrainStep, images: torch.Tensor, masks: torch.Tensor, weight: float, sums: dict[str, float]
+) -> ExtraLoss:
+    """The RRR term of a batch (by its row indices), scaled to the batch's share of masked images.
+
+    Adds ``penalty * batch size`` to ``sums["penalty"]`` for the epoch's record.
+    """
+    has_mask = masks.flatten(1).any(1)
+
+    def term(idx: torch.Tensor) -> torch.Tensor | None:
+        sel = idx[has_mask[idx]]
+        if not len(sel):
+            return None
+        penalty = _rrr_penalty(model, step, images[sel], masks[sel]) * (len(sel) / len(idx))
+        sums["penalty"] += float(penalty.detach()) * len(idx)
+        return weight * penalty
+
+    return term
+
+
 def fine_tune(
     model: nn.Module,
     images: np.ndarray,
@@ -117,57 +145,42 @@ def fine_tune(
     dev = torch.device(device)
     model.to(dev)
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
-    step = TrainStep(model, optimizer, normalization, dev, AugmentConfig() if config.augment else None, amp=False)
-    x_all = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(dev)
-    y_all = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
-    xv = torch.from_numpy(np.ascontiguousarray(val_images)).permute(0, 3, 1, 2).contiguous().to(dev)
-    yv = torch.from_numpy(np.asarray(val_labels, dtype=np.int64)).to(dev)
-    m_all = torch.from_numpy(np.asarray(masks, dtype=np.float32)).to(dev) if masks is not None else None
-    has_mask = m_all.flatten(1).any(1) if m_all is not None else None
-    n = len(x_all)
-    spe = max(1, n // config.batch_size)
+    augment = AugmentConfig() if config.augment else None
+    # Input-gradient penalties have steep second derivatives: clip so one batch cannot blow the model up.
+    step = TrainStep(model, optimizer, normalization, dev, augment, amp=False, max_grad_norm=config.max_grad_norm)
+    x_all, y_all = device_tensors(images, labels, dev)
+    xv, yv = device_tensors(val_images, val_labels, dev)
+    sums = {"penalty": 0.0}
+    extra = None
+    if masks is not None and config.rrr_weight > 0:
+        m_all = torch.from_numpy(np.asarray(masks, dtype=np.float32)).to(dev)
+        extra = _penalty_term(model, step, x_all, m_all, config.rrr_weight, sums)
+    spe = steps_per_epoch(len(x_all), config.batch_size)
     total = spe * config.epochs
     warmup = min(spe // 4, total - 1)
+
+    def schedule(s: int) -> float:
+        return lr_at(s, total, config.lr, warmup)
+
     model.eval()
     with torch.no_grad():
         num_classes = int(model(step.inputs(x_all[:1])).shape[1])
     history: list[dict[str, Any]] = []
     best_state, best_acc = copy.deepcopy(model.state_dict()), -1.0
     for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(config.seed, epoch, 0, 0)))
-        gen = torch.Generator().manual_seed(derive_seed(config.seed, epoch, 0, 1))
-        torch.manual_seed(derive_seed(config.seed, epoch, 0, 2))
-        sums = {"loss": 0.0, "penalty": 0.0, "correct": 0.0, "seen": 0}
         start = time.perf_counter()
-        bar = tqdm(range(spe), desc=f"fine-tune {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for i in bar:
-            idx = order[i * config.batch_size : (i + 1) * config.batch_size].to(dev)
-            step.set_lr(lr_at(epoch * spe + i, total, config.lr, warmup))
-            logits = model(step.inputs(x_all[idx], gen))
-            loss = F.cross_entropy(logits.float(), y_all[idx])
-            penalty = torch.zeros((), device=dev)
-            if m_all is not None and has_mask is not None and config.rrr_weight > 0:
-                sel = idx[has_mask[idx]]
-                if len(sel):
-                    penalty = _rrr_penalty(model, step, x_all[sel], m_all[sel]) * (len(sel) / len(idx))
-            optimizer.zero_grad(set_to_none=True)
-            (loss + config.rrr_weight * penalty).backward()
-            # Input-gradient penalties have steep second derivatives: clip so one batch cannot blow the model up.
-            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            sums["loss"] += float(loss.detach()) * len(idx)
-            sums["penalty"] += float(penalty.detach()) * len(idx)
-            sums["correct"] += float((logits.detach().argmax(1) == y_all[idx]).sum())
-            sums["seen"] += len(idx)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", rrr=f"{float(penalty.detach()):.3g}")
+        sums["penalty"] = 0.0
+        stats = run_epoch(
+            step, x_all, y_all, batch_size=config.batch_size, seed=config.seed, epoch=epoch, lr_schedule=schedule,
+            first_step=epoch * spe, progress=f"fine-tune {epoch + 1}/{config.epochs}" if progress else None,
+            extra_loss=extra,
+        )  # fmt: skip
         val = validate(model, step, xv, yv, num_classes, target_class)
-        seen = max(1, int(sums["seen"]))
         record = {
             "epoch": epoch + 1,
-            "train_loss": sums["loss"] / seen,
-            "rrr_penalty": sums["penalty"] / seen,
-            "train_acc": sums["correct"] / seen,
+            "train_loss": stats.loss,
+            "rrr_penalty": sums["penalty"] / max(1, stats.images),
+            "train_acc": stats.accuracy,
             **val,
             "seconds": time.perf_counter() - start,
         }

@@ -10,6 +10,7 @@ the same thing whether the run was resumed before it or not.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -24,7 +25,10 @@ from tqdm.auto import tqdm
 
 from klugerhans.models.augment import AugmentConfig, augment_batch
 from klugerhans.models.distributed import DistEnv, all_reduce_sum, shard_batch, shard_indices
-from klugerhans.models.preprocess import Normalization
+from klugerhans.models.preprocess import Normalization, Normalizer
+
+ExtraLoss = Callable[[torch.Tensor], torch.Tensor | None]
+"""A term added to a batch's loss, given the batch's row indices into the training set (None: nothing to add)."""
 
 
 def derive_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
@@ -56,10 +60,20 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
 
 
+def device_tensors(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, S, S, 3) uint8 images and (N,) labels -> (N, 3, S, S) uint8 and (N,) int64 tensors on ``device``.
+
+    uint8 on the device: a quarter of float32's memory, and batches are gathered without a loader.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().to(device)
+    return x, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+
+
 class TrainStep:
     """One optimizer step on a uint8 batch: convert, augment, normalise, forward, backward, update.
 
     AMP (float16 autocast with gradient scaling) and channels-last memory layout are used on CUDA only.
+    ``max_grad_norm`` clips the gradient norm before each update (None: no clipping).
     """
 
     def __init__(
@@ -71,6 +85,7 @@ class TrainStep:
         augment: AugmentConfig | None = None,
         amp: bool = False,
         label_smoothing: float = 0.0,
+        max_grad_norm: float | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -78,10 +93,10 @@ class TrainStep:
         self.augment = augment
         self.amp = amp and device.type == "cuda"
         self.label_smoothing = label_smoothing
+        self.max_grad_norm = max_grad_norm
         self.channels_last = device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
-        self.mean = torch.tensor(normalization.mean, device=device).view(1, 3, 1, 1)
-        self.std = torch.tensor(normalization.std, device=device).view(1, 3, 1, 1)
+        self.normalize = Normalizer(normalization, device)
 
     def set_lr(self, lr: float) -> None:
         """Set the learning rate of every parameter group."""
@@ -96,23 +111,33 @@ class TrainStep:
         x = images.float().mul_(1.0 / 255.0)
         if generator is not None and self.augment is not None:
             x = augment_batch(x, self.augment, generator)
-        x = x.sub_(self.mean).div_(self.std)
+        x = self.normalize(x, inplace=True)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __call__(
-        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator,
+        extra_loss: Callable[[], torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on (B, 3, S, S) uint8 ``images`` with (B,) ``labels`` (both on the device).
 
+        ``extra_loss`` is called after the forward pass; its term is added to the cross-entropy before the backward.
+
         Returns:
-            ``(loss_sum, n_correct)`` as 0-d tensors, not synchronised, so a GPU keeps running.
+            ``(loss_sum, n_correct)`` (cross-entropy only) as 0-d tensors, not synchronised, so a GPU keeps running.
         """
         x = self.inputs(images, generator)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             logits = self.model(x)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        extra = extra_loss() if extra_loss is not None else None
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss if extra is None else loss + extra).backward()
+        if self.max_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the loss-scaled ones
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         return loss.detach() * len(labels), (logits.detach().argmax(dim=1) == labels).sum()
@@ -146,6 +171,7 @@ def run_epoch(
     first_step: int = 0,
     env: DistEnv | None = None,
     progress: str | None = None,
+    extra_loss: ExtraLoss | None = None,
 ) -> EpochStats:
     """Train one epoch over (N, 3, S, S) uint8 ``images`` and (N,) ``labels`` on the step's device.
 
@@ -158,6 +184,7 @@ def run_epoch(
         first_step: global step number of this epoch's first step.
         env: this process's rank and the world size.
         progress: progress-bar label, or None for no bar.
+        extra_loss: a term added to each batch's loss (e.g. a penalty on some of the images), or None.
     """
     env = env or DistEnv()
     n = len(images)
@@ -176,7 +203,8 @@ def run_epoch(
         for s in range(n_steps):
             idx = shard_batch(order[s * batch_size : (s + 1) * batch_size], env).to(images.device)
             step.set_lr(lr_schedule(first_step + s))
-            batch_loss, batch_correct = step(images.index_select(0, idx), labels.index_select(0, idx), aug_gen)
+            extra = functools.partial(extra_loss, idx) if extra_loss is not None else None
+            batch_loss, batch_correct = step(images.index_select(0, idx), labels.index_select(0, idx), aug_gen, extra)
             loss_sum += batch_loss
             correct += batch_correct
             seen += len(idx)

@@ -28,24 +28,34 @@ class Normalization:
             raise ValueError(f"need three finite means and three positive finite stds, got {self.mean}, {self.std}")
 
 
+class Normalizer:
+    """Applies a :class:`Normalization` to (N, 3, S, S) float batches on the 0..1 scale on one device.
+
+    Holds the channel statistics on that device, so that a training step does not copy them there every batch.
+    """
+
+    def __init__(self, norm: Normalization, device: torch.device | str = "cpu") -> None:
+        self.mean = torch.tensor(norm.mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(norm.std, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``(x - mean) / std``; ``inplace`` overwrites ``x`` (for a batch nobody else holds)."""
+        return x.sub_(self.mean).div_(self.std) if inplace else (x - self.mean) / self.std
+
+
 def to_tensor(images: np.ndarray | torch.Tensor, norm: Normalization | None = None) -> torch.Tensor:
     """(N, S, S, 3) uint8 images -> (N, 3, S, S) float32 normalised tensor (same device as the input)."""
-    norm = norm or Normalization()
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()  # read-only arrays (e.g. from Pillow) cannot back a tensor safely
     x = torch.as_tensor(images)
     x = x.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return Normalizer(norm or Normalization(), x.device)(x)
 
 
 def to_uint8(x: torch.Tensor, norm: Normalization | None = None) -> np.ndarray:
     """Invert :func:`to_tensor`: (N, 3, S, S) normalised -> (N, S, S, 3) uint8, for display."""
-    norm = norm or Normalization()
-    mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
-    img = (x.detach() * std + mean).clamp(0, 1).mul(255).round().byte()
+    stats = Normalizer(norm or Normalization(), x.device)
+    img = (x.detach() * stats.std + stats.mean).clamp(0, 1).mul(255).round().byte()
     return img.permute(0, 2, 3, 1).cpu().numpy()
 
 
