@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from klugerhans.audit.config import AuditConfig
-from klugerhans.report.audit_report import run_audit
+from klugerhans.audit.report import run_audit
 
 
 @pytest.mark.parametrize(("name", "flagged"), [("manipulated", [4]), ("control", [])])

@@ -5,7 +5,7 @@ transplant test (:mod:`~klugerhans.audit.transplant`) per class, ranked in :mod:
 Verification where the ground truth is known: localisation (:mod:`~klugerhans.audit.localisation`), faithfulness
 (:mod:`~klugerhans.audit.faithfulness`) and the randomisation sanity check (:mod:`~klugerhans.audit.sanity`) for
 every attribution method in :mod:`~klugerhans.audit.methods`. :func:`compute_audit` runs everything;
-``klugerhans.report.audit_report.run_audit`` also writes ``audit.json`` and ``report.html``.
+:func:`run_audit` (:mod:`~klugerhans.audit.report`) also writes ``audit.json`` and ``report.html``.
 """
 
 from klugerhans.audit.config import AuditConfig
@@ -26,6 +26,7 @@ from klugerhans.audit.methods import (
     register_method,
 )
 from klugerhans.audit.ranking import DEFAULT_THRESHOLD, Ranking, rank_classes
+from klugerhans.audit.report import run_audit, write_audit
 from klugerhans.audit.run import AuditResult, audit_classifier, compute_audit
 from klugerhans.audit.sanity import randomized_models, sanity_check, spearman_rows
 from klugerhans.audit.spray import SprayConfig, SprayResult, spray_class, tsne_view
@@ -59,10 +60,12 @@ __all__ = [
     "register_method",
     "relevance_mass_accuracy",
     "relevance_rank_accuracy",
+    "run_audit",
     "sanity_check",
     "spearman_rows",
     "spray_class",
     "transplant_class",
     "tsne_view",
     "uniform_fill",
+    "write_audit",
 ]

@@ -1,1 +1,9 @@
-"""Report: the seed's figure and HTML/Markdown reports."""
+"""Report: what several commands' reports share, the seed's figure and the HTML/Markdown writer.
+
+Each command's own report lives with the command (``klugerhans.audit.report``, ``klugerhans.fix.report``).
+"""
+
+from klugerhans.report.figures import FigureRow, draw_seed_figure, explain_rows, pick_seed_rows
+from klugerhans.report.html import Report, Section, write_report
+
+__all__ = ["FigureRow", "Report", "Section", "draw_seed_figure", "explain_rows", "pick_seed_rows", "write_report"]
