@@ -1,11 +1,16 @@
-"""Imports flow one way (docs/ARCHITECTURE.md): data -> models -> explain -> audit -> report -> fix -> cli/web."""
+"""Imports flow one way (docs/ARCHITECTURE.md) and never round a circle.
+
+Layers: data -> models -> explain -> report -> audit -> fix -> demo -> web -> cli.
+"""
 
 import ast
 from pathlib import Path
 
 import klugerhans
 
-LAYERS = ["errors", "io", "weights", "data", "models", "explain", "audit", "report", "fix", "demo", "web", "cli"]
+LAYERS = [
+    "version", "errors", "io", "registry", "weights", "data", "models", "explain", "report", "audit", "fix", "demo", "web", "cli",
+]  # fmt: skip
 SRC = Path(klugerhans.__file__).parent
 
 
@@ -34,3 +39,103 @@ def test_no_module_imports_a_later_layer():
                 if other in LAYERS and LAYERS.index(other) > LAYERS.index(own):
                     bad.append(f"{rel} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package (a package is its ``__init__.py``)."""
+    out = {}
+    for path in SRC.rglob("*.py"):
+        parts = ("klugerhans", *path.relative_to(SRC).with_suffix("").parts)
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imported(module: str, path: Path, known: set[str]) -> set[str]:
+    """The package's modules that ``module`` imports anywhere (functions and ``TYPE_CHECKING`` blocks too)."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join([*anchor, *([base] if base else [])])
+            # `from pkg import name` imports the submodule pkg.name when there is one, else takes a name from pkg.
+            out.update(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names)
+    return {name for name in out if name in known and name != module}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {m: _imported(m, path, known) for m, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle through each group of modules that import each other (Tarjan's strongly connected components)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while True:
+                w = stack.pop()
+                group.add(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(group)
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return [_circle(graph, group) for group in groups]
+
+
+def _circle(graph: dict[str, set[str]], group: set[str]) -> list[str]:
+    """A shortest import path from the group's first module back to itself, inside the group."""
+    start = min(group)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v] & group):
+                if w == start:
+                    return [*paths[v], start]
+                if w not in paths:
+                    paths[w] = [*paths[v], w]
+                    nxt.append(w)
+        frontier = nxt
+    raise AssertionError(f"no circle through {start}")  # a strongly connected group always has one
+
+
+def test_the_cycle_finder_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
+    assert _cycles(graph) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_import_graph_resolves_relative_and_submodule_imports():
+    graph = _import_graph()
+    assert "klugerhans.audit.report" in graph["klugerhans.cli"]  # imported inside a function
+    assert "klugerhans.fix.report" in graph["klugerhans.fix"]  # lazily, in the package's __getattr__
+    assert "klugerhans" not in graph["klugerhans.fix.finetune"]  # no implicit edges to parent packages
+
+
+def test_no_import_circles():
+    circles = _cycles(_import_graph())
+    assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from klugerhans.errors import KlugerhansError
+from klugerhans.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["KlugerhansError", "__version__", "load_model"]
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ manner of timm's model registry and zennit's ``@register_composite``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from klugerhans.errors import KlugerhansError
@@ -49,7 +49,7 @@ class Registry(dict[str, T], Generic[T]):
         raise KlugerhansError(f"unknown {self.kind} {name!r}: {suggest(name, self)}")
 
 
-def suggest(name: str, choices: list[str] | dict[str, object] | tuple[str, ...]) -> str:
+def suggest(name: str, choices: Iterable[str]) -> str:
     """``"did you mean a, b? choose one of ..."`` for an unknown ``name`` among ``choices``."""
     names = sorted(choices)
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
