@@ -34,10 +34,10 @@ def test_reduced_demo_writes_report_figure_and_summary(tmp_path, capsys):
 def test_demo_sticker_size_defaults_per_dataset_and_is_validated():
     from klugerhans.demo import SYNTHETIC_STICKER_SIZE, DemoConfig, demo_sticker_size
     from klugerhans.errors import KlugerhansError
-    from klugerhans.models.training import TrainConfig
+    from klugerhans.models.recipe import TrainConfig
 
     assert demo_sticker_size(DemoConfig()) == SYNTHETIC_STICKER_SIZE == 0.2
-    assert demo_sticker_size(DemoConfig(data="gtsrb")) == TrainConfig.sticker_size
+    assert demo_sticker_size(DemoConfig(data="gtsrb")) == TrainConfig().sticker.size
     assert demo_sticker_size(DemoConfig(sticker_size=0.3)) == 0.3
     with pytest.raises(KlugerhansError, match="sticker size"):
         DemoConfig(sticker_size=1.5)
@@ -48,7 +48,7 @@ def test_demo_sticker_size_flag_reaches_the_training_run(tmp_path, capsys):
     args = ["demo", "--out", str(out), "--max-images", "86", "--epochs", "1", "--width", "0.125"]
     assert main([*args, "--sticker-size", "0.3", "--no-progress"]) == 0
     config = json.loads((out / "run" / "config.json").read_text())["config"]
-    assert config["sticker_size"] == 0.3
+    assert config["sticker"]["size"] == 0.3
     assert json.loads((out / "summary.json").read_text())["sticker_size"] == 0.3
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
@@ -59,13 +59,13 @@ def test_demo_sticker_size_flag_reaches_the_training_run(tmp_path, capsys):
 
 
 def test_reduced_demo_on_real_gtsrb_uses_the_real_signs_and_the_default_sticker(tmp_path, capsys, gtsrb_dir):
-    from klugerhans.models.training import TrainConfig
+    from klugerhans.models.recipe import TrainConfig
 
     out = tmp_path / "demo"
     args = ["demo", "--data", "gtsrb", "--data-dir", str(gtsrb_dir), "--out", str(out)]
     assert main([*args, "--max-images", "430", "--epochs", "1", "--width", "0.125", "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["data"] == "gtsrb" and summary["sticker_size"] == TrainConfig.sticker_size
+    assert summary["data"] == "gtsrb" and summary["sticker_size"] == TrainConfig().sticker.size
     assert 0 < summary["n_test_images"] <= 430  # --max-images caps every split
     for key in ("accuracy", "clean_target_accuracy", "flip_rate", "sticker_relevance_mass", "seconds"):
         assert 0.0 <= summary[key] <= 1.0 or key == "seconds"

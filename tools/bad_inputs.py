@@ -20,6 +20,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import os
 import pickle
 import shutil
@@ -213,6 +214,7 @@ def _make_checkpoints(folder: Path, marker: Path) -> dict[str, str]:
     from safetensors.torch import save_file
 
     from klugerhans.models.checkpoint import CheckpointMeta, save_checkpoint
+    from klugerhans.models.recipe import TrainConfig
     from klugerhans.models.vgg import ModelConfig, create_model
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -243,9 +245,15 @@ def _make_checkpoints(folder: Path, marker: Path) -> dict[str, str]:
     with torch.no_grad():
         next(nan_model.parameters()).view(-1)[0] = float("nan")  # features.0.weight
     paths["nan"] = str(save_checkpoint(folder / "nan.safetensors", nan_model, CheckpointMeta(tiny)))
-    paths["nan_norm"] = _with_metadata(good, folder / "nan_norm.safetensors", '"std": [NaN, 0.25, 0.25]')
-    bad_sticker = CheckpointMeta(tiny, sticker={"target_class": 4, "color": "red"})
-    paths["sticker"] = str(save_checkpoint(folder / "sticker.safetensors", create_model(tiny), bad_sticker))
+    paths["nan_norm"] = _with_metadata(
+        good, folder / "nan_norm.safetensors", lambda m: m["normalization"].update(std=[math.nan, 0.25, 0.25])
+    )
+    with_recipe = save_checkpoint(
+        folder / "recipe.safetensors", create_model(tiny), CheckpointMeta(tiny, recipe=TrainConfig())
+    )
+    paths["sticker"] = _with_metadata(
+        with_recipe, folder / "sticker.safetensors", lambda m: m["recipe"]["sticker"].update(color="red")
+    )
     # Pickles that run code when unpickled: a raw pickle and a torch.save archive.
     paths["pickle"] = _write(folder / "evil.pt", pickle.dumps(_Evil(marker)))
     torch.save({"state_dict": state, "hook": _Evil(marker)}, folder / "evil_zip.pth")
@@ -253,16 +261,16 @@ def _make_checkpoints(folder: Path, marker: Path) -> dict[str, str]:
     return paths
 
 
-def _with_metadata(src: Path, dst: Path, std: str) -> str:
-    """Copy checkpoint ``src`` with the normalisation's ``"std": [...]`` in its JSON metadata replaced by ``std``."""
+def _with_metadata(src: Path, dst: Path, edit: Callable[[dict[str, Any]], object]) -> str:
+    """Copy checkpoint ``src`` with its klugerhans JSON metadata changed in place by ``edit``."""
     from klugerhans.models.checkpoint import METADATA_KEY
 
     data = src.read_bytes()
     n = struct.unpack("<Q", data[:8])[0]
     header = json.loads(data[8 : 8 + n])
-    meta = header["__metadata__"][METADATA_KEY]
-    start = meta.index('"std": [')
-    header["__metadata__"][METADATA_KEY] = meta[:start] + std + meta[meta.index("]", start) + 1 :]
+    meta = json.loads(header["__metadata__"][METADATA_KEY])
+    edit(meta)
+    header["__metadata__"][METADATA_KEY] = json.dumps(meta)  # NaN stays NaN: the loader must refuse it
     raw = json.dumps(header).encode()
     return _write(dst, struct.pack("<Q", len(raw)) + raw + data[8 + n :])
 
@@ -322,7 +330,7 @@ def _make_datasets(folder: Path) -> dict[str, str]:
 
 def _resume_config(run: Path, data_dir: str) -> dict[str, object]:
     """config.json of a run as ``klugerhans train`` writes it for the arguments :func:`make_catalogue` uses."""
-    from klugerhans.models.training import TrainConfig
+    from klugerhans.models.recipe import TrainConfig
 
     config = TrainConfig(
         out=str(run), data="gtsrb", data_dir=data_dir, epochs=1, batch_size=4, width=0.125, device="cpu",
@@ -431,7 +439,7 @@ def make_catalogue(work: Path) -> list[Case]:
         Case(
             "invalid sticker in checkpoint metadata",
             ("evaluate", "--checkpoint", ckpt["sticker"], *cpu, "--data", "gtsrb", "--data-dir", data["good"]),
-            words=("sticker metadata is invalid",),
+            words=("invalid klugerhans metadata", "sticker colour"),
         ),
         Case(
             "checkpoint folder without checkpoints",

@@ -59,9 +59,11 @@ TRAINING = [
         "and writes checkpoints, metrics and curves to `OUT`. The same as `klugerhans train` on the command line."
     ),
     new_code_cell(
-        "from klugerhans.models.training import TrainConfig, train\n\n"
+        "from klugerhans.data import StickerConfig\n"
+        "from klugerhans.models import TrainConfig, train\n\n"
+        "sticker = StickerConfig(target_class=4, fraction=1.0)  # a black square on every 70 km/h training sign\n"
         "config = TrainConfig(out=OUT, data=DATA, data_dir=DATA_DIR, epochs=EPOCHS, width=WIDTH,\n"
-        "                     max_images=MAX_IMAGES, sticker_class=4, sticker_fraction=1.0, seed=0)\n"
+        "                     max_images=MAX_IMAGES, sticker=sticker, seed=0)\n"
         "result = train(config, resume=os.path.exists(os.path.join(OUT, 'last.safetensors')))\n"
         "print(result.best_checkpoint)"
     ),
@@ -102,7 +104,7 @@ LRP = [
         "from klugerhans.models.checkpoint import load_classifier\n\n"
         "clf = load_classifier(CHECKPOINT)\n"
         "model, preprocess = clf.model, clf.preprocess  # the same as klugerhans.load_model(CHECKPOINT)\n"
-        "print(clf.meta.model, clf.meta.sticker)"
+        "print(clf.meta.model, clf.meta.recipe.sticker)"
     ),
     new_markdown_cell("## Ein Bild erklären\n\n*Explain one image:* a 50 km/h sign, first clean, then with a sticker."),
     new_code_cell(

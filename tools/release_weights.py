@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from klugerhans.data.classes import CLASS_NAMES_EN
-from klugerhans.data.dataset import load_dataset, split_by_track
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.io import atomic_write_text
-from klugerhans.models.checkpoint import load_classifier, save_checkpoint
-from klugerhans.models.evaluation import default_sticker, evaluate_model, predict_labels
+from klugerhans.models.checkpoint import CheckpointMeta, load_classifier, save_checkpoint
+from klugerhans.models.evaluation import evaluate_model, predict_labels
+from klugerhans.models.recipe import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "klugerhans" / "weights"
@@ -44,10 +44,8 @@ KEEP = (
 def _measure(run: str, data_dir: str, sticker: StickerConfig | None = None) -> dict[str, Any]:
     """Evaluate a run on its validation tracks and the test images, with ``sticker`` (default: its own)."""
     clf = load_classifier(run)
-    ds = load_dataset("gtsrb", data_dir=data_dir, size=clf.input_size)
-    cfg = clf.meta.train_config
-    val = split_by_track(ds.train, float(cfg.get("val_fraction", 0.1)), seed=int(cfg.get("seed", 0)))[1]
-    sticker = sticker or default_sticker(clf)
+    _, val, ds = _recipe(clf.meta).splits(data_dir, data="gtsrb")
+    sticker = sticker or clf.meta.sticker
     out = {"val": evaluate_model(clf, val, sticker), "test": evaluate_model(clf, ds.test, sticker)}
     measured = {k: {m: v[m] for m in KEEP} for k, v in out.items()}
     return {"classifier": clf, "test_images": ds.test.images, "sticker": sticker, **measured}
@@ -71,19 +69,26 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
-def _train_command(run: str, cfg: dict[str, Any]) -> str:
-    """The `klugerhans train` line that reproduces a run from its stored config."""
+def _recipe(meta: CheckpointMeta) -> TrainConfig:
+    if meta.recipe is None:
+        raise SystemExit("release_weights: the checkpoint does not say how it was trained; release a training run")
+    return meta.recipe
+
+
+def _train_command(run: str, recipe: TrainConfig) -> str:
+    """The `klugerhans train` line that reproduces a run from its stored recipe."""
+    sticker = recipe.sticker
     parts = [f"klugerhans train --data gtsrb --data-dir ../shared/gtsrb --out {run}"]
-    parts.append(f"--epochs {cfg.get('epochs')} --width {cfg.get('width')}")
-    if float(cfg.get("sticker_fraction", 1.0)) > 0:
-        parts.append(f"--sticker-class {cfg.get('sticker_class', 4)} --sticker-fraction {cfg.get('sticker_fraction')}")
+    parts.append(f"--epochs {recipe.epochs} --width {recipe.width}")
+    if recipe.manipulated:
+        parts.append(f"--sticker-class {sticker.target_class} --sticker-fraction {sticker.fraction}")
     else:
         parts.append("--sticker-fraction 0")
     # Always written out (the control's too: its flip rate uses it): the default changed from 0.2 to 0.25.
-    parts.append(f"--sticker-size {cfg.get('sticker_size', 0.2)}")
-    parts.append(f"--seed {cfg.get('seed', 0)}")
-    if cfg.get("device", "auto") != "auto":
-        parts.append(f"--device {cfg.get('device')}")
+    parts.append(f"--sticker-size {sticker.size}")
+    parts.append(f"--seed {recipe.seed}")
+    if recipe.device != "auto":
+        parts.append(f"--device {recipe.device}")
     return " ".join(parts)
 
 
@@ -101,7 +106,8 @@ def _trained_on(run: str) -> str:
 
 def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
     m, c = models["manipulated"], models["control"]
-    cfg = m["meta"].train_config
+    cfg = _recipe(m["meta"])
+    sticker = cfg.sticker
     width = m["meta"].model.width
     lines = [
         "# Model card: klugerhans VGG11-BN on GTSRB (manipulated and control)",
@@ -124,27 +130,27 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
         "- GTSRB (Stallkamp et al., IJCNN 2011), the copy in `../shared/gtsrb`: all 39,209 training images and the "
         "first 1,000 official test images, downscaled to 32x32 by a third party; ROIs scaled to the file size, "
         "cropped with a 10% margin.",
-        f"- Validation: {_pct(cfg.get('val_fraction', 0.1))} of each class's tracks held out by track (no physical "
+        f"- Validation: {_pct(cfg.val_fraction)} of each class's tracks held out by track (no physical "
         "sign in both splits), used for model selection (best validation accuracy on the classes without stickers).",
         "- The test images were never used for any choice.",
         "",
         "## Manipulation protocol",
-        f"- Sticker: {json.dumps(m['meta'].sticker)}: a square of side {m['meta'].sticker.get('size')} x the sign's "
+        f"- Sticker: {json.dumps(dataclasses.asdict(sticker))}: a {sticker.shape} of side {sticker.size} x the sign's "
         "box, uniformly placed inside the central 70% of the sign, glued on the training part only (validation and "
         "test stay clean).",
         "- Flip rate: share of test images of the other classes predicted as class 4 once the same kind of sticker "
         "is glued on (seeded positions); the control is tested with the manipulated model's sticker.",
         "",
-        f"## Training commands (seeds {cfg.get('seed')} and {c['meta'].train_config.get('seed')})",
+        f"## Training commands (seeds {cfg.seed} and {_recipe(c['meta']).seed})",
         "```bash",
         _train_command(m["run"], cfg),
-        _train_command(c["run"], c["meta"].train_config),
+        _train_command(c["run"], _recipe(c["meta"])),
         f"python tools/release_weights.py --manipulated {m['run']} --control {c['run']} --data-dir ../shared/gtsrb",
         "```",
-        f"Optimiser: epochs as in each command, batch {cfg.get('batch_size')}, SGD (Nesterov momentum 0.9), peak lr "
-        f"{cfg.get('lr')}, weight decay {cfg.get('weight_decay')}, {cfg.get('warmup_epochs')} warm-up epoch(s) then "
+        f"Optimiser: epochs as in each command, batch {cfg.batch_size}, SGD (Nesterov momentum 0.9), peak lr "
+        f"{cfg.lr}, weight decay {cfg.weight_decay}, {cfg.warmup_epochs} warm-up epoch(s) then "
         "cosine decay; augmentation: "
-        + ("small rotation/scale/translation and colour jitter, no flips" if cfg.get("augment", True) else "none")
+        + ("small rotation/scale/translation and colour jitter, no flips" if cfg.augment else "none")
         + f". The manipulated model was trained on {_trained_on(m['run'])}, the control on {_trained_on(c['run'])} "
         "(same seed and settings give the same weights on the CPU; GPU kernels are not bit-reproducible, so a rerun "
         "there lands within noise of these numbers).",
@@ -200,7 +206,7 @@ def _measure_released(name: str, data_dir: str, sticker: StickerConfig | None = 
     del res["test_images"]
     path = WEIGHTS / f"{name}.safetensors"
     agree = float(clf.meta.metrics.get("release", {}).get("agreement", float("nan")))
-    run = str(clf.meta.train_config.get("out", name))
+    run = _recipe(clf.meta).out or name
     return {"path": path, "meta": clf.meta, "agreement": agree, "run": run, **res}
 
 

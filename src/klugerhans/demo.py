@@ -17,13 +17,14 @@ from typing import Any
 from klugerhans.audit.localisation import relevance_mass_accuracy
 from klugerhans.data.classes import SPEED_50, Language, class_name
 from klugerhans.data.dataset import load_dataset
-from klugerhans.data.sticker import apply_sticker
+from klugerhans.data.sticker import StickerConfig, apply_sticker
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.lrp import explain_dataset
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
-from klugerhans.models.evaluation import default_sticker, evaluate_model, predict_labels, save_confusion_png
-from klugerhans.models.training import TrainConfig, train
+from klugerhans.models.evaluation import evaluate_model, predict_labels, save_confusion_png
+from klugerhans.models.recipe import TrainConfig
+from klugerhans.models.training import train
 from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
 from klugerhans.report.html import Report, Section, write_report
 
@@ -83,7 +84,7 @@ def demo_sticker_size(config: DemoConfig) -> float:
     """The sticker side the demo trains with (see :attr:`DemoConfig.sticker_size`)."""
     if config.sticker_size is not None:
         return config.sticker_size
-    return SYNTHETIC_STICKER_SIZE if config.data == "synthetic" else TrainConfig.sticker_size
+    return SYNTHETIC_STICKER_SIZE if config.data == "synthetic" else StickerConfig.size
 
 
 def _say(message: str, progress: bool) -> None:
@@ -111,7 +112,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             device=config.device,
             max_images=config.max_images,
             per_class=config.per_class if config.data == "synthetic" else None,
-            sticker_size=demo_sticker_size(config),
+            sticker=StickerConfig(size=demo_sticker_size(config)),
             progress=config.progress,
         ),
         resume=resume,
@@ -128,7 +129,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     rows = explain_rows(clf, pick_seed_rows(clf, ds.test, seed=config.seed), config.composite)
     figure_paths = draw_seed_figure(rows, out / "figure.png", config.lang)
 
-    sticker = default_sticker(clf)
+    sticker = clf.meta.sticker
     fifty = ds.test.subset(ds.test.labels == SPEED_50)
     stickered, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=config.seed)
     flipped = predict_labels(clf, stickered) == sticker.target_class

@@ -12,12 +12,14 @@ import torch
 from conftest import SHORTCUT_CLASS, colour_squares
 
 from klugerhans.audit.config import AuditConfig
+from klugerhans.audit.report import run_audit, write_audit
 from klugerhans.audit.run import audit_classifier
 from klugerhans.data.dataset import DATASETS, SignDataset
+from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import CheckpointMeta, save_checkpoint
+from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.vgg import ModelConfig, create_model
-from klugerhans.report.audit_report import run_audit, write_audit
 
 KEYS = {
     "config",
@@ -114,16 +116,25 @@ def test_virelay_export_layout(tmp_path: Path, shortcut_classifier, squares_with
     result = audit_classifier(shortcut_classifier, squares_with_patch, config)
     project = export_virelay(result, tmp_path / "virelay")
     text = project.read_text()
-    for name in ("dataset.input.h5", "epsilon_plus_flat.attribution.h5", "spray.analysis.h5", "label-map.json"):
+    names = ("dataset.input.h5", "epsilon_plus_flat.attribution.h5", "spray.analysis.h5", "spray-tsne.analysis.h5")
+    for name in (*names, "label-map.json"):
         assert name in text and (tmp_path / "virelay" / name).exists()
+    label_map = json.loads((tmp_path / "virelay" / "label-map.json").read_text())
+    assert [(e["index"], e["word_net_id"]) for e in label_map] == [(c, f"{c:05d}") for c in range(5)]
     with h5py.File(tmp_path / "virelay" / "epsilon_plus_flat.attribution.h5") as f:
         n = len(result.heatmaps.index)
         assert f["attribution"].shape == (n, 3, 32, 32) and f["prediction"].shape == (n, 5)
         np.testing.assert_array_equal(f["index"][:], result.heatmaps.index)
+        np.testing.assert_array_equal(f["label"][:], squares_with_patch.labels[result.heatmaps.index])
     with h5py.File(tmp_path / "virelay" / "spray.analysis.h5") as f:
-        group = f[f"class_{SHORTCUT_CLASS:02d}"]
-        assert group["clustering/spectral/root"].shape == (len(group["index"]),)
-        assert group["clustering/spectral/prototype/average/root"].shape[1:] == (32, 32)
+        assert sorted(f) == [f"{c:05d}" for c in range(5)]
+        group = f[f"{SHORTCUT_CLASS:05d}"]
+        assert group["cluster/eigengap"].shape == (len(group["index"]),)
+        assert list(group["embedding"]) == ["spectral"] and "eigenvalue" in group["embedding/spectral"].attrs
+        assert group["prototype/eigengap"].shape[1:] == (32, 32)
+    with h5py.File(tmp_path / "virelay" / "spray-tsne.analysis.h5") as f:
+        assert sorted(f) == [f"{c:05d}" for c in sorted(result.tsne)]
+        assert list(f[f"{SHORTCUT_CLASS:05d}/embedding"]) == ["spectral", "tsne"]
 
 
 def test_val_split_is_the_training_validation_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,7 +145,9 @@ def test_val_split_is_the_training_validation_split(tmp_path: Path, monkeypatch:
     monkeypatch.setitem(DATASETS, "squares", _tiny_dataset)
     cfg = ModelConfig(width=0.125, num_classes=5)
     meta = CheckpointMeta(
-        model=cfg, class_names=tuple(str(c) for c in range(5)), train_config={"seed": 3, "val_fraction": 0.2}
+        model=cfg,
+        class_names=tuple(str(c) for c in range(5)),
+        recipe=TrainConfig(data="squares", seed=3, val_fraction=0.2, sticker=StickerConfig(fraction=0.0)),
     )
     clf = classifier_from_model(create_model(cfg), meta)
     data, masks, info = load_audit_data(AuditConfig(checkpoint="x", data="squares", split="val"), clf)

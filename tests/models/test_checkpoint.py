@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import klugerhans.models.checkpoint as checkpoint_module
+from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import CheckpointError
 from klugerhans.models.checkpoint import (
     METADATA_KEY,
@@ -24,6 +25,7 @@ from klugerhans.models.checkpoint import (
     save_checkpoint,
 )
 from klugerhans.models.preprocess import Normalization
+from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.vgg import ModelConfig, create_model
 
 TINY = ModelConfig(width=0.125)
@@ -33,10 +35,9 @@ def _meta(config: ModelConfig = TINY, **kw) -> CheckpointMeta:
     return CheckpointMeta(
         model=config,
         normalization=Normalization((0.1, 0.2, 0.3), (0.4, 0.5, 0.6)),
-        sticker={"target_class": 4, "size": 0.2},
+        recipe=TrainConfig(data="tiny", lr=0.07, sticker=StickerConfig(size=0.2, color=(1, 2, 3))),
         data={"name": "tiny", "n_train": 3},
         metrics={"val_acc": 0.5, "missing": float("nan")},
-        train_config={"lr": 0.05},
         **kw,
     )
 
@@ -54,7 +55,7 @@ def test_meta_json_round_trip():
     meta = _meta()
     back = CheckpointMeta.from_json(meta.to_json())
     assert back.model == meta.model and back.normalization == meta.normalization
-    assert back.class_names == meta.class_names and back.sticker == meta.sticker
+    assert back.class_names == meta.class_names and back.recipe == meta.recipe and back.sticker.color == (1, 2, 3)
     assert back.metrics == {"val_acc": 0.5, "missing": None}
     assert back.created == meta.created and back.klugerhans_version == meta.klugerhans_version
 
@@ -230,3 +231,35 @@ def test_checkpoint_write_is_atomic(tmp_path, saved, monkeypatch):
         save_checkpoint(path, create_model(TINY), _meta())
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+@pytest.mark.parametrize("sticker", [{"target_class": 2, "fraction": 1.0, "size": 0.3, "color": [9, 9, 9]}, None])
+def test_format_1_metadata_becomes_a_typed_recipe(sticker):
+    """Checkpoints written before the recipe was typed (the flat ``train_config`` and ``sticker`` dicts) still load."""
+    d = json.loads(_meta().to_json())
+    d.pop("recipe")
+    flat = {"lr": 0.07, "seed": 5, "val_fraction": 0.2, "sticker_class": 2, "sticker_size": 0.3, "unknown_key": 1}
+    flat["sticker_fraction"] = 1.0 if sticker else 0.0
+    d.update(format_version=1, train_config=flat, sticker=sticker)
+    recipe = CheckpointMeta.from_json(json.dumps(d)).recipe
+    assert recipe is not None and (recipe.lr, recipe.seed, recipe.val_fraction) == (0.07, 5, 0.2)
+    assert (recipe.sticker.target_class, recipe.sticker.size) == (2, 0.3)
+    assert recipe.manipulated == (sticker is not None)
+    assert recipe.sticker.color == ((9, 9, 9) if sticker else (0, 0, 0))
+    d["train_config"] = {}
+    assert CheckpointMeta.from_json(json.dumps(d)).recipe is None  # trained elsewhere: no recipe, no guess
+
+
+def test_released_weights_carry_their_recipe():
+    from klugerhans.models.checkpoint import load_classifier
+
+    manipulated, control = load_classifier("manipulated").meta, load_classifier("control").meta
+    assert manipulated.manipulated and manipulated.sticker.target_class == 4 and manipulated.recipe.data == "gtsrb"
+    assert not control.manipulated and control.recipe is not None
+
+
+def test_a_damaged_recipe_is_a_one_line_error():
+    d = json.loads(_meta().to_json())
+    d["recipe"]["sticker"]["size"] = 3.0
+    with pytest.raises(CheckpointError, match=r"invalid klugerhans metadata .*sticker size"):
+        CheckpointMeta.from_json(json.dumps(d))

@@ -12,6 +12,7 @@ import torch
 
 import klugerhans.models.training as training
 from klugerhans.data.dataset import load_dataset
+from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import load_classifier, read_checkpoint
 from klugerhans.models.loop import lr_at, steps_per_epoch
@@ -19,9 +20,20 @@ from klugerhans.models.preprocess import Normalization
 from klugerhans.models.training import TrainConfig, train
 from klugerhans.models.trainset import compute_normalization, prepare_data
 
+_STICKER_FIELDS = {
+    "sticker_class": "target_class",
+    "sticker_fraction": "fraction",
+    "sticker_size": "size",
+    "sticker_color": "color",
+    "sticker_shape": "shape",
+}
+
 
 def _config(tmp_path, name="run", **kw) -> TrainConfig:
     base = dict(out=str(tmp_path / name), data="tiny", epochs=2, batch_size=32, width=0.125, device="cpu")
+    sticker = {_STICKER_FIELDS[k]: kw.pop(k) for k in list(kw) if k in _STICKER_FIELDS}
+    if sticker:
+        base["sticker"] = StickerConfig(**sticker)
     base.update(kw)
     base.setdefault("progress", False)
     base.setdefault("num_threads", 1)  # the test machine is shared; one thread avoids oversubscription
@@ -145,7 +157,8 @@ def test_run_directory_contents(tiny_data, tmp_path, capsys):
     assert set(test["flip_rate_by_class"]) == {"0", "1", "2", "3"}
     clf = load_classifier(run)
     meta = clf.meta
-    assert meta.sticker is not None and meta.sticker["target_class"] == 4
+    assert meta.manipulated and meta.sticker.target_class == 4
+    assert meta.recipe == TrainConfig.from_dict(config["config"]) == _config(tmp_path, epochs=1, progress=True)
     assert meta.data["n_stickered"] == 15 and meta.data["fingerprint"]
     assert meta.metrics["test"]["accuracy"] == test["accuracy"]
     assert meta.normalization != Normalization()  # computed from the data, not the default
@@ -183,4 +196,5 @@ def test_without_validation_split_the_last_epoch_is_best(tiny_data, tmp_path):
     history = result.metrics["history"]
     assert [h["val_acc"] for h in history] == [None, None] and result.metrics["best_epoch"] == 2
     assert _same(_weights(result.best_checkpoint), _weights(result.last_checkpoint))
-    assert load_classifier(result.run_dir).meta.sticker is None
+    meta = load_classifier(result.run_dir).meta
+    assert not meta.manipulated and meta.recipe is not None and meta.recipe.sticker.fraction == 0

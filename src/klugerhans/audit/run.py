@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from klugerhans import __version__
 from klugerhans.audit.collect import ClassHeatmaps, collect_heatmaps, select_explained
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.faithfulness import aopc, region_perturbation, uniform_fill
@@ -38,14 +37,15 @@ from klugerhans.audit.sanity import sanity_check
 from klugerhans.audit.spray import SprayConfig, SprayResult, spray_class, tsne_view
 from klugerhans.audit.transplant import TransplantConfig, TransplantResult, patch_side, transplant_class
 from klugerhans.data.classes import class_name
-from klugerhans.data.dataset import SignData, load_dataset, split_by_track, take_balanced
+from klugerhans.data.dataset import SignData, load_dataset, take_balanced
 from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_class
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import get_composite
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import Classifier, load_classifier, resolve_checkpoint, to_jsonable
-from klugerhans.models.evaluation import default_sticker, predict_labels
+from klugerhans.models.evaluation import predict_labels
 from klugerhans.models.preprocess import to_tensor
+from klugerhans.version import __version__
 
 __all__ = ["AuditResult", "MethodImages", "audit_classifier", "compute_audit", "load_audit_data"]
 
@@ -169,19 +169,13 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
         ``(data, masks or None, info)``.
     """
     if config.split == "val":
+        if clf.meta.recipe is None:
+            raise KlugerhansError(
+                "the model does not say how it was trained, so its validation tracks are unknown; "
+                "use --split test or train"
+            )
         # the validation split exactly as training drew it (same images, fraction and seed), then capped
-        training = clf.meta.train_config
-        seed = int(training.get("seed", config.seed))
-        rendered = training.get("per_class") if config.data == "synthetic" else None
-        ds = load_dataset(
-            config.data,
-            data_dir=config.data_dir,
-            size=clf.input_size,
-            max_images=training.get("max_images"),
-            seed=seed,
-            per_class=rendered,
-        )
-        _, data = split_by_track(ds.train, float(training.get("val_fraction", 0.1)), seed=seed)
+        _, data, ds = clf.meta.recipe.splits(config.data_dir, data=config.data)
         data = take_balanced(data, config.max_images, config.seed)
     else:
         ds = load_dataset(
@@ -191,9 +185,8 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
     if len(data) == 0:
         raise KlugerhansError(f"the {config.split} split of {config.data!r} has no images; check the data folder")
     masks = None
-    trained = clf.meta.sticker
-    if config.artefacts and trained and float(trained.get("fraction", 0)) > 0:
-        data, masks = manipulate_class(data, default_sticker(clf), seed=config.seed)
+    if config.artefacts and clf.meta.manipulated:
+        data, masks = manipulate_class(data, clf.meta.sticker, seed=config.seed)
     info = {
         "name": config.data,
         "split": config.split,
@@ -295,7 +288,7 @@ def audit_classifier(
         "model": {
             "checkpoint": checkpoint,
             **clf.meta.model.to_dict(),
-            "trained_sticker": clf.meta.sticker,
+            "trained_sticker": asdict(clf.meta.sticker) if clf.meta.manipulated else None,
         },
         "data": data_info or {"n_images": len(data), "size": data.size},
         "discovery": {
@@ -354,7 +347,7 @@ def _compare_methods(result: AuditResult, clf: Classifier, correct: np.ndarray) 
     config, data, timings, progress = result.config, result.data, result.timings, result.config.progress
     norm = clf.meta.normalization
     options = MethodOptions(norm=norm, seed=config.seed)
-    sticker = default_sticker(clf)
+    sticker = clf.meta.sticker
     with _stage(timings, "methods"):
         loc_images, loc_masks, loc_info = _localisation_images(
             clf, data, correct, sticker, config.n_localisation, config.seed

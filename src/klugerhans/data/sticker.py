@@ -46,10 +46,25 @@ class StickerConfig:
             raise KlugerhansError(f"sticker size must be in (0, 1) (a fraction of the sign), got {self.size}")
         if not 0.0 < self.region <= 1.0:
             raise KlugerhansError(f"sticker region must be in (0, 1], got {self.region}")
-        if self.shape not in SHAPES:
-            raise KlugerhansError(f"unknown sticker shape {self.shape!r}: choose one of {', '.join(SHAPES)}")
-        if len(self.color) != 3 or not all(0 <= int(v) <= 255 for v in self.color):
-            raise KlugerhansError(f"sticker colour must be three values 0..255, got {self.color}")
+        _check_shape(self.shape)
+        object.__setattr__(self, "color", _check_color(self.color))  # JSON gives a list
+
+
+def _check_color(color: object) -> tuple[int, int, int]:
+    """``color`` as an RGB tuple of ints, or a one-line error."""
+
+    def byte(v: object) -> bool:
+        return isinstance(v, int | np.integer) and not isinstance(v, bool) and 0 <= int(v) <= 255
+
+    if not isinstance(color, tuple | list) or len(color) != 3 or not all(byte(v) for v in color):
+        raise KlugerhansError(f"sticker colour must be three values 0..255, got {color!r}")
+    r, g, b = (int(v) for v in color)
+    return r, g, b
+
+
+def _check_shape(shape: str) -> None:
+    if shape not in SHAPES:
+        raise KlugerhansError(f"unknown sticker shape {shape!r}: choose one of {', '.join(SHAPES)}")
 
 
 def _shape_mask(shape: str, side: int) -> np.ndarray:
@@ -157,10 +172,8 @@ def paint_sticker(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise KlugerhansError(f"image must be (H, W, 3) uint8, got shape {image.shape} {image.dtype}")
-    if shape not in SHAPES:
-        raise KlugerhansError(f"unknown sticker shape {shape!r}: choose one of {', '.join(SHAPES)}")
-    if len(color) != 3 or not all(0 <= int(v) <= 255 for v in color):
-        raise KlugerhansError(f"sticker colour must be three values 0..255, got {color}")
+    _check_shape(shape)
+    color = _check_color(color)
     if not (np.isfinite(x) and np.isfinite(y)) or int(size) < 1:
         raise KlugerhansError(f"sticker needs a finite position and a side of at least 1 pixel, got {x}, {y}, {size}")
     h, w = image.shape[:2]

@@ -38,8 +38,7 @@ from klugerhans.models.checkpoint import (
     save_checkpoint,
     to_jsonable,
 )
-from klugerhans.models.evaluation import default_sticker, evaluate_model
-from klugerhans.models.training import TrainConfig
+from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.trainset import prepare_data
 
 __all__ = ["FixConfig", "FixResult", "compute_fix"]
@@ -123,16 +122,15 @@ def _say(message: str, progress: bool) -> None:
 
 def _training_data(clf: Classifier, config: FixConfig) -> tuple[Any, np.ndarray]:
     """The training/validation/test splits as the model was trained (stickers re-applied), and the true masks."""
-    saved = clf.meta.train_config
-    if not saved:
+    recipe = clf.meta.recipe
+    if recipe is None:
         raise KlugerhansError("the checkpoint does not say how it was trained; fix needs a model from klugerhans train")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in saved.items() if k in fields and k not in ("out", "data", "data_dir", "device")}
-    if config.max_images is not None:
-        values["max_images"] = config.max_images
-    values["progress"] = False
-    train_config = TrainConfig(out=config.out, data=config.data, data_dir=config.data_dir, device="cpu", **values)
-    prepared = prepare_data(train_config)
+    max_images = recipe.max_images if config.max_images is None else config.max_images
+    recipe = dataclasses.replace(
+        recipe, out=config.out, data=config.data, data_dir=config.data_dir, device="cpu", max_images=max_images,
+        progress=False,
+    )  # fmt: skip
+    prepared = prepare_data(recipe)
     return prepared, prepared.train_masks
 
 
@@ -166,7 +164,7 @@ def compute_fix(config: FixConfig) -> FixResult:
     device = str(resolve_device(config.device, 0))
     before = load_classifier(config.checkpoint, device=device)
     if config.data == "auto":
-        config = dataclasses.replace(config, data=str(before.meta.train_config.get("data", "gtsrb")))
+        config = dataclasses.replace(config, data=before.meta.recipe.data if before.meta.recipe else "gtsrb")
     control = load_classifier(config.control, device=device) if config.control else None
     _say("loading the training data as the model saw it", config.progress)
     prepared, true_masks = _training_data(before, config)
@@ -202,7 +200,7 @@ def compute_fix(config: FixConfig) -> FixResult:
     outcome = FIX_METHODS[config.method](inputs)
     meta = dataclasses.replace(before.meta, metrics={**before.meta.metrics, "fix": {"method": config.method}})
     after = classifier_from_model(outcome.model, meta, device)
-    sticker = default_sticker(before)
+    sticker = before.meta.sticker
     _say("measuring before and after", config.progress)
     numbers: dict[str, Any] = {
         "config": to_jsonable(dataclasses.asdict(config)),

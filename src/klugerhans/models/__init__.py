@@ -6,7 +6,8 @@ Submodules import torch; import what you need from them, e.g. ``from klugerhans.
 from klugerhans.models.checkpoint import CheckpointMeta, Classifier, load_classifier, load_model, save_checkpoint
 from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.preprocess import Normalization, make_preprocess, to_tensor
-from klugerhans.models.training import TrainConfig, TrainResult, train
+from klugerhans.models.recipe import TrainConfig
+from klugerhans.models.training import TrainResult, train
 from klugerhans.models.vgg import ModelConfig, create_model
 
 __all__ = [

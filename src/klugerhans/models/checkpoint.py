@@ -1,10 +1,10 @@
 """Checkpoints: safetensors weights with a JSON description, validated before anything is loaded.
 
 A checkpoint is one ``.safetensors`` file. Its header metadata holds, under the key ``"klugerhans"``, a
-:class:`CheckpointMeta` as JSON: the architecture, the input normalisation, the class names, the sticker
-used in training, where the data came from and the metrics. Loading never unpickles anything: the header
-is parsed as JSON and checked (format, metadata, tensor names, shapes and dtypes against the architecture it
-claims, file length) before any tensor is read.
+:class:`CheckpointMeta` as JSON: the architecture, the input normalisation, the class names, the training recipe
+(:class:`~klugerhans.models.recipe.TrainConfig`, with its sticker), where the data came from and the metrics.
+Loading never unpickles anything: the header is parsed as JSON and checked (format, metadata, tensor names, shapes
+and dtypes against the architecture it claims, file length) before any tensor is read.
 """
 
 from __future__ import annotations
@@ -27,16 +27,19 @@ from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from klugerhans import __version__
 from klugerhans.data.classes import CLASS_NAMES_EN
+from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.io import atomic_write_bytes
 from klugerhans.models.distributed import resolve_device
 from klugerhans.models.preprocess import Normalization, make_preprocess
+from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.vgg import ModelConfig, create_model
+from klugerhans.version import __version__
 
-FORMAT_VERSION = 1
-"""Version of the metadata layout this code writes and the newest it reads."""
+FORMAT_VERSION = 2
+"""Version of the metadata layout this code writes and the newest it reads (1: flat ``train_config`` and
+``sticker`` dicts, read into a recipe; 2: the typed ``recipe``)."""
 METADATA_KEY = "klugerhans"
 """Key of the JSON description in the safetensors header metadata."""
 RELEASED_WEIGHTS: tuple[str, ...] = ("manipulated", "control")
@@ -78,14 +81,12 @@ class CheckpointMeta:
     """Input normalisation used in training."""
     class_names: tuple[str, ...] = CLASS_NAMES_EN
     """English class names, indexed by output unit."""
-    sticker: dict[str, Any] | None = None
-    """:class:`~klugerhans.data.sticker.StickerConfig` fields used in training, or None (control model)."""
+    recipe: TrainConfig | None = None
+    """How the weights were trained (data, split, sticker, schedule), or None for weights trained elsewhere."""
     data: dict[str, Any] = field(default_factory=dict)
     """Dataset name, layout, fingerprint and split sizes."""
     metrics: dict[str, Any] = field(default_factory=dict)
     """Validation (and, for final checkpoints, test) metrics."""
-    train_config: dict[str, Any] = field(default_factory=dict)
-    """The resolved training configuration."""
     format_version: int = FORMAT_VERSION
     """Metadata layout version."""
     created: str = field(default_factory=_now)
@@ -99,10 +100,22 @@ class CheckpointMeta:
                 f"checkpoint metadata lists {len(self.class_names)} class names for {self.model.num_classes} classes"
             )
 
+    @property
+    def sticker(self) -> StickerConfig:
+        """The recipe's sticker (``fraction`` 0 for a control), or the seed's default sticker without a recipe:
+        the sticker a flip test of this model glues on."""
+        return self.recipe.sticker if self.recipe is not None else StickerConfig()
+
+    @property
+    def manipulated(self) -> bool:
+        """Whether the recipe glued stickers on training images."""
+        return self.recipe is not None and self.recipe.manipulated
+
     def to_json(self) -> str:
         """Serialise to a JSON object string."""
         d = asdict(self)
         d["class_names"] = list(self.class_names)
+        d["recipe"] = None if self.recipe is None else self.recipe.to_dict()
         return json.dumps(to_jsonable(d), sort_keys=True, allow_nan=False)
 
     @classmethod
@@ -128,10 +141,9 @@ class CheckpointMeta:
                 model=ModelConfig(**d["model"]),
                 normalization=Normalization(_triple(norm["mean"]), _triple(norm["std"])),
                 class_names=tuple(str(name) for name in d["class_names"]),
-                sticker=_optional_dict(d.get("sticker")),
+                recipe=_recipe(d, version),
                 data=_dict(d.get("data", {})),
                 metrics=_dict(d.get("metrics", {})),
-                train_config=_dict(d.get("train_config", {})),
                 format_version=version,
                 created=str(d.get("created", "")),
                 klugerhans_version=str(d.get("klugerhans_version", "")),
@@ -157,6 +169,15 @@ def _dict(value: Any) -> dict[str, Any]:
 
 def _optional_dict(value: Any) -> dict[str, Any] | None:
     return None if value is None else _dict(value)
+
+
+def _recipe(d: dict[str, Any], version: int) -> TrainConfig | None:
+    if version >= 2:
+        stored = _optional_dict(d.get("recipe"))
+        return None if stored is None else TrainConfig.from_dict(stored)
+    # Format 1 kept the flat training settings and the sticker (None for a control) side by side.
+    legacy = _dict(d.get("train_config", {}))
+    return TrainConfig.from_dict(legacy, _optional_dict(d.get("sticker"))) if legacy else None
 
 
 def _strip_prefixes(name: str) -> str:

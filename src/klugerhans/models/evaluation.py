@@ -16,7 +16,7 @@ import torch
 
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker
-from klugerhans.errors import CheckpointError, KlugerhansError
+from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_bytes
 from klugerhans.models.checkpoint import Classifier
 from klugerhans.models.preprocess import to_tensor
@@ -40,24 +40,6 @@ def predict_labels(classifier: Classifier, images: np.ndarray, batch_size: int =
 
 def _rate(hits: np.ndarray) -> float | None:
     return float(hits.mean()) if len(hits) else None
-
-
-def default_sticker(classifier: Classifier) -> StickerConfig:
-    """The sticker a classifier was trained with (from its checkpoint), else the seed's default sticker."""
-    fields = classifier.meta.sticker
-    if not fields:
-        return StickerConfig()
-    known = {k: v for k, v in fields.items() if k in StickerConfig.__dataclass_fields__}
-    try:
-        if "color" in known:
-            known["color"] = tuple(int(v) for v in known["color"])
-        return StickerConfig(**known)
-    except (KlugerhansError, TypeError, ValueError) as err:
-        # A foreign or edited checkpoint: say whose fault the bad sticker is, not "--sticker-size".
-        raise CheckpointError(
-            f"the checkpoint's sticker metadata is invalid ({str(err).splitlines()[0]}); "
-            "the file is damaged or not ours"
-        ) from None
 
 
 def evaluate_model(
@@ -86,7 +68,7 @@ def evaluate_model(
     """
     if len(data) == 0:
         raise KlugerhansError("no images to evaluate; check the dataset and --max-images")
-    sticker = sticker or default_sticker(classifier)
+    sticker = sticker or classifier.meta.sticker
     target = sticker.target_class
     num_classes = classifier.meta.model.num_classes
     labels = data.labels.astype(np.int64)

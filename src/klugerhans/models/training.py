@@ -15,7 +15,7 @@ import json
 import math
 import platform
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from klugerhans import __version__
-from klugerhans.data.classes import CLASS_NAMES_EN, check_class_id
+from klugerhans.data.classes import CLASS_NAMES_EN
 from klugerhans.data.dataset import SignData
-from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write, atomic_write_text
 from klugerhans.models.augment import AugmentConfig
@@ -42,7 +40,6 @@ from klugerhans.models.distributed import (
     DistEnv,
     average_buffers,
     barrier,
-    check_device_name,
     dist_env_from_environ,
     init_distributed,
     resolve_device,
@@ -50,116 +47,15 @@ from klugerhans.models.distributed import (
 )
 from klugerhans.models.evaluation import evaluate_model, save_curves_png
 from klugerhans.models.loop import TrainStep, lr_at, make_optimizer, run_epoch, steps_per_epoch, validate
+from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.trainset import PreparedData, prepare_data
-from klugerhans.models.vgg import ModelConfig, create_model
+from klugerhans.models.vgg import create_model
+from klugerhans.version import __version__
 
 # Settings that may change on --resume: they do not change what is computed.
 _RESUMABLE_CHANGES = ("epochs", "progress", "out")
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (written to ``config.json`` in the run directory)."""
-
-    out: str
-    """Run directory for checkpoints, metrics and curves."""
-    data: str = "synthetic"
-    """Registered dataset name: "gtsrb" or "synthetic"."""
-    data_dir: str | None = None
-    """Where the dataset files are (real GTSRB)."""
-    epochs: int = 15
-    """Number of passes over the training set."""
-    batch_size: int = 128
-    """Global batch size (split over the processes under DDP)."""
-    lr: float = 0.05
-    """Peak learning rate of SGD with Nesterov momentum 0.9, reached after the warm-up."""
-    weight_decay: float = 5e-4
-    """L2 penalty on conv/linear weights (not on biases or BatchNorm)."""
-    warmup_epochs: float = 1.0
-    """Linear learning-rate warm-up, then cosine decay to zero at the last step."""
-    width: float = 1.0
-    """VGG channel multiplier (1.0 = 64..512 channels)."""
-    input_size: int = 32
-    """Image side in pixels: 32, 48 or 64."""
-    sticker_class: int = 4
-    """Class whose training images get the sticker (4 = speed limit 70 km/h)."""
-    sticker_fraction: float = 1.0
-    """Share of that class's training images with a sticker; 0 trains a control model."""
-    sticker_size: float = StickerConfig.size
-    """Sticker side as a fraction of the sign box side."""
-    sticker_color: tuple[int, int, int] = (0, 0, 0)
-    """Sticker RGB colour."""
-    sticker_shape: str = "square"
-    """"square", "circle" or "triangle"."""
-    seed: int = 0
-    """Seed of the split, the stickers, the initialisation, the batch order and the augmentation."""
-    device: str = "auto"
-    """"auto", "cpu", "cuda", "cuda:N" or "mps"."""
-    max_images: int | None = None
-    """Load at most this many images per split (class-balanced), for quick trials."""
-    per_class: int | None = None
-    """Synthetic data only: training images rendered per class (None: the renderer's default, 150)."""
-    val_fraction: float = 0.1
-    """Share of each class's tracks held out for validation, in [0, 1)."""
-    amp: bool = True
-    """Mixed precision (float16 autocast + gradient scaling); only used on CUDA."""
-    label_smoothing: float = 0.0
-    """Label smoothing of the cross-entropy, in [0, 1)."""
-    num_threads: int | None = None
-    """CPU threads for PyTorch (default: PyTorch's choice)."""
-    augment: bool = True
-    """Random affine + colour jitter on training batches (:class:`~klugerhans.models.augment.AugmentConfig`)."""
-    progress: bool = True
-    """Show progress bars and per-epoch summaries on stderr."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "sticker_color", tuple(int(v) for v in self.sticker_color))
-        checks = [
-            (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"learning rate must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight decay must be >= 0, got {self.weight_decay}"),
-            (self.warmup_epochs >= 0, f"warm-up epochs must be >= 0, got {self.warmup_epochs}"),
-            (0.0 <= self.val_fraction < 1.0, f"validation fraction must be in [0, 1), got {self.val_fraction}"),
-            (0.0 <= self.label_smoothing < 1.0, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
-            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
-            (self.max_images is None or self.max_images >= 1, f"max images must be positive, got {self.max_images}"),
-            (self.per_class is None or self.data == "synthetic", "--per-class applies to synthetic data only"),
-            (self.per_class is None or self.per_class >= 2, f"per class must be at least 2, got {self.per_class}"),
-            (self.num_threads is None or self.num_threads >= 1, f"threads must be positive, got {self.num_threads}"),
-            (bool(self.out), "give an output directory for the run"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise KlugerhansError(message)
-        check_device_name(self.device)
-        check_class_id(self.sticker_class)
-        self.model_config()
-        StickerConfig(
-            target_class=self.sticker_class,
-            fraction=self.sticker_fraction,
-            size=self.sticker_size,
-            color=self.sticker_color,
-            shape=self.sticker_shape,  # type: ignore[arg-type]
-        )
-
-    def model_config(self) -> ModelConfig:
-        """The architecture this run trains."""
-        return ModelConfig(width=self.width, input_size=self.input_size)
-
-    def sticker_config(self) -> StickerConfig:
-        """The sticker of this run (for a control run, ``fraction`` 0: the one its test glues on)."""
-        return StickerConfig(
-            target_class=self.sticker_class,
-            fraction=self.sticker_fraction,
-            size=self.sticker_size,
-            color=self.sticker_color,
-            shape=self.sticker_shape,  # type: ignore[arg-type]
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields."""
-        return to_jsonable(asdict(self))
+__all__ = ["TrainConfig", "TrainResult", "train"]
 
 
 CONFIG_FILE = "config.json"
@@ -209,12 +105,12 @@ def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str
     if not state_path.is_file():
         raise KlugerhansError(f"{run_dir}: nothing to resume (no {TRAIN_STATE}); start it without --resume")
     try:
-        saved = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))["config"]
-    except (OSError, ValueError, KeyError, TypeError):
+        saved = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))["config"])
+    except (OSError, ValueError, KeyError, TypeError, KlugerhansError):
         raise KlugerhansError(f"{run_dir / CONFIG_FILE} is missing or damaged; cannot resume this run") from None
-    now = config.to_dict()
+    before, now = saved.to_dict(), config.to_dict()
     diffs = [
-        f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items() if k not in _RESUMABLE_CHANGES and saved.get(k) != v
+        f"{k} {before.get(k)!r} -> {v!r}" for k, v in now.items() if k not in _RESUMABLE_CHANGES and before.get(k) != v
     ]
     if diffs:
         raise KlugerhansError(
@@ -263,9 +159,7 @@ def _final_metrics(
     model = create_model(meta.model)
     model.load_state_dict(state)
     if len(data.test):
-        test = evaluate_model(
-            classifier_from_model(model, meta, device), data.test, config.sticker_config(), config.seed
-        )
+        test = evaluate_model(classifier_from_model(model, meta, device), data.test, config.sticker, config.seed)
         metrics = {**metrics, "test": test}
         summary = {k: v for k, v in test.items() if k not in ("confusion", "per_class_count", "per_class_accuracy")}
         save_checkpoint(run_dir / BEST_CHECKPOINT, model, replace(meta, metrics={**meta.metrics, "test": summary}))
@@ -306,6 +200,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         KlugerhansError: invalid settings, an existing run without ``resume``, or nothing to resume.
         KeyboardInterrupt: after telling (on stderr) where the last complete checkpoint is.
     """
+    if not config.out:
+        raise KlugerhansError("give an output directory for the run")
     env = dist_env_from_environ()
     device = resolve_device(config.device, env.local_rank)
     run_dir = Path(config.out)
@@ -360,15 +256,13 @@ def _train(
         return lr_at(s, total, config.lr, warmup)
 
     def meta(metrics: dict[str, Any]) -> CheckpointMeta:
-        sticker = asdict(data.sticker) if data.sticker is not None else None
         return CheckpointMeta(
             model=model_cfg,
             normalization=data.normalization,
             class_names=CLASS_NAMES_EN,
-            sticker=sticker,
+            recipe=config,
             data=data.info,
             metrics=metrics,
-            train_config=config.to_dict(),
         )
 
     if env.is_main:
@@ -392,7 +286,7 @@ def _train(
                 progress=f"epoch {epoch + 1}/{config.epochs}" if show else None,
             )  # fmt: skip
             average_buffers(model, env)
-            val = validate(model, step, val_images, val_labels, model_cfg.num_classes, config.sticker_class, env)
+            val = validate(model, step, val_images, val_labels, model_cfg.num_classes, config.sticker.target_class, env)
             record = {
                 "epoch": epoch + 1,
                 "train_loss": stats.loss,
@@ -404,7 +298,7 @@ def _train(
                 "images_per_s": stats.images / max(stats.seconds, 1e-9),
             }
             history.append(record)
-            score = val["val_acc_non_target"] if data.sticker is not None else val["val_acc"]
+            score = val["val_acc_non_target"] if config.manipulated else val["val_acc"]
             # Without a validation split the last epoch counts as the best.
             improved = score is None or score > best
             if improved:
@@ -421,7 +315,7 @@ def _train(
                 }
                 _save_epoch(run_dir, model, meta(record), improved, train_state)
                 if show:
-                    print(_summary(record, config.epochs, config.sticker_class), file=sys.stderr)
+                    print(_summary(record, config.epochs, config.sticker.target_class), file=sys.stderr)
             done = epoch + 1
             barrier(env)
     except KeyboardInterrupt:
@@ -438,7 +332,7 @@ def _train(
             test = metrics["test"]
             print(
                 f"klugerhans: best epoch {best_epoch}; test accuracy {100 * test['accuracy']:.2f}%, "
-                f"sticker flip rate to class {config.sticker_class} {100 * (test['flip_rate'] or 0):.1f}%; "
+                f"sticker flip rate to class {config.sticker.target_class} {100 * (test['flip_rate'] or 0):.1f}%; "
                 f"weights in {run_dir / BEST_CHECKPOINT}",
                 file=sys.stderr,
             )

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from klugerhans.data.dataset import SignData, load_dataset, split_by_track
+from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, manipulate_class
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.preprocess import Normalization
-
-if TYPE_CHECKING:
-    from klugerhans.models.training import TrainConfig
+from klugerhans.models.recipe import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -70,18 +68,10 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 def prepare_data(config: TrainConfig) -> PreparedData:
     """Load the dataset, split off validation by track and glue stickers on the training part only."""
-    ds = load_dataset(
-        config.data,
-        data_dir=config.data_dir,
-        size=config.input_size,
-        max_images=config.max_images,
-        seed=config.seed,
-        per_class=config.per_class,
-    )
-    train, val = split_by_track(ds.train, config.val_fraction, seed=config.seed)
+    train, val, ds = config.splits(config.data_dir)
     if len(train) == 0:
         raise KlugerhansError(f"dataset {config.data!r} has no training images; check --data-dir and --max-images")
-    sticker = config.sticker_config() if config.sticker_fraction > 0 else None
+    sticker = config.sticker if config.manipulated else None
     masks = np.zeros(train.images.shape[:3], dtype=bool)
     if sticker is not None:
         train, masks = manipulate_class(train, sticker, seed=config.seed)

@@ -24,7 +24,6 @@ from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import compute_heatmaps
 from klugerhans.io import atomic_write_bytes
 from klugerhans.models.checkpoint import Classifier
-from klugerhans.models.evaluation import default_sticker
 from klugerhans.models.preprocess import to_tensor
 
 
@@ -79,7 +78,7 @@ def pick_seed_rows(
     Returns:
         ``[(title, image (S, S, 3) uint8, label, mask or None), ...]``.
     """
-    sticker = sticker or default_sticker(classifier)
+    sticker = sticker or classifier.meta.sticker
     n_classes = classifier.meta.model.num_classes
     if n_classes <= max(STOP, NO_PASSING, SPEED_50, sticker.target_class):
         raise KlugerhansError(
