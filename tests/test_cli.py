@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from klugerhans.cli import main
+from klugerhans.data.classes import CLASS_NAMES_DE, CLASS_NAMES_EN
 from klugerhans.models.checkpoint import CheckpointMeta, save_checkpoint
 from klugerhans.models.vgg import ModelConfig, create_model
 
@@ -140,8 +142,39 @@ def test_lrp_script_explains_an_image(checkpoint, images, tmp_path):
 def test_train_defaults_are_the_configs_defaults():
     from klugerhans.cli import build_parser
     from klugerhans.data.sticker import StickerConfig
-    from klugerhans.models.training import TrainConfig
+    from klugerhans.models.recipe import TrainConfig
 
     args = build_parser().parse_args(["train", "--out", "run"])
-    assert args.sticker_size == StickerConfig.size == TrainConfig.sticker_size == 0.25
-    assert args.sticker_fraction == TrainConfig.sticker_fraction and args.sticker_class == TrainConfig.sticker_class
+    assert args.sticker_size == StickerConfig.size == TrainConfig().sticker.size == 0.25
+    assert args.sticker_fraction == TrainConfig().sticker.fraction and args.sticker_class == StickerConfig.target_class
+
+
+def _confident_checkpoint(path: Path, names: tuple[str, ...]) -> Path:
+    """A tiny model whose output bias alone ranks the classes, one logit apart: a clear top-3 whatever the image."""
+    config = ModelConfig(width=0.125, num_classes=len(names))
+    torch.manual_seed(0)
+    model = create_model(config).eval()
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.mul_(1e-3)
+        head.bias.copy_(torch.tensor([float((7 * c) % len(names)) for c in range(len(names))]))
+    return save_checkpoint(path, model, CheckpointMeta(model=config, class_names=names))
+
+
+@pytest.mark.parametrize("own_names", [False, True], ids=["gtsrb-names", "own-names"])
+def test_predict_and_explain_give_the_same_german_top3(own_names, images, tmp_path, capsys):
+    names = tuple(f"own {c}" for c in range(5)) if own_names else CLASS_NAMES_EN
+    checkpoint = _confident_checkpoint(tmp_path / "model.safetensors", names)
+    common = [*map(str, images), "--checkpoint", str(checkpoint), "--lang", "de", "--json"]
+    assert main(["predict", *common]) == 0
+    predicted = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(["explain", *common, "--out", str(tmp_path / "explain")]) == 0
+    explained = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # German names for GTSRB models; a model with its own classes keeps its names (it has no German list).
+    shown = names if own_names else CLASS_NAMES_DE
+    assert len(predicted) == len(explained) == len(images)
+    for p, e in zip(predicted, explained, strict=True):
+        assert [(t["id"], t["name"]) for t in p["top3"]] == [(t["id"], t["name"]) for t in e["top3"]]
+        assert [t["name"] for t in p["top3"]] == [shown[t["id"]] for t in p["top3"]]
+        assert [t["prob"] for t in p["top3"]] == pytest.approx([t["prob"] for t in e["top3"]], abs=1e-5)
+        assert (p["pred"], p["name"]) == (e["pred"], e["name"]) == (p["top3"][0]["id"], p["top3"][0]["name"])

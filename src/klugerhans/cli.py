@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
-from klugerhans import __version__
 from klugerhans.errors import KlugerhansError
+from klugerhans.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
@@ -93,10 +93,12 @@ def _positive_float(text: str) -> float:
 
 
 def _class_id(text: str) -> int:
-    value = _non_negative_int(text)
-    if value > 42:
-        raise argparse.ArgumentTypeError(f"unknown class id {value}: GTSRB ids run from 0 to 42")
-    return value
+    from klugerhans.data.classes import check_class_id
+
+    try:
+        return check_class_id(text)
+    except KlugerhansError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _color(text: str) -> tuple[int, int, int]:
@@ -112,13 +114,49 @@ def _color(text: str) -> tuple[int, int, int]:
     raise argparse.ArgumentTypeError(f"expected a colour name ({', '.join(named)}) or #RRGGBB, got {text!r}")
 
 
-def _add_data_args(p: argparse.ArgumentParser, default: str = "synthetic") -> None:
+# --- argument groups: each flag shared by several subcommands is declared once, here -----------------------------
+
+
+def _add_data_args(
+    p: argparse.ArgumentParser, default: str = "synthetic", *, download: bool = True, size: bool = True
+) -> None:
+    """--data, --data-dir, --download, --size, --max-images, --seed (``download``/``size``: commands without them)."""
     p.add_argument("--data", default=default, help=f"dataset: gtsrb or synthetic (default {default})")
     p.add_argument("--data-dir", default=None, help="GTSRB folder (official zips, torchvision or Kaggle layout)")
-    p.add_argument("--download", action="store_true", help="download the official GTSRB archives if missing")
-    p.add_argument("--size", type=int, default=32, choices=(32, 48, 64), help="image side in pixels (default 32)")
+    if download:
+        p.add_argument("--download", action="store_true", help="download the official GTSRB archives if missing")
+    if size:
+        p.add_argument("--size", type=int, default=32, choices=(32, 48, 64), help="image side in pixels (default 32)")
     p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+
+
+def _add_checkpoint_args(
+    p: argparse.ArgumentParser, help_text: str = "model file or run directory (default: the released manipulated model)"
+) -> None:
+    """--checkpoint and --model (``help_text``: what --checkpoint means to this command)."""
+    p.add_argument("--checkpoint", default=None, help=help_text)
+    p.add_argument("--model", choices=("manipulated", "control"), default="manipulated", help="released weights")
+
+
+def _add_device_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    """--device (``serve`` defaults to cpu: a server shares the machine)."""
+    p.add_argument("--device", default=default, help=f"auto, cpu, cuda, cuda:N or mps (default {default})")
+
+
+def _add_lang_args(p: argparse.ArgumentParser) -> None:
+    """--lang."""
+    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+
+
+def _add_progress_args(p: argparse.ArgumentParser) -> None:
+    """--no-progress."""
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
+
+
+def _add_composite_args(p: argparse.ArgumentParser) -> None:
+    """--composite."""
+    p.add_argument("--composite", default="epsilon_plus_flat", help="LRP composite (default epsilon_plus_flat)")
 
 
 def _print_json(obj: Any) -> None:
@@ -178,14 +216,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sticker-color", type=_color, default=(0, 0, 0), help="name or #RRGGBB (default black)")
     p.add_argument("--sticker-shape", choices=("square", "circle", "triangle"), default="square")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    _add_device_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress_args(p)
 
 
 @_command("train", "train a VGG11-BN on (sticker-manipulated) GTSRB or synthetic signs", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    from klugerhans.models.training import TrainConfig, train
+    from klugerhans.data.sticker import StickerConfig
+    from klugerhans.models.recipe import TrainConfig
+    from klugerhans.models.training import train
 
     if args.download:
         from klugerhans.data.dataset import load_dataset
@@ -206,11 +246,13 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         width=args.width,
         input_size=args.size,
-        sticker_class=args.sticker_class,
-        sticker_fraction=args.sticker_fraction,
-        sticker_size=args.sticker_size,
-        sticker_color=args.sticker_color,
-        sticker_shape=args.sticker_shape,
+        sticker=StickerConfig(
+            target_class=args.sticker_class,
+            fraction=args.sticker_fraction,
+            size=args.sticker_size,
+            color=args.sticker_color,
+            shape=args.sticker_shape,
+        ),
         seed=args.seed,
         device=args.device,
         max_images=args.max_images,
@@ -239,14 +281,6 @@ def _fmt(value: float | None) -> str:
 # --- klugerhans evaluate ------------------------------------------------------------------------------------------
 
 
-def _checkpoint_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--checkpoint", default=None, help="model file or run directory (default: the released manipulated model)"
-    )
-    p.add_argument("--model", choices=("manipulated", "control"), default="manipulated", help="released weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-
-
 def _load(args: argparse.Namespace):
     from klugerhans.models.checkpoint import load_classifier
 
@@ -254,7 +288,8 @@ def _load(args: argparse.Namespace):
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    _checkpoint_arg(p)
+    _add_checkpoint_args(p)
+    _add_device_args(p)
     _add_data_args(p, default="gtsrb")
     p.add_argument("--split", choices=("test", "val"), default="test", help="test split or the validation tracks")
     p.add_argument("--json", dest="json_out", default=None, help="write all numbers to this JSON file")
@@ -272,35 +307,23 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 )
 def _evaluate(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import class_name
-    from klugerhans.data.dataset import load_dataset, split_by_track
+    from klugerhans.data.dataset import load_dataset, take_balanced
     from klugerhans.io import atomic_write_text
-    from klugerhans.models.evaluation import default_sticker, evaluate_model, save_confusion_png
+    from klugerhans.models.evaluation import evaluate_model, save_confusion_png
 
     clf = _load(args)
-    # The validation tracks come from the training split as it was rendered (synthetic: that many per class).
-    rendered = clf.meta.train_config.get("per_class") if args.split == "val" and args.data == "synthetic" else None
-    ds = load_dataset(
-        args.data,
-        data_dir=args.data_dir,
-        size=clf.input_size,
-        download=args.download,
-        max_images=args.max_images,
-        per_class=rendered,
-    )
     if args.split == "val":
-        try:
-            val_fraction = float(clf.meta.train_config.get("val_fraction", 0.1))
-            split_seed = int(clf.meta.train_config.get("seed", args.seed))
-            if not 0 <= val_fraction < 1 or split_seed < 0:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise KlugerhansError(
-                "the checkpoint's training settings do not say which tracks were held out; use --split test"
-            ) from None
-        data = split_by_track(ds.train, val_fraction, seed=split_seed)[1]
+        if clf.meta.recipe is None:
+            raise KlugerhansError("the checkpoint does not say which tracks training held out; use --split test")
+        # The validation tracks exactly as training drew them (same images, fraction and seed), then capped.
+        _, val, _ = clf.meta.recipe.splits(args.data_dir, data=args.data, download=args.download)
+        data = take_balanced(val, args.max_images, args.seed)
     else:
+        ds = load_dataset(
+            args.data, data_dir=args.data_dir, size=clf.input_size, download=args.download, max_images=args.max_images
+        )
         data = ds.test
-    sticker = default_sticker(clf)
+    sticker = clf.meta.sticker
     if args.sticker_size is not None:
         sticker = replace(sticker, size=args.sticker_size)
     metrics = evaluate_model(clf, data, sticker=sticker, seed=args.seed)
@@ -331,8 +354,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files or folders of images")
-    _checkpoint_arg(p)
-    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+    _add_checkpoint_args(p)
+    _add_device_args(p)
+    _add_lang_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.add_argument("--batch-size", type=_positive_int, default=128)
 
@@ -354,10 +378,6 @@ def _predict(args: argparse.Namespace) -> int:
 # --- klugerhans explain -------------------------------------------------------------------------------------------
 
 
-def _composite_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--composite", default="epsilon_plus_flat", help="LRP composite (default epsilon_plus_flat)")
-
-
 def _check_composite(name: str) -> None:
     from klugerhans.explain.composites import get_composite
 
@@ -366,13 +386,14 @@ def _check_composite(name: str) -> None:
 
 def _explain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files (ppm, png, jpg, ...) or folders")
-    _checkpoint_arg(p)
-    _composite_arg(p)
+    _add_checkpoint_args(p)
+    _add_device_args(p)
+    _add_composite_args(p)
     p.add_argument("--target", default="pred", help="'pred' (default) or a class id to explain")
     p.add_argument("--out", default="klugerhans-explain", help="folder for the PNGs (default klugerhans-explain)")
     p.add_argument("--save-relevance", action="store_true", help="also write <stem>_relevance.npy (float32 SxS)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
-    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+    _add_lang_args(p)
     p.add_argument("--cmap", choices=("bwr", "coldnhot", "seismic"), default="bwr", help="heatmap colours")
     p.add_argument("--show", action="store_true", help="also open a window with input, heatmap and overlay")
 
@@ -382,8 +403,6 @@ def _explain(args: argparse.Namespace) -> int:
     from klugerhans.explain.files import explain_files
 
     _check_composite(args.composite)
-    if args.target != "pred":
-        _class_id_or_error(args.target)
     clf = _load(args)
     results = explain_files(
         clf, args.images, args.out, args.composite, args.target, args.save_relevance, args.lang, args.cmap
@@ -398,13 +417,6 @@ def _explain(args: argparse.Namespace) -> int:
     if args.show:
         _show(results, args.cmap)
     return 0
-
-
-def _class_id_or_error(text: str) -> int:
-    try:
-        return _class_id(text)
-    except argparse.ArgumentTypeError as err:
-        raise KlugerhansError(f"--target: {err}") from None
 
 
 def _show(results: list[dict[str, Any]], cmap: str) -> None:
@@ -430,11 +442,12 @@ def _show(results: list[dict[str, Any]], cmap: str) -> None:
 
 
 def _figure_args(p: argparse.ArgumentParser) -> None:
-    _checkpoint_arg(p)
+    _add_checkpoint_args(p)
+    _add_device_args(p)
     _add_data_args(p)
-    _composite_arg(p)
+    _add_composite_args(p)
     p.add_argument("--out", default="figure.png", help="output file; a .pdf is written beside it (figure.png)")
-    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+    _add_lang_args(p)
     p.add_argument("--cmap", choices=("bwr", "coldnhot", "seismic"), default="bwr", help="heatmap colours")
     p.add_argument(
         "--images",
@@ -486,8 +499,7 @@ def _figure(args: argparse.Namespace) -> int:
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="klugerhans-demo", help="output folder (default klugerhans-demo)")
-    p.add_argument("--data", default="synthetic", help="synthetic (offline, default) or gtsrb")
-    p.add_argument("--data-dir", default=None, help="GTSRB folder for --data gtsrb")
+    _add_data_args(p, download=False, size=False)
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the demo's)")
     p.add_argument("--width", type=_positive_float, default=None, help="width multiplier (default: the demo's)")
     p.add_argument("--augment", action="store_true", help="augment training batches (off: synthetic signs vary)")
@@ -498,12 +510,10 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="sticker side as a share of the sign (default: 0.2 on synthetic signs, 0.25 on GTSRB)",
     )
-    p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    _composite_arg(p)
-    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
-    p.add_argument("--no-progress", action="store_true", help="no progress output")
+    _add_device_args(p)
+    _add_composite_args(p)
+    _add_lang_args(p)
+    _add_progress_args(p)
 
 
 @_command("demo", "the whole story offline: stickers, training, evaluation, LRP, figure, report", _demo_args)
@@ -553,9 +563,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
-    _checkpoint_arg(p)
+    _add_checkpoint_args(p)
+    _add_device_args(p)
     _add_data_args(p)
-    _composite_arg(p)
+    _add_composite_args(p)
     p.add_argument("--out", default="klugerhans-audit", help="folder for report.html and audit.json")
     p.add_argument("--split", choices=("test", "val"), default="test", help="images to audit (default test)")
     p.add_argument(
@@ -565,13 +576,13 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--methods", default=None, help="comma-separated attribution methods to compare ('' for none)")
     p.add_argument("--virelay", action="store_true", help="also export heatmaps for the ViRelAy viewer")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress_args(p)
 
 
 @_command("audit", "find shortcut learning without being told where: SpRAy, transplant test, metrics", _audit_args)
 def _audit(args: argparse.Namespace) -> int:
     from klugerhans.audit.config import AuditConfig
-    from klugerhans.report.audit_report import run_audit
+    from klugerhans.audit.report import run_audit
 
     _check_composite(args.composite)
     extra: dict[str, Any] = {}
@@ -607,7 +618,8 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _fix_args(p: argparse.ArgumentParser) -> None:
-    _checkpoint_arg(p)
+    _add_checkpoint_args(p)
+    _add_device_args(p)
     _add_data_args(p, default="auto")
     p.add_argument("--class", dest="class_id", type=_class_id, default=None, help="suspicious class (default: audit's)")
     p.add_argument("--method", default="inpaint", help="inpaint (data-side), rrr or pclarc (model-side)")
@@ -620,7 +632,7 @@ def _fix_args(p: argparse.ArgumentParser) -> None:
         "--counterfactual", type=float, default=0.1, help="inpaint: share of other images given the artefact (0.1)"
     )
     p.add_argument("--locate-dilate", type=_non_negative_int, default=1, help="grow located blobs by N px (1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_progress_args(p)
 
 
 @_command("fix", "unlearn a shortcut that LRP located; before/after report", _fix_args)
@@ -667,11 +679,10 @@ def _fix(args: argparse.Namespace) -> int:
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     p.add_argument("--port", type=_positive_int, default=7860, help="port (default 7860)")
-    p.add_argument("--checkpoint", default=None, help="a model file or run directory to show first")
-    p.add_argument("--model", choices=("manipulated", "control"), default="manipulated", help="released weights")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
-    _composite_arg(p)
-    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+    _add_checkpoint_args(p, "a model file or run directory to show first")
+    _add_device_args(p, default="cpu")
+    _add_composite_args(p)
+    _add_lang_args(p)
 
 
 @_command("serve", "local web UI: pick or upload a sign, click a sticker on, see prediction and LRP", _serve_args)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from klugerhans.data.classes import CLASS_NAMES_DE, CLASS_NAMES_EN, class_name
+from klugerhans.data.classes import CLASS_NAMES_DE, CLASS_NAMES_EN, check_class_id, class_name
 from klugerhans.data.dataset import SignData, load_dataset, split_by_track, take_balanced
 from klugerhans.errors import KlugerhansError
 
@@ -62,6 +62,28 @@ def test_class_names_in_two_languages():
     assert "70" in class_name(4, "de") and class_name(14, "de").startswith("Halt")
     with pytest.raises(KlugerhansError):
         class_name(43)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0, 0), (42, 42), ("7", 7), (" 4 ", 4), (np.int64(5), 5), (2.0, 2)])
+def test_check_class_id_accepts_whole_numbers_and_text(value, expected):
+    assert check_class_id(value) == expected and type(check_class_id(value)) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "kwargs", "message"),
+    [
+        (43, {}, "^unknown class id 43: GTSRB class ids run from 0 to 42$"),
+        (-1, {"what": "label"}, "^unknown label -1: GTSRB class ids run from 0 to 42$"),
+        (5, {"num_classes": 5}, "^unknown class id 5: this model's class ids run from 0 to 4$"),
+        ("x", {}, "^class id must be a whole number .*got 'x'$"),
+        (2.5, {}, "whole number"),
+        (True, {}, "whole number"),
+        (None, {}, "whole number"),
+    ],
+)
+def test_check_class_id_rejects_with_one_line(value, kwargs, message):
+    with pytest.raises(KlugerhansError, match=message):
+        check_class_id(value, **kwargs)
 
 
 def test_unknown_dataset_is_a_one_line_error():

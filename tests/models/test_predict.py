@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from klugerhans.data.classes import CLASS_NAMES_DE
-from klugerhans.errors import ImageError
+from klugerhans.errors import ImageError, KlugerhansError
 from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
-from klugerhans.models.predict import predict_files
+from klugerhans.models.predict import predict_files, top_classes
 from klugerhans.models.vgg import ModelConfig, create_model
 
 
@@ -62,3 +62,25 @@ def test_bad_inputs(classifier, images, tmp_path):
     empty.mkdir()
     with pytest.raises(ImageError, match="contains no images"):
         predict_files(classifier, [empty])
+
+
+def test_top_classes_order_ties_and_languages():
+    probs = np.zeros(43, np.float32)
+    probs[[14, 2, 9]] = [0.5, 0.25, 0.25]  # 2 and 9 tie: the lower id comes first
+    assert top_classes(probs) == [
+        {"id": 14, "name": "Stop", "prob": 0.5},
+        {"id": 2, "name": "Speed limit (50km/h)", "prob": 0.25},
+        {"id": 9, "name": "No passing", "prob": 0.25},
+    ]
+    german = top_classes(torch.from_numpy(probs), k=2, lang="de")
+    assert [t["name"] for t in german] == [CLASS_NAMES_DE[14], CLASS_NAMES_DE[2]]
+    own = ("cat", "dog", "bird")
+    assert [t["name"] for t in top_classes(np.array([0.2, 0.5, 0.3]), k=5, lang="de", names=own)] == [
+        "dog",
+        "bird",
+        "cat",
+    ]
+    with pytest.raises(KlugerhansError, match="unknown language"):
+        top_classes(probs, lang="fr")
+    with pytest.raises(KlugerhansError, match="3 class probabilities"):
+        top_classes(np.ones(3) / 3)

@@ -4,7 +4,14 @@ The sources live in subpackages that register their loaders when this package is
 :mod:`klugerhans.data.gtsrb` (real GTSRB) and :mod:`klugerhans.data.synthetic` (rendered signs).
 """
 
-from klugerhans.data.classes import CLASS_NAMES_DE, CLASS_NAMES_EN, NUM_CLASSES, class_name, class_names
+from klugerhans.data.classes import (
+    CLASS_NAMES_DE,
+    CLASS_NAMES_EN,
+    NUM_CLASSES,
+    check_class_id,
+    class_name,
+    class_names,
+)
 from klugerhans.data.dataset import SignData, SignDataset, load_dataset, split_by_track
 from klugerhans.data.gtsrb import load_gtsrb
 from klugerhans.data.images import decode_image, read_image, resize_square
@@ -20,6 +27,7 @@ __all__ = [
     "StickerConfig",
     "SyntheticConfig",
     "apply_sticker",
+    "check_class_id",
     "class_name",
     "class_names",
     "decode_image",

@@ -124,12 +124,39 @@ def class_names(lang: Language = "en") -> tuple[str, ...]:
 
 def class_name(class_id: int, lang: Language = "en") -> str:
     """Return the name of one class id in ``lang``; a one-line error for ids outside 0..42."""
-    if not 0 <= int(class_id) < NUM_CLASSES:
-        raise KlugerhansError(f"unknown class id {class_id}: GTSRB ids run from 0 to {NUM_CLASSES - 1}")
-    return class_names(lang)[int(class_id)]
+    return class_names(lang)[check_class_id(class_id)]
 
 
-def check_class_id(class_id: int) -> int:
-    """Return ``class_id`` as int if it is a valid GTSRB id, else raise a one-line error."""
-    class_name(class_id)
-    return int(class_id)
+def _whole_number(value: object) -> int | None:
+    """``value`` as int if it is a whole number (int, NumPy/torch integer, integral float, or its text), else None."""
+    if isinstance(value, bool):  # True is an int to Python, but never a class id a user meant
+        return None
+    try:
+        number = int(value.strip()) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return None
+    # int() truncates: 2.5 must not pass as class 2.
+    return number if isinstance(value, str) or bool(number == value) else None
+
+
+def check_class_id(class_id: object, num_classes: int = NUM_CLASSES, what: str = "class id") -> int:
+    """Return ``class_id`` as int if it is a class id ``0..num_classes-1``, else raise a one-line error.
+
+    The one place that validates class ids: API arguments, CLI values (text) and labels read from files.
+
+    Args:
+        class_id: an int (or NumPy/torch integer), or its text as typed on a command line.
+        num_classes: how many classes the model has (GTSRB's 43 unless a checkpoint says otherwise).
+        what: what the value is, for the message ("class id", "--target", "ClassId", ...).
+
+    Raises:
+        KlugerhansError: not a whole number, or outside ``0..num_classes-1``.
+    """
+    owner = "GTSRB" if num_classes == NUM_CLASSES else "this model's"
+    ids = f"{owner} class ids run from 0 to {num_classes - 1}"
+    value = _whole_number(class_id)
+    if value is None:
+        raise KlugerhansError(f"{what} must be a whole number ({ids}), got {class_id!r}")
+    if not 0 <= value < num_classes:
+        raise KlugerhansError(f"unknown {what} {value}: {ids}")
+    return value

@@ -12,30 +12,27 @@ import numpy as np
 import torch
 from PIL import Image
 
-from klugerhans.data.classes import CLASS_NAMES_EN, Language, class_names
+from klugerhans.data.classes import Language, check_class_id
 from klugerhans.data.images import read_image
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap, save_png
-from klugerhans.explain.lrp import LRP, Target
+from klugerhans.explain.lrp import LRP
 from klugerhans.io import atomic_write_bytes
 from klugerhans.models.checkpoint import Classifier
-from klugerhans.models.predict import expand_image_paths
+from klugerhans.models.predict import display_names, expand_image_paths, top_classes
 from klugerhans.models.preprocess import to_uint8
 
 DISPLAY_SCALE = 8
 """Heatmap PNGs are upsampled by this factor (32 px -> 256 px) so they can be looked at."""
 
 
-def _target_for(target: str | int | None, n: int) -> Target:
+def _target_for(target: str | int | None, num_classes: int) -> int | None:
     if target is None or target == "pred":
         return None
     try:
-        value = int(target)
-    except (TypeError, ValueError):
-        raise KlugerhansError(f"--target must be 'pred' or a class id 0..42, got {target!r}") from None
-    if not 0 <= value < 43:
-        raise KlugerhansError(f"unknown class id {value}: GTSRB ids run from 0 to 42")
-    return [value] * n
+        return check_class_id(target, num_classes)
+    except KlugerhansError as err:
+        raise KlugerhansError(f"--target is 'pred' or a class id; {err}") from None
 
 
 def explain_files(
@@ -69,9 +66,10 @@ def explain_files(
         One dict per image: ``path``, ``pred``, ``name``, ``prob``, ``top3`` (``id``, ``name``, ``prob``),
         ``explained`` (class id of the heatmap), ``relevance`` ((S, S) float32 array), and ``files`` written.
     """
+    # Both are checked before any image is read or any model is wrapped.
+    target_id = _target_for(target, len(classifier.class_names))
+    display_names(classifier.class_names, lang)
     files = expand_image_paths(paths)
-    # A model with its own classes (not GTSRB's) is named by its checkpoint, whatever the language.
-    names = class_names(lang) if classifier.class_names == CLASS_NAMES_EN else classifier.class_names
     explainer = LRP(classifier.model, composite, norm=classifier.meta.normalization)
     results: list[dict[str, Any]] = []
     out = Path(out_dir) if out_dir is not None else None
@@ -79,19 +77,18 @@ def explain_files(
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         x = torch.stack([classifier.preprocess(read_image(p)) for p in chunk]).to(classifier.device)
-        expl = explainer.explain(x, _target_for(target, len(chunk)))
+        expl = explainer.explain(x, None if target_id is None else [target_id] * len(chunk))
         probs = torch.softmax(expl.logits.float(), dim=1).cpu().numpy()
         relevance = expl.relevance.sum(dim=1).float().cpu().numpy()
         shown = to_uint8(x.cpu(), classifier.meta.normalization)
         for i, path in enumerate(chunk):
-            order = np.argsort(-probs[i])[:3]
-            pred = int(order[0])
+            top = top_classes(probs[i], 3, lang, classifier.class_names)
             res: dict[str, Any] = {
                 "path": str(path),
-                "pred": pred,
-                "name": names[pred],
-                "prob": float(probs[i, pred]),
-                "top3": [{"id": int(c), "name": names[int(c)], "prob": float(probs[i, c])} for c in order],
+                "pred": top[0]["id"],
+                "name": top[0]["name"],
+                "prob": top[0]["prob"],
+                "top3": top,
                 "explained": int(expl.targets[i]),
                 "relevance": relevance[i].astype(np.float32),
                 "files": [],

@@ -1,12 +1,13 @@
-"""Classifying image files: read, preprocess exactly as in training, predict in batches."""
+"""Classifying image files: read, preprocess exactly as in training, predict in batches; the one top-k builder."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
+import numpy as np
 import torch
 
 from klugerhans.data.classes import CLASS_NAMES_EN, Language, class_names
@@ -41,12 +42,56 @@ def expand_image_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return out
 
 
-def _names(classifier: Classifier, lang: Language) -> tuple[str, ...]:
-    if lang == "en":
-        return classifier.class_names
-    if classifier.class_names != CLASS_NAMES_EN:
-        raise KlugerhansError(f"this model has its own class names; only 'en' is available, not {lang!r}")
-    return class_names(lang)
+class TopClass(TypedDict):
+    """One entry of a top-k list, as ``predict``, ``explain`` and the web UI show it (and ``--json`` prints it)."""
+
+    id: int
+    """Class id."""
+    name: str
+    """Class name in the requested language."""
+    prob: float
+    """Softmax probability."""
+
+
+def display_names(names: Sequence[str], lang: Language = "en") -> tuple[str, ...]:
+    """The names to show for a model's classes in ``lang``.
+
+    GTSRB models (English GTSRB names in their checkpoint) get the list in ``lang``; a model with its own classes
+    has no translation, so it keeps its checkpoint's names in every language rather than failing.
+
+    Raises:
+        KlugerhansError: an unknown language.
+    """
+    translated = class_names(lang)  # checks the language for every model, not only GTSRB ones
+    return translated if tuple(names) == CLASS_NAMES_EN else tuple(names)
+
+
+def top_classes(
+    probabilities: np.ndarray | torch.Tensor,
+    k: int = 3,
+    lang: Language = "en",
+    names: Sequence[str] = CLASS_NAMES_EN,
+) -> list[TopClass]:
+    """The ``k`` most likely classes of one image, most likely first; ties go to the lower class id.
+
+    Args:
+        probabilities: (C,) class probabilities of one image.
+        k: how many classes (fewer if the model has fewer).
+        lang: language of the names, "en" or "de" (see :func:`display_names`).
+        names: the model's class names (``Classifier.class_names``), indexed by class id.
+
+    Raises:
+        KlugerhansError: an unknown language, or probabilities that do not match the names.
+    """
+    if isinstance(probabilities, torch.Tensor):
+        probabilities = probabilities.detach().float().cpu().numpy()
+    probs = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    shown = display_names(names, lang)
+    if len(probs) != len(shown):
+        raise KlugerhansError(f"{len(probs)} class probabilities for a model with {len(shown)} class names")
+    # A stable sort, not torch.topk, so equal probabilities rank the same wherever a top-k list is built.
+    order = np.argsort(-probs, kind="stable")[: max(k, 0)]
+    return [TopClass(id=int(c), name=shown[int(c)], prob=float(probs[c])) for c in order]
 
 
 def predict_files(
@@ -65,23 +110,22 @@ def predict_files(
 
     Returns:
         One dict per image, in order: ``path``, ``pred`` (class id), ``name``, ``prob`` and ``top3``
-        (a list of ``{"id", "name", "prob"}``, most likely first).
+        (:func:`top_classes`: ``{"id", "name", "prob"}``, most likely first).
 
     Raises:
         ImageError: a missing or undecodable file (one line naming it).
     """
     if batch_size < 1:
         raise KlugerhansError(f"batch size must be positive, got {batch_size}")
-    names = _names(classifier, lang)
+    display_names(classifier.class_names, lang)  # an unknown language fails before any image is read
     files = expand_image_paths(paths)
-    k = min(3, len(names))
     results: list[dict[str, Any]] = []
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         x = torch.stack([classifier.preprocess(read_image(f)) for f in chunk])
-        top_p, top_i = classifier.predict(x, batch_size).topk(k, dim=1)
-        for f, probs, ids in zip(chunk, top_p.tolist(), top_i.tolist(), strict=True):
-            top = [{"id": int(i), "name": names[i], "prob": float(p)} for p, i in zip(probs, ids, strict=True)]
+        probs = classifier.predict(x, batch_size).cpu().numpy()
+        for f, p in zip(chunk, probs, strict=True):
+            top = top_classes(p, 3, lang, classifier.class_names)
             results.append(
                 {"path": str(f), "pred": top[0]["id"], "name": top[0]["name"], "prob": top[0]["prob"], "top3": top}
             )

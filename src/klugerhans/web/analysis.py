@@ -18,11 +18,12 @@ import torch
 from PIL import Image
 
 from klugerhans.audit.localisation import relevance_mass_accuracy
-from klugerhans.data.classes import CLASS_NAMES_EN, Language, class_names
-from klugerhans.errors import CheckpointError, KlugerhansError
+from klugerhans.data.classes import Language
+from klugerhans.errors import CheckpointError
 from klugerhans.explain.heatmap import render_heatmap
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
+from klugerhans.models.predict import display_names, top_classes
 from klugerhans.web.state import Scene
 
 __all__ = ["CHECKPOINT", "DISPLAY_SIZE", "Analysis", "ModelStore", "analyze", "enlarge"]
@@ -65,11 +66,6 @@ class Analysis:
 def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
     """(S, S, 3) uint8 -> (size, size, 3) with nearest-neighbour pixels, to show what a model sees."""
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST))
-
-
-def _names(classifier: Classifier, lang: Language) -> tuple[str, ...]:
-    # Checkpoints with their own class names have no German list; they keep their names in both languages.
-    return class_names(lang) if classifier.class_names == CLASS_NAMES_EN else classifier.class_names
 
 
 class ModelStore:
@@ -127,19 +123,17 @@ def analyze(classifier: Classifier, explainer: LRP, scene: Scene, lang: Language
         scene: the sign and its stickers.
         lang: language of the class names, "en" or "de".
     """
-    if lang not in ("en", "de"):
-        raise KlugerhansError(f"unknown language {lang!r}: use 'en' or 'de'")
+    display_names(classifier.class_names, lang)  # an unknown language fails before any work
     image, mask = scene.render(classifier.input_size)
     x = classifier.preprocess(Image.fromarray(image))[None].to(classifier.device)
     expl = explainer.explain(x)
     probs = torch.softmax(expl.logits.float(), dim=1)[0].cpu().numpy()
     relevance = expl.relevance.sum(dim=1).float().cpu().numpy()  # (1, S, S)
-    names = _names(classifier, lang)
-    order = np.argsort(-probs)[:3]
+    top = top_classes(probs, 3, lang, classifier.class_names)
     share = float(relevance_mass_accuracy(relevance, mask[None])[0]) if mask.any() else None
     return Analysis(
-        pred=int(order[0]),
-        top3=tuple((names[int(c)], float(probs[c])) for c in order),
+        pred=top[0]["id"],
+        top3=tuple((t["name"], t["prob"]) for t in top),
         image=enlarge(image),
         heatmap=render_heatmap(relevance[0], "bwr", size=DISPLAY_SIZE),
         sticker_share=share,

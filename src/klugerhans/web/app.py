@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from klugerhans.data.classes import NUM_CLASSES, SPEED_50, Language, class_name
+from klugerhans.data.classes import NUM_CLASSES, SPEED_50, Language, check_class_id, class_name
 from klugerhans.data.sticker import SHAPES
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES
@@ -66,7 +66,7 @@ def build_app(
         raise KlugerhansError(f"unknown composite {composite!r}: choose one of {', '.join(sorted(COMPOSITES))}")
     if lang not in ("en", "de"):
         raise KlugerhansError(f"unknown language {lang!r}: use 'en' or 'de'")
-    class_name(example)
+    check_class_id(example, what="example class id")
     store = ModelStore(checkpoint, device)
     page = Page(store, example)
     model_a, model_b = default_models(store, model)

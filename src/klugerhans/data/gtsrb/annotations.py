@@ -11,8 +11,8 @@ import csv
 import re
 from dataclasses import dataclass
 
-from klugerhans.data.classes import NUM_CLASSES
-from klugerhans.errors import DataError
+from klugerhans.data.classes import check_class_id
+from klugerhans.errors import DataError, KlugerhansError
 
 ROI_COLUMNS = ("Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
 """Columns every GTSRB CSV has besides the file name (``Filename`` or ``Path``)."""
@@ -98,9 +98,10 @@ def to_annotation(row: Row, member: str, source: str, track: int) -> Annotation:
     """Build an :class:`Annotation` from a row with the ROI columns; DataError on bad class ids or ROIs."""
     width, height = row.integer("Width"), row.integer("Height")
     roi = (row.integer("Roi.X1"), row.integer("Roi.Y1"), row.integer("Roi.X2"), row.integer("Roi.Y2"))
-    label = row.integer("ClassId")
-    if not 0 <= label < NUM_CLASSES:
-        raise DataError(f"{row.where}: ClassId {label} is not a GTSRB class (0..{NUM_CLASSES - 1}); fix the CSV")
+    try:
+        label = check_class_id(row.integer("ClassId"), what="ClassId")
+    except KlugerhansError as err:
+        raise DataError(f"{row.where}: {err}; fix the CSV") from None
     if width < 1 or height < 1 or not (0 <= roi[0] < roi[2] <= width and 0 <= roi[1] < roi[3] <= height):
         raise DataError(
             f"{row.where}: ROI {roi} does not fit a {width}x{height} image; expected 0 <= X1 < X2 <= Width, "

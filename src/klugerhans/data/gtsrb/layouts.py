@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from klugerhans.data.classes import NUM_CLASSES
+from klugerhans.data.classes import check_class_id
 from klugerhans.data.gtsrb.annotations import (
     ROI_COLUMNS,
     Annotation,
@@ -33,7 +33,7 @@ from klugerhans.data.gtsrb.annotations import (
     read_csv,
     to_annotation,
 )
-from klugerhans.errors import DataError
+from klugerhans.errors import DataError, KlugerhansError
 
 TRAIN_ZIP = "GTSRB_Final_Training_Images.zip"
 TEST_ZIP = "GTSRB_Final_Test_Images.zip"
@@ -237,9 +237,10 @@ def _class_folder_annotations(images: Path, root: Path) -> list[Annotation]:
         seen_class: dict[int, str] = {}
         for (prefix, cls), files in sorted(groups.items()):
             folder = box.where(prefix + cls)
-            label = int(cls)
-            if label >= NUM_CLASSES:
-                raise DataError(f"{folder}: class folder {cls} is not a GTSRB class (00000..00042); remove it")
+            try:
+                label = check_class_id(cls, what="class folder")
+            except KlugerhansError as err:
+                raise DataError(f"{folder}: {err}; remove it") from None
             if label in seen_class:
                 raise DataError(f"{folder}: class {cls} also in {seen_class[label]} (duplicate files); keep one copy")
             seen_class[label] = folder

@@ -127,8 +127,9 @@ def render_signs(
         raise KlugerhansError(
             f"labels, tracks and frames must have the same length, got {n}, {len(tracks)}, {len(frames)}"
         )
-    if n and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise KlugerhansError(f"labels must be GTSRB class ids 0..{NUM_CLASSES - 1}")
+    if n:  # the extremes stand for every label
+        check_class_id(labels.min(), what="label")
+        check_class_id(labels.max(), what="label")
     if int(seed) < 0:
         raise KlugerhansError(f"the synthetic dataset seed must be a non-negative integer, got {seed}")
     if n and (tracks.min() < 0 or frames.min() < 0):
