@@ -1,18 +1,22 @@
 """Export the discovery stage as a ViRelAy project (Anders et al. 2021, "Software for dataset-wide XAI").
 
-ViRelAy is a web viewer for SpRAy results. Its project is a YAML file next to a label map and three kinds of HDF5
-files, laid out as its database specification describes:
+ViRelAy (``pip install klugerhans[virelay]``, then ``virelay project.yaml``) is a web viewer for SpRAy results. Its
+project is a YAML file next to a label map and three kinds of HDF5 files, in the layout ViRelAy 0.6 reads:
 
-* ``dataset.input.h5``: ``data`` (N, 3, S, S) float32 images in [0, 1] and ``label`` (N,) class ids;
+* ``label-map.json``: ``index``, ``word_net_id`` (here the GTSRB folder name, ``00000`` to ``00042``) and ``name``
+  of each class;
+* ``dataset.input.h5``: ``data`` (N, 3, S, S) float32 images in [0, 1] and ``label`` (N,) uint16 class ids;
 * ``<composite>.attribution.h5``: ``index`` (M,) rows of the explained images, ``attribution`` (M, 3, S, S) LRP
-  relevance (recomputed at full resolution batch by batch, written slice by slice so memory stays bounded),
-  ``label`` (M, C) output relevance and ``prediction`` (M, C) logits;
-* ``spray.analysis.h5``: one group per class with ``index``, ``embedding/spectral`` (root, eigenvalue),
-  ``embedding/tsne`` where the audit computed one, and ``clustering/spectral`` (root, #clusters and the average
-  prototype, upsampled to S x S).
+  relevance of the true class (recomputed at full resolution batch by batch, written slice by slice so memory stays
+  bounded), ``label`` (M,) uint16 true class and ``prediction`` (M, C) logits;
+* ``spray.analysis.h5`` (analysis method ``Spectral``): one group per class, named by its ``word_net_id``, with
+  ``index`` (dataset rows), ``embedding/spectral`` (attribute ``eigenvalue``), ``cluster/eigengap`` (the SpRAy
+  clusters, attribute ``k``) and ``prototype/eigengap`` (the mean heatmap of each cluster, S x S; ViRelAy ignores it);
+* ``spray-tsne.analysis.h5`` (analysis method ``Spectral_tSNE``), only when the audit drew t-SNE views: the same for
+  those classes, plus ``embedding/tsne``. ViRelAy offers the embeddings of an analysis method's first class for all
+  of its classes, so classes without a t-SNE view stay out of this one.
 
-Needs ``h5py`` (``pip install h5py``). Written by following the specification; not checked against a running
-ViRelAy here.
+Needs ``h5py``; ``tests/audit/test_virelay_server.py`` opens an export with a running ViRelAy server.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import get_composite
@@ -34,15 +37,27 @@ from klugerhans.models.preprocess import to_tensor
 if TYPE_CHECKING:
     from klugerhans.audit.run import AuditResult
 
-__all__ = ["export_virelay"]
+__all__ = ["export_virelay", "word_net_id"]
 
 
 def _h5py() -> Any:
     try:
         import h5py
     except ImportError:
-        raise KlugerhansError("the ViRelAy export needs h5py: pip install h5py, or run without --virelay") from None
+        raise KlugerhansError(
+            "the ViRelAy export needs h5py: pip install 'klugerhans[virelay]', or run without --virelay"
+        ) from None
     return h5py
+
+
+def word_net_id(class_id: int) -> str:
+    """The ``word_net_id`` ViRelAy keys a class by: its GTSRB folder name (``00004`` for class 4)."""
+    return f"{class_id:05d}"
+
+
+def _yaml(value: str) -> str:
+    """``value`` as a YAML scalar: a JSON string is a valid double-quoted YAML string."""
+    return json.dumps(value)
 
 
 def export_virelay(result: AuditResult, folder: str | os.PathLike[str], batch_size: int = 64) -> Path:
@@ -55,83 +70,80 @@ def export_virelay(result: AuditResult, folder: str | os.PathLike[str], batch_si
     out.mkdir(parents=True, exist_ok=True)
     data, heat, config = result.data, result.heatmaps, result.config
     names = list(clf.class_names)
-    atomic_write_text(out / "label-map.json", json.dumps([{"index": i, "name": n} for i, n in enumerate(names)]))
+    label_map = [{"index": i, "word_net_id": word_net_id(i), "name": n} for i, n in enumerate(names)]
+    atomic_write_text(out / "label-map.json", json.dumps(label_map, indent=1))
 
     with atomic_write(out / "dataset.input.h5", "w+b") as fh, h5py.File(fh, "w") as f:
         images = f.create_dataset("data", (len(data), 3, data.size, data.size), dtype="float32")
         for start in range(0, len(data), 1024):
             chunk = data.images[start : start + 1024]
             images[start : start + len(chunk)] = chunk.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-        f["label"] = data.labels.astype(np.uint32)
+        f["label"] = data.labels.astype(np.uint16)
 
     composite = config.composite
-    options = {"norm": clf.meta.normalization} if composite == "epsilon_gamma_box" else {}
-    explainer = LRP(clf.model, get_composite(composite, **options))
+    # get_composite passes the normalisation only to composites that take it (the input-bounded ones)
+    explainer = LRP(clf.model, get_composite(composite, norm=clf.meta.normalization))
     m, classes = len(heat.index), len(names)
     with atomic_write(out / f"{composite}.attribution.h5", "w+b") as fh, h5py.File(fh, "w") as f:
         f["index"] = heat.index.astype(np.uint32)
+        f["label"] = data.labels[heat.index].astype(np.uint16)
         relevance = f.create_dataset("attribution", (m, 3, data.size, data.size), dtype="float32")
-        labels = f.create_dataset("label", (m, classes), dtype="float32")
         logits = f.create_dataset("prediction", (m, classes), dtype="float32")
         for start in range(0, m, batch_size):
             rows = heat.index[start : start + batch_size]
             expl = explainer.explain(to_tensor(data.images[rows], clf.meta.normalization), data.labels[rows])
             sl = slice(start, start + len(rows))
             relevance[sl] = expl.relevance.float().cpu().numpy()
-            out_relevance = torch.zeros_like(expl.logits)
-            index = expl.targets[:, None]
-            out_relevance.scatter_(1, index, expl.logits.gather(1, index))
-            labels[sl] = out_relevance.float().cpu().numpy()
             logits[sl] = expl.logits.float().cpu().numpy()
 
-    with atomic_write(out / "spray.analysis.h5", "w+b") as fh, h5py.File(fh, "w") as f:
-        for c, sp in result.spray.items():
-            group = f.require_group(f"class_{c:02d}")
-            group["name"] = f"{c}: {names[c] if c < len(names) else c}"
-            group["index"] = heat.index[heat.rows_of(c)].astype(np.uint32)
-            spectral = group.require_group("embedding/spectral")
-            spectral["name"] = "Spectral embedding"
-            spectral["root"] = sp.embedding.astype(np.float32)
-            spectral["eigenvalue"] = sp.eigenvalues.astype(np.float32)
-            if c in result.tsne:
-                tsne = group.require_group("embedding/tsne")
-                tsne["name"] = "t-SNE"
-                tsne["root"] = result.tsne[c].astype(np.float32)
-            clustering = group.require_group("clustering/spectral")
-            clustering["name"] = f"Spectral clustering (eigengap: {sp.n_clusters})"
-            clustering["root"] = sp.labels.astype(np.uint32)
-            clustering["base"] = spectral
-            clustering["#clusters"] = sp.n_clusters
-            repeat = max(1, data.size // sp.prototypes.shape[-1])
-            proto = sp.prototypes.repeat(repeat, axis=1).repeat(repeat, axis=2).astype(np.float32)
-            clustering["prototype/average/name"] = "Mean heatmap"
-            clustering["prototype/average/root"] = proto
+    # (analysis method, file, classes, with t-SNE): ViRelAy needs the same embeddings in every class of a method
+    analyses = [("Spectral", "spray.analysis.h5", sorted(result.spray), False)]
+    tsne_classes = sorted(set(result.tsne) & set(result.spray))
+    if tsne_classes:
+        analyses.append(("Spectral_tSNE", "spray-tsne.analysis.h5", tsne_classes, True))
+    for _, filename, shown, with_tsne in analyses:
+        with atomic_write(out / filename, "w+b") as fh, h5py.File(fh, "w") as f:
+            for c in shown:
+                sp = result.spray[c]
+                group = f.require_group(word_net_id(c))
+                group["index"] = heat.index[heat.rows_of(c)].astype(np.uint32)
+                embedding = group.require_group("embedding")
+                embedding["spectral"] = sp.embedding.astype(np.float32)
+                embedding["spectral"].attrs["eigenvalue"] = sp.eigenvalues.astype(np.float32)
+                if with_tsne:
+                    embedding["tsne"] = result.tsne[c].astype(np.float32)
+                    embedding["tsne"].attrs["embedding"] = "spectral"
+                cluster = group.require_group("cluster")
+                cluster["eigengap"] = sp.labels.astype(np.uint32)
+                cluster["eigengap"].attrs["embedding"] = "spectral"
+                cluster["eigengap"].attrs["k"] = sp.n_clusters
+                repeat = max(1, data.size // sp.prototypes.shape[-1])
+                group["prototype/eigengap"] = (
+                    sp.prototypes.repeat(repeat, axis=1).repeat(repeat, axis=2).astype(np.float32)
+                )
 
-    project = "\n".join(
-        [
-            "project:",
-            f"    name: klugerhans audit of {Path(str(result.info['model'].get('checkpoint') or 'model')).name}",
-            f"    model: {clf.meta.model.arch} (width {clf.meta.model.width})",
-            "    label_map: label-map.json",
-            "    dataset:",
-            f"        name: {config.data} {config.split}",
-            "        type: hdf5",
-            "        path: dataset.input.h5",
-            f"        input_width: {data.size}",
-            f"        input_height: {data.size}",
-            "        up_sampling_method: none",
-            "        down_sampling_method: none",
-            "    attributions:",
-            f"        attribution_method: LRP {composite}",
-            "        attribution_strategy: true_label",
-            "        sources:",
-            f"        - {composite}.attribution.h5",
-            "    analyses:",
-            "    - analysis_method: Spectral",
-            "      sources:",
-            "      - spray.analysis.h5",
-            "",
-        ]
-    )
-    atomic_write_text(out / "project.yaml", project)
+    checkpoint = Path(str(result.info["model"].get("checkpoint") or "model")).name
+    lines = [
+        "project:",
+        f"    name: {_yaml(f'klugerhans audit of {checkpoint}')}",
+        f"    model: {_yaml(f'{clf.meta.model.arch} (width {clf.meta.model.width})')}",
+        "    label_map: label-map.json",
+        "    dataset:",
+        f"        name: {_yaml(f'{config.data} {config.split}')}",
+        "        type: hdf5",
+        "        path: dataset.input.h5",
+        f"        input_width: {data.size}",
+        f"        input_height: {data.size}",
+        "        up_sampling_method: none",
+        "        down_sampling_method: none",
+        "    attributions:",
+        f"        attribution_method: {_yaml(f'LRP {composite}')}",
+        "        attribution_strategy: true_label",
+        "        sources:",
+        f"        - {composite}.attribution.h5",
+        "    analyses:",
+    ]
+    for method, filename, _, _ in analyses:
+        lines += [f"    - analysis_method: {method}", "      sources:", f"      - {filename}"]
+    atomic_write_text(out / "project.yaml", "\n".join([*lines, ""]))
     return out / "project.yaml"
