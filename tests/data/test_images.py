@@ -60,3 +60,17 @@ def test_resize_square_crops_then_resizes():
     out = resize_square(Image.fromarray(arr), 8, box=(20, 0, 40, 20))
     assert out.shape == (8, 8, 3) and out[:, 1:].min() == 255 and out.mean() > 250
     assert resize_square(Image.fromarray(arr), 16).shape == (16, 16, 3)
+
+
+@pytest.mark.parametrize(("h", "w", "size", "resize"), [(300, 200, 224, 256), (40, 90, 32, None), (64, 64, 64, None)])
+def test_resize_center_crop_equals_torchvision_eval_transform(h, w, size, resize):
+    from PIL import Image
+    from torchvision import transforms
+
+    from klugerhans.data.images import resize_center_crop
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+    want = transforms.Compose([transforms.Resize(resize or size), transforms.CenterCrop(size)])(img)
+    got = resize_center_crop(img, size, resize)
+    assert got.shape == (size, size, 3) and np.array_equal(got, np.asarray(want))

@@ -102,3 +102,21 @@ def resize_square(img: Image.Image, size: int, box: tuple[float, float, float, f
     if img.size != (size, size):
         img = img.resize((size, size), RESAMPLE, reducing_gap=3.0)
     return np.asarray(img, dtype=np.uint8)
+
+
+def resize_center_crop(img: Image.Image, size: int, resize: int | None = None) -> np.ndarray:
+    """Resize the short side, then take the centre square: torchvision's evaluation transform for photos.
+
+    ``Resize(resize)`` + ``CenterCrop(size)`` as ImageNet classifiers are evaluated; ``resize`` defaults to
+    ``size`` (no border lost beyond the long side's excess). Returns a (size, size, 3) uint8 array.
+    """
+    if size < 1:
+        raise ImageError(f"image size must be at least 1 pixel, got {size}")
+    short = resize or size
+    w, h = img.size
+    scale = short / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), RESAMPLE, reducing_gap=3.0)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
