@@ -11,7 +11,7 @@ def _image(h: int = 32, w: int = 32) -> np.ndarray:
 
 def test_sticker_is_centred_on_the_point_and_marks_exactly_the_changed_pixels():
     img = _image()
-    out, mask = paint_sticker(img, x=10.5, y=20.5, size=5, color=(0, 0, 0))
+    out, mask = paint_sticker(img, x=10.5, y=20.5, side_px=5, color=(0, 0, 0))
     ys, xs = np.nonzero(mask)
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (8, 12, 18, 22)
     assert np.array_equal(np.any(out != img, axis=-1), mask)
@@ -20,11 +20,11 @@ def test_sticker_is_centred_on_the_point_and_marks_exactly_the_changed_pixels():
 
 
 def test_sticker_near_the_border_is_shifted_inside_and_keeps_its_size():
-    out, mask = paint_sticker(_image(16, 24), x=0.0, y=100.0, size=6, color=(255, 0, 0))
+    out, mask = paint_sticker(_image(16, 24), x=0.0, y=100.0, side_px=6, color=(255, 0, 0))
     ys, xs = np.nonzero(mask)
     assert mask.sum() == 36 and xs.min() == 0 and ys.max() == 15
     assert np.all(out[mask] == [255, 0, 0])
-    _, whole = paint_sticker(_image(8, 8), 4.0, 4.0, size=50)
+    _, whole = paint_sticker(_image(8, 8), 4.0, 4.0, side_px=50)
     assert whole.all()
 
 
@@ -42,10 +42,10 @@ def test_same_stamp_as_apply_sticker(shape):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"shape": "star"}, {"color": (0, 0, 256)}, {"size": 0}, {"x": float("nan")}],
+    [{"shape": "star"}, {"color": (0, 0, 256)}, {"side_px": 0}, {"x": float("nan")}],
 )
 def test_bad_arguments_are_one_line_errors(kwargs):
-    args = {"x": 5.0, "y": 5.0, "size": 3} | kwargs
+    args = {"x": 5.0, "y": 5.0, "side_px": 3} | kwargs
     with pytest.raises(KlugerhansError) as err:
         paint_sticker(_image(), **args)
     assert "\n" not in str(err.value)

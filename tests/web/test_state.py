@@ -31,9 +31,11 @@ def test_parse_color_rejects_garbage(value):
         parse_color(value)
 
 
-@pytest.mark.parametrize("kwargs", [{"x": 1.5}, {"y": -0.1}, {"size": 0.0}, {"shape": "star"}, {"color": (0, 0, 999)}])
+@pytest.mark.parametrize(
+    "kwargs", [{"x": 1.5}, {"y": -0.1}, {"image_share": 0.0}, {"shape": "star"}, {"color": (0, 0, 999)}]
+)
 def test_bad_sticker_is_a_one_line_error(kwargs):
-    args = {"x": 0.5, "y": 0.5, "size": 0.2} | kwargs
+    args = {"x": 0.5, "y": 0.5, "image_share": 0.2} | kwargs
     with pytest.raises(KlugerhansError) as err:
         Sticker(**args)
     assert "\n" not in str(err.value)

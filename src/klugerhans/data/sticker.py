@@ -152,7 +152,7 @@ def paint_sticker(
     image: np.ndarray,
     x: float,
     y: float,
-    size: int,
+    side_px: int,
     color: tuple[int, int, int] = (0, 0, 0),
     shape: str = "square",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -162,7 +162,7 @@ def paint_sticker(
         image: (H, W, 3) uint8 image (not modified).
         x: centre column in pixels, continuous (pixel ``c`` spans ``[c, c + 1)``; its centre is ``c + 0.5``).
         y: centre row in pixels, continuous.
-        size: sticker side in pixels (clipped to the image); the sticker is shifted to lie fully inside.
+        side_px: sticker side in pixels (clipped to the image); the sticker is shifted to lie fully inside.
         color: RGB colour, 0..255.
         shape: "square", "circle" or "triangle".
 
@@ -174,10 +174,12 @@ def paint_sticker(
         raise KlugerhansError(f"image must be (H, W, 3) uint8, got shape {image.shape} {image.dtype}")
     _check_shape(shape)
     color = _check_color(color)
-    if not (np.isfinite(x) and np.isfinite(y)) or int(size) < 1:
-        raise KlugerhansError(f"sticker needs a finite position and a side of at least 1 pixel, got {x}, {y}, {size}")
+    if not (np.isfinite(x) and np.isfinite(y)) or int(side_px) < 1:
+        raise KlugerhansError(
+            f"sticker needs a finite position and a side of at least 1 pixel, got {x}, {y}, {side_px}"
+        )
     h, w = image.shape[:2]
-    side = min(int(size), h, w)
+    side = min(int(side_px), h, w)
     x0 = int(np.clip(np.floor(x - side / 2 + 0.5), 0, w - side))
     y0 = int(np.clip(np.floor(y - side / 2 + 0.5), 0, h - side))
     mask = np.zeros((h, w), dtype=bool)

@@ -25,6 +25,7 @@ import numpy as np
 
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.run import audit_classifier, load_audit_data
+from klugerhans.data.classes import check_class_id
 from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
 from klugerhans.fix.finetune import FineTuneConfig
@@ -88,8 +89,8 @@ class FixConfig:
         check_method(self.method)
         if self.epochs < 0:
             raise KlugerhansError(f"epochs must be >= 0, got {self.epochs}")
-        if self.class_id is not None and not 0 <= self.class_id < 43:
-            raise KlugerhansError(f"class must be a GTSRB class id 0..42, got {self.class_id}")
+        if self.class_id is not None:
+            check_class_id(self.class_id, what="class")
         if self.method != "pclarc" and self.epochs < 1:
             raise KlugerhansError(f"method {self.method!r} fine-tunes: give --epochs 1 or more")
         if not 0.0 <= self.counterfactual <= 1.0:

@@ -62,8 +62,10 @@ class Sticker:
     """Centre column as a fraction of the image width, 0..1."""
     y: float
     """Centre row as a fraction of the image height, 0..1."""
-    size: float
-    """Side as a fraction of the image side (0.15 of a 32 px input is a 5 px sticker, as in training)."""
+    image_share: float
+    """Side as a share of the image's side (0.15 of a 32 px input is a 5 px sticker); not
+    :attr:`StickerConfig.size <klugerhans.data.sticker.StickerConfig.size>`, a share of the sign's box, since an
+    upload has no known sign box."""
     color: tuple[int, int, int] = (0, 0, 0)
     """RGB, 0..255."""
     shape: str = "square"
@@ -72,8 +74,8 @@ class Sticker:
     def __post_init__(self) -> None:
         if not (0.0 <= self.x <= 1.0 and 0.0 <= self.y <= 1.0):
             raise KlugerhansError(f"sticker position must lie in the image (0..1), got ({self.x}, {self.y})")
-        if not 0.0 < self.size <= 1.0:
-            raise KlugerhansError(f"sticker size must be a fraction of the image in (0, 1], got {self.size}")
+        if not 0.0 < self.image_share <= 1.0:
+            raise KlugerhansError(f"sticker side must be a share of the image in (0, 1], got {self.image_share}")
         if self.shape not in SHAPES:
             raise KlugerhansError(f"unknown sticker shape {self.shape!r}: choose one of {', '.join(SHAPES)}")
         parse_color(self.color)
@@ -81,8 +83,8 @@ class Sticker:
     def paint(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Glue this sticker on an (S, S, 3) uint8 image -> ``(image copy, (S, S) bool mask)``."""
         h, w = image.shape[:2]
-        side = max(1, round(self.size * min(h, w)))
-        return paint_sticker(image, self.x * w, self.y * h, side, self.color, self.shape)
+        side_px = max(1, round(self.image_share * min(h, w)))
+        return paint_sticker(image, self.x * w, self.y * h, side_px, self.color, self.shape)
 
 
 @dataclass(frozen=True)
