@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -150,53 +151,44 @@ def _summed(attr: torch.Tensor) -> torch.Tensor:
     return attr.detach().sum(1).float().cpu()
 
 
+def _captum(model: nn.Module, make: Callable[[nn.Module], Any], call: Callable[..., torch.Tensor]) -> Attributor:
+    """An attributor that runs ``call(method, x, targets)`` with captum's ``make(net)`` on a frozen copy."""
+    net = _frozen_copy(model)
+    method = make(net)
+
+    def run(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = x.to(_device(net)).requires_grad_(True)
+        return call(method, x, targets.to(x.device))
+
+    return run
+
+
 @register_method("gradient")
 def _gradient(model: nn.Module, options: MethodOptions) -> Attributor:
     from captum.attr import Saliency
 
-    net = _frozen_copy(model)
-    method = Saliency(net)
-
-    def run(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        x = x.to(_device(net)).requires_grad_(True)
-        return _summed(method.attribute(x, target=targets.to(x.device), abs=False))
-
-    return run
+    return _captum(model, Saliency, lambda m, x, t: _summed(m.attribute(x, target=t, abs=False)))
 
 
 @register_method("gradient_x_input")
 def _gradient_x_input(model: nn.Module, options: MethodOptions) -> Attributor:
     from captum.attr import InputXGradient
 
-    net = _frozen_copy(model)
-    method = InputXGradient(net)
-
-    def run(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        x = x.to(_device(net)).requires_grad_(True)
-        return _summed(method.attribute(x, target=targets.to(x.device)))
-
-    return run
+    return _captum(model, InputXGradient, lambda m, x, t: _summed(m.attribute(x, target=t)))
 
 
 @register_method("integrated_gradients")
 def _integrated_gradients(model: nn.Module, options: MethodOptions) -> Attributor:
     from captum.attr import IntegratedGradients
 
-    net = _frozen_copy(model)
-    method = IntegratedGradients(net)
-
-    def run(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        x = x.to(_device(net))
+    def call(method: IntegratedGradients, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         attr = method.attribute(
-            x,
-            baselines=torch.zeros_like(x),
-            target=targets.to(x.device),
-            n_steps=options.ig_steps,
+            x, baselines=torch.zeros_like(x), target=targets, n_steps=options.ig_steps,
             internal_batch_size=options.internal_batch_size,
-        )
+        )  # fmt: skip
         return _summed(attr)
 
-    return run
+    return _captum(model, IntegratedGradients, call)
 
 
 @register_method("smoothgrad")
@@ -273,26 +265,18 @@ def _grad_cam(model: nn.Module, options: MethodOptions) -> Attributor:
 def _occlusion(model: nn.Module, options: MethodOptions) -> Attributor:
     from captum.attr import Occlusion
 
-    net = _frozen_copy(model)
-    method = Occlusion(net)
-
-    def run(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        x = x.to(_device(net))
+    def call(method: Occlusion, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         side = max(2, round(options.occlusion_window * x.shape[-1]))
-        stride = side
         with torch.no_grad():
             attr = method.attribute(
-                x,
-                sliding_window_shapes=(x.shape[1], side, side),
-                strides=(x.shape[1], stride, stride),
-                baselines=0.0,
-                target=targets.to(x.device),
+                x.detach(), sliding_window_shapes=(x.shape[1], side, side), strides=(x.shape[1], side, side),
+                baselines=0.0, target=targets,
                 perturbations_per_eval=max(1, options.internal_batch_size // max(1, len(x))),
-            )
+            )  # fmt: skip
         # The window spans all channels, so each channel holds the same value; summing would only triple it.
         return attr[:, 0].float().cpu()
 
-    return run
+    return _captum(model, Occlusion, call)
 
 
 @register_method("random")
