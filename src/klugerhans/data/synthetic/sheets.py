@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -125,20 +126,10 @@ def contact_sheet(
     return sheet
 
 
-def save_contact_sheet(
-    path: str | os.PathLike[str],
-    size: int = 32,
-    real: SignData | None = None,
-    examples: int = 4,
-    seed: int = 0,
-    config: SyntheticConfig | None = None,
-    zoom: int = 2,
-    columns: int = 4,
-    real_examples: int = 1,
-) -> Path:
-    """Write :func:`contact_sheet` as a PNG (atomically, optimised) and return its path."""
+def save_contact_sheet(path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Path:
+    """Draw :func:`contact_sheet` (same arguments after ``path``) and write it as a PNG, atomically and optimised."""
     buf = io.BytesIO()
-    sheet = contact_sheet(size, real, examples, seed, config, zoom, columns, real_examples)
+    sheet = contact_sheet(*args, **kwargs)
     sheet.save(buf, format="PNG", optimize=True)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
