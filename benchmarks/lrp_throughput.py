@@ -3,7 +3,8 @@
 All three explain the predicted class of the same batches on the same model and thread count:
 
 * ours: ``klugerhans.explain.LRP`` built once, ``explain(x)`` per batch;
-* zennit 0.5: ``Gradient(model, EpsilonPlusFlat(canonizers=[VGGCanonizer()]))`` entered once and held open,
+* zennit 0.5: ``Gradient(model, EpsilonPlusFlat(canonizers=[VGGCanonizer()]))`` entered once and held open
+  (``ResNetCanonizer`` for torchvision ResNets, ``SequentialMergeBatchNorm`` for other torchvision models),
   output relevance ``onehot * logits`` (the same as ours);
 * gradient: ``torch.autograd.grad`` of the predicted logit w.r.t. the input (no LRP at all), on a copy of the
   model without zennit's hooks.
@@ -12,8 +13,10 @@ Methods run interleaved, batch by batch, after warm-up batches, so load from oth
 median batch time of each gives its throughput. Usage::
 
     python benchmarks/lrp_throughput.py [--batches 8] [--warmup 2] [--batch-size 64] [--threads N]
+    python benchmarks/lrp_throughput.py --arch resnet50 --size 224 --batch-size 4 --batches 4 --warmup 1
 
-The last line is ``lrp_speedup_vs_zennit: X.XX`` (our heatmaps/s over zennit's).
+The last line is ``lrp_speedup_vs_zennit: X.XX`` (our heatmaps/s over zennit's) for our VGG11-BN, and
+``lrp_speedup_vs_zennit_<arch>: X.XX`` with ``--arch`` (a torchvision model with random weights).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import time
 from collections.abc import Callable
 
 import torch
+import torchvision
 from zennit.attribution import Gradient
+from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import COMPOSITES as ZENNIT_COMPOSITES
-from zennit.torchvision import VGGCanonizer
+from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 from klugerhans.explain import LRP
 from klugerhans.models.vgg import create_model
@@ -51,18 +56,27 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32, help="input side in pixels")
     parser.add_argument("--width", type=float, default=1.0, help="VGG width multiplier (1.0 = full VGG11-BN)")
     parser.add_argument("--composite", default="epsilon_plus_flat")
+    parser.add_argument("--arch", default=None, help="a torchvision model (e.g. resnet50) instead of our VGG11-BN")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    model = create_model(width=args.width, input_size=args.size).eval()
+    if args.arch is None:
+        model = create_model(width=args.width, input_size=args.size).eval()
+        canonizer = VGGCanonizer()
+        label = f"VGG11-BN width {args.width}"
+    else:
+        model = getattr(torchvision.models, args.arch)(weights=None).eval()
+        canonizer = ResNetCanonizer() if args.arch.startswith(("resnet", "wide_resnet", "resnext")) else None
+        canonizer = canonizer or (VGGCanonizer() if args.arch.startswith("vgg") else SequentialMergeBatchNorm())
+        label = f"torchvision {args.arch}"
     _randomize_batch_norm(model, 0)
     batches = [torch.randn(args.batch_size, 3, args.size, args.size) for _ in range(args.warmup + args.batches)]
 
     ours = LRP(model, args.composite)
     zennit_model = copy.deepcopy(model)  # zennit's hooks and canonizer must not slow down the gradient pass
-    composite = ZENNIT_COMPOSITES[args.composite](canonizers=[VGGCanonizer()])
+    composite = ZENNIT_COMPOSITES[args.composite](canonizers=[canonizer])
 
     def run_ours(x: torch.Tensor) -> torch.Tensor:
         return ours.explain(x).relevance
@@ -86,7 +100,7 @@ def main() -> None:
             "zennit": run_zennit,
             "gradient": run_gradient,
         }
-        check = batches[0][:8]
+        check = batches[0][:8] if args.arch is None else batches[0][:2]
         diff = (run_ours(check) - run_zennit(check)).abs().max() / run_zennit(check).abs().max()
         times: dict[str, list[float]] = {name: [] for name in methods}
         for i, x in enumerate(batches):
@@ -98,15 +112,16 @@ def main() -> None:
 
     rate = {name: args.batch_size / statistics.median(t) for name, t in times.items()}
     print(
-        f"model: VGG11-BN width {args.width}, {args.size}x{args.size}, batch {args.batch_size}, "
+        f"model: {label}, {args.size}x{args.size}, batch {args.batch_size}, "
         f"composite {args.composite}, {args.threads} threads, {args.batches} timed batches (median)"
     )
     # zennit 0.5.1's canonizer leaves each merged BatchNorm dividing by sqrt(1 + eps): a few 1e-5 expected
-    print(f"max |ours - zennit| / max |zennit| on 8 images: {diff:.2e}")
+    print(f"max |ours - zennit| / max |zennit| on {len(check)} images: {diff:.2e}")
     for name, r in rate.items():
         print(f"{name:>9}: {r:8.1f} heatmaps/s")
-    print(f"lrp_speedup_vs_gradient: {rate['ours'] / rate['gradient']:.2f}")
-    print(f"lrp_speedup_vs_zennit: {rate['ours'] / rate['zennit']:.2f}")
+    suffix = "" if args.arch is None else f"_{args.arch}"
+    print(f"lrp_speedup_vs_gradient{suffix}: {rate['ours'] / rate['gradient']:.2f}")
+    print(f"lrp_speedup_vs_zennit{suffix}: {rate['ours'] / rate['zennit']:.2f}")
 
 
 if __name__ == "__main__":

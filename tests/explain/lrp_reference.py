@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 from zennit.attribution import Gradient
+from zennit.canonizers import CompositeCanonizer, SequentialMergeBatchNorm
 from zennit.composites import COMPOSITES as ZENNIT_COMPOSITES
-from zennit.torchvision import VGGCanonizer
+from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer, VGGCanonizer
 
 COMPOSITE_NAMES = (
     "epsilon_plus_flat",
@@ -19,6 +20,16 @@ COMPOSITE_NAMES = (
     "epsilon_alpha2_beta1",
     "epsilon_alpha2_beta1_flat",
 )
+
+
+def run_graph(nodes, x: torch.Tensor) -> torch.Tensor:
+    """Run a canonized graph node by node (each layer's plain forward pass)."""
+    values: list[torch.Tensor] = []
+    for node in nodes:
+        layer = node.layer
+        forward = layer.function if hasattr(layer, "function") and not hasattr(layer, "forward") else layer.forward
+        values.append(forward(*[x if j == -1 else values[j] for j in node.inputs]))
+    return values[-1]
 
 
 def randomize(model: nn.Module, seed: int) -> nn.Module:
@@ -55,11 +66,28 @@ class ExactVGGCanonizer(VGGCanonizer):
         self.batch_norm.eps = self._eps
 
 
+class ExactMergeBatchNorm(ExactVGGCanonizer, SequentialMergeBatchNorm):
+    """zennit's SequentialMergeBatchNorm with the exact-identity fix of :class:`ExactVGGCanonizer`."""
+
+
+def exact_resnet_canonizer() -> CompositeCanonizer:
+    """zennit's ResNetCanonizer (merged BatchNorms, a ``Sum`` module with the Norm rule per block), exact BatchNorms."""
+    return CompositeCanonizer((ExactMergeBatchNorm(), ResNetBottleneckCanonizer(), ResNetBasicBlockCanonizer()))
+
+
 def zennit_relevance(
-    model: nn.Module, x: torch.Tensor, composite: str, targets: torch.Tensor, **options: object
+    model: nn.Module,
+    x: torch.Tensor,
+    composite: str,
+    targets: torch.Tensor,
+    canonizer: object = None,
+    **options: object,
 ) -> torch.Tensor:
-    """zennit's heatmap with output relevance ``onehot(targets) * logits`` (our default ``init="logit"``)."""
-    comp = ZENNIT_COMPOSITES[composite](canonizers=[ExactVGGCanonizer()], **options)
+    """zennit's heatmap with output relevance ``onehot(targets) * logits`` (our default ``init="logit"``).
+
+    ``canonizer``: zennit canonizer (default: the exact VGG one).
+    """
+    comp = ZENNIT_COMPOSITES[composite](canonizers=[canonizer or ExactVGGCanonizer()], **options)
 
     def start(out: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(out).scatter_(1, targets[:, None], 1.0) * out

@@ -208,7 +208,7 @@ def test_unsupported_models_are_refused():
             self.fc = nn.Linear(3, 2)
 
         def forward(self, x):
-            return self.fc(x) * 2
+            return self.fc(x) * self.fc(x)  # a product of two signals: no LRP rule
 
     for model in (Custom(), nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))):
         with pytest.raises(KlugerhansError):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import zennit.rules as zr
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.canonizers import Affine, AvgPool
+from klugerhans.explain.layers import Affine, AvgPool
 from klugerhans.explain.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Norm, WSquare, ZBox, ZPlus, stabilize
 
 LOW = torch.tensor([-1.5, -2.0], dtype=torch.float64)
@@ -93,11 +93,11 @@ def _naive(rule, layer: Affine, x, r):
     return out.view_as(x)
 
 
-def _conv(stride=1, padding=1, cin=2, cout=3, seed=0):
+def _conv(stride=1, padding=1, cin=2, cout=3, seed=0, groups=1):
     gen = torch.Generator().manual_seed(seed)
-    w = torch.randn(cout, cin, 3, 3, generator=gen)
+    w = torch.randn(cout, cin // groups, 3, 3, generator=gen)
     b = torch.randn(cout, generator=gen) * 0.5
-    return Affine(w, b, "conv", (stride, stride), (padding, padding), (1, 1))
+    return Affine(w, b, "conv", (stride, stride), (padding, padding), (1, 1), groups)
 
 
 def _linear(seed=0):
@@ -121,18 +121,24 @@ RULES = [
 
 
 def _run(rule, layer, x, r, nonnegative):
-    prop = rule.bind(layer, nonnegative)
+    prop = rule.bind(layer, nonnegative_input=nonnegative)
     y, saved = prop.forward(x)
     return y, prop.backward(saved, r.clone())
 
 
 @pytest.mark.parametrize("rule", RULES, ids=repr)
-@pytest.mark.parametrize("kind", ["linear", "conv", "conv_stride2"])
+@pytest.mark.parametrize("kind", ["linear", "conv", "conv_stride2", "conv_groups", "linear_channels_last"])
 @pytest.mark.parametrize("nonnegative", [False, True])
 def test_rule_matches_naive_formula(rule, kind, nonnegative):
     gen = torch.Generator().manual_seed(1)
+    if kind == "linear_channels_last" and isinstance(rule, ZBox):
+        pytest.skip("ZBox bounds are per channel of an image")
     if kind == "linear":
         layer, x = _linear(), torch.randn(3, 2, generator=gen)
+    elif kind == "linear_channels_last":  # ConvNeXt's pointwise layers: dense on the last axis of (N, H, W, C)
+        layer, x = _linear(), torch.randn(3, 2, 3, 2, generator=gen)
+    elif kind == "conv_groups":  # two groups: one input channel and two outputs each
+        layer, x = _conv(cin=2, cout=4, groups=2), torch.randn(3, 2, 5, 5, generator=gen)
     else:
         layer = _conv(stride=2 if kind == "conv_stride2" else 1)
         x = torch.randn(3, 2, 5, 5, generator=gen)  # odd size: the stride-2 transpose must restore it

@@ -1,5 +1,8 @@
 """Explain classifier decisions with Layer-wise Relevance Propagation (Bach et al. 2015) and render heatmaps.
 
+Works on klugerhans' VGG and on torchvision CNNs (VGG, ResNet, ResNeXt, Wide ResNet, DenseNet, MobileNet V2/V3,
+EfficientNet, RegNet, ConvNeXt): the model is traced op by op (``torch.fx``) into a canonized graph.
+
 >>> from klugerhans.explain import compute_heatmaps, render_heatmap
 >>> expl = compute_heatmaps(model, x)                 # epsilon_plus_flat, predicted class
 >>> rgb = render_heatmap(expl.relevance[0], cmap="bwr")

@@ -15,9 +15,11 @@ name                           first layer       other convs        dense       
 ``epsilon_alpha2_beta1_flat``  Flat (conv/dense) AlphaBeta(2, 1)    Epsilon      Norm
 =============================  ================  =================  ===========  =================
 
-ReLU, dropout and (merged) BatchNorm pass relevance through unchanged; max pooling passes it to each window's
-maximum (its gradient). "First layer" is the first conv or dense layer in forward order (for ``epsilon_gamma_box``
-the first convolution). Add your own with :func:`register_composite`.
+Residual additions get the same ``Norm`` rule as average pooling (zennit gives it to the ``Sum`` module of its
+``ResNetCanonizer``). ReLU & co., dropout and (lone) BatchNorm/LayerNorm pass relevance through unchanged; max
+pooling passes it to each window's maximum (its gradient); see :mod:`klugerhans.explain.propagators`. "First layer"
+is the first conv or dense layer in forward order (for ``epsilon_gamma_box`` the first convolution), the same on
+every architecture. Add your own with :func:`register_composite`.
 """
 
 from __future__ import annotations
@@ -25,33 +27,71 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.canonizers import Affine, AvgPool, Layer
-from klugerhans.explain.rules import (
-    AlphaBeta,
-    Epsilon,
-    Flat,
-    Gamma,
-    Norm,
-    Propagator,
-    Rule,
-    ZBox,
-    ZPlus,
-    propagator_for,
+from klugerhans.explain.canonizers import INPUT, Node, relevance_path
+from klugerhans.explain.layers import (
+    Add,
+    Affine,
+    AvgPool,
+    Concat,
+    Elementwise,
+    Flatten,
+    Layer,
+    MaxPool,
+    Multiply,
+    Opaque,
+    Reshape,
 )
+from klugerhans.explain.propagators import ForwardPropagator, GradientPropagator, propagator_for
+from klugerhans.explain.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Propagator, Rule, ZBox, ZPlus
 from klugerhans.models.preprocess import Normalization
 from klugerhans.registry import Registry
 
-__all__ = ["COMPOSITES", "Composite", "box_bounds", "get_composite", "register_composite"]
+__all__ = ["COMPOSITES", "Binding", "Composite", "Fallback", "box_bounds", "get_composite", "register_composite"]
+
+Fallback = Literal["error", "gradient"]
+"""What to do with an operation without an LRP rule on the relevance path: raise, or propagate by gradient x input."""
 
 
 @dataclass(frozen=True)
+class Binding:
+    """A composite bound to a canonized graph: one propagator per node."""
+
+    propagators: tuple[Propagator, ...]
+    fallback_ops: tuple[str, ...]
+    """Names of the operations on the relevance path that have no LRP rule and use :class:`GradientPropagator`."""
+    rule_share: float
+    """Share of the operations on the relevance path with an LRP rule or treatment (1.0 without fallbacks)."""
+
+
+def _forward_of(layer: Layer) -> Any:
+    return layer.function if isinstance(layer, Opaque) else layer.forward
+
+
+def _output_sign(layer: Layer, inputs: list[bool]) -> bool:
+    """Whether the layer's output is never negative, given which of its inputs never are."""
+    if isinstance(layer, Elementwise):
+        sign = layer.output_nonnegative
+        return inputs[0] if sign is None else sign
+    if isinstance(layer, MaxPool | AvgPool | Concat | Flatten | Reshape):
+        return all(inputs)
+    if isinstance(layer, Add | Multiply):
+        constant = layer.constant
+        nonnegative_constant = constant is None or bool(torch.as_tensor(constant).min() >= 0)
+        return all(inputs) and nonnegative_constant
+    return False
+
+
+@dataclass(frozen=True, kw_only=True)
 class Composite:
-    """A rule for every layer type; :meth:`bind` applies it to a canonized network."""
+    """A rule for every layer type; :meth:`bind` applies it to a canonized graph.
+
+    All fields are keyword-only: ``Composite(conv=ZPlus(), linear=Epsilon(), first=Flat())``.
+    """
 
     conv: Rule
     """Rule for convolutions (except the first layer when ``first`` is set)."""
@@ -63,40 +103,69 @@ class Composite:
     """Whether only a convolution counts as the first layer (zennit's EpsilonGammaBox) or any conv/dense layer."""
     pool: Norm = field(default_factory=Norm)
     """Rule for average pooling."""
+    sum: Norm = field(default_factory=Norm)
+    """Rule for additions (residual connections)."""
     name: str = "custom"
     """Registry name, for reports."""
 
-    def assign(self, chain: Sequence[Layer]) -> list[Rule | Norm | None]:
-        """The rule of each layer of ``chain`` (None: passed through, or routed to the max for max pooling)."""
+    def assign(self, nodes: Sequence[Node]) -> list[Rule | Norm | None]:
+        """The rule of each node (None: a fixed treatment, see :mod:`klugerhans.explain.propagators`)."""
         rules: list[Rule | Norm | None] = []
         first_pending = self.first is not None
-        for layer in chain:
+        for node in nodes:
+            layer = node.layer
             if isinstance(layer, Affine):
                 rule = self.conv if layer.is_conv else self.linear
                 if self.first is not None and first_pending and (layer.is_conv or not self.first_conv_only):
                     rule, first_pending = self.first, False
                 rules.append(rule)
             else:
-                rules.append(self.pool if isinstance(layer, AvgPool) else None)
+                rules.append(self.pool if isinstance(layer, AvgPool) else self.sum if isinstance(layer, Add) else None)
         return rules
 
-    def bind(self, chain: Sequence[Layer]) -> list[Propagator]:
-        """One propagator per layer of ``chain`` (see :func:`klugerhans.explain.canonizers.canonize`)."""
+    def bind(self, nodes: Sequence[Node], *, fallback: Fallback = "error") -> Binding:
+        """One propagator per node of a canonized graph (see :func:`klugerhans.explain.canonizers.canonize`).
+
+        Args:
+            nodes: the graph.
+            fallback: ``"error"`` raises for an operation without an LRP rule on the relevance path; ``"gradient"``
+                propagates relevance through it as gradient x input (see :class:`GradientPropagator`).
+
+        Raises:
+            KlugerhansError: an operation on the relevance path has no rule and ``fallback`` is ``"error"``.
+        """
+        if fallback not in ("error", "gradient"):
+            raise KlugerhansError(f"fallback must be 'error' or 'gradient', got {fallback!r}")
+        path = relevance_path(nodes)
         plan: list[Propagator] = []
-        nonnegative = False  # the network input may have any sign
-        for layer, rule in zip(chain, self.assign(chain), strict=True):
-            if isinstance(layer, Affine):
+        signs: list[bool] = []  # whether each node's output is never negative; the network input may be
+        fallbacks: list[str] = []
+        for node, rule, on in zip(nodes, self.assign(nodes), path, strict=True):
+            layer = node.layer
+            inputs = [False if j == INPUT else signs[j] for j in node.inputs]
+            signs.append(_output_sign(layer, inputs))
+            unsupported = isinstance(layer, Opaque) or (isinstance(layer, Elementwise) and not layer.passes_relevance)
+            if not on:
+                plan.append(ForwardPropagator(_forward_of(layer)))
+            elif unsupported:
+                what = layer.description if isinstance(layer, Opaque) else getattr(layer, "kind", "?")
+                if fallback == "error":
+                    raise KlugerhansError(
+                        f"no LRP rule for {what} at {node.name!r}: pass fallback='gradient' to propagate relevance "
+                        "through it as gradient x input"
+                    )
+                fallbacks.append(node.name)
+                plan.append(GradientPropagator(Opaque(_forward_of(layer), what)))
+            elif isinstance(layer, Affine):
                 assert isinstance(rule, Rule)
-                plan.append(rule.bind(layer, nonnegative))
-                nonnegative = False
-            elif isinstance(layer, AvgPool):
+                plan.append(rule.bind(layer, nonnegative_input=inputs[0]))
+            elif isinstance(layer, AvgPool | Add):
                 assert isinstance(rule, Norm)
                 plan.append(rule.bind(layer))
             else:
                 plan.append(propagator_for(layer))
-                sign = getattr(layer, "output_nonnegative", None)
-                nonnegative = nonnegative if sign is None else sign
-        return plan
+        share = 1.0 - len(fallbacks) / max(sum(path), 1)
+        return Binding(tuple(plan), tuple(fallbacks), share)
 
 
 COMPOSITES: Registry[Callable[..., Composite]] = Registry("composite")
@@ -132,7 +201,12 @@ def box_bounds(norm: Normalization | None = None) -> tuple[torch.Tensor, torch.T
 def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     """Flat for the first layer, z+ for convolutions, epsilon for dense layers (the default)."""
     return Composite(
-        ZPlus(stabilizer), Epsilon(epsilon), Flat(stabilizer), False, Norm(stabilizer), "epsilon_plus_flat"
+        conv=ZPlus(stabilizer),
+        linear=Epsilon(epsilon),
+        first=Flat(stabilizer),
+        pool=Norm(stabilizer),
+        sum=Norm(stabilizer),
+        name="epsilon_plus_flat",
     )
 
 
@@ -154,26 +228,37 @@ def epsilon_gamma_box(
     if low is None or high is None:
         low, high = box_bounds(norm)
     return Composite(
-        Gamma(gamma, stabilizer),
-        Epsilon(epsilon),
-        ZBox(low, high, stabilizer),
-        True,
-        Norm(stabilizer),
-        "epsilon_gamma_box",
+        conv=Gamma(gamma, stabilizer),
+        linear=Epsilon(epsilon),
+        first=ZBox(low, high, stabilizer),
+        first_conv_only=True,
+        pool=Norm(stabilizer),
+        sum=Norm(stabilizer),
+        name="epsilon_gamma_box",
     )
 
 
 @register_composite("epsilon_plus")
 def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     """z+ for every convolution, epsilon for dense layers."""
-    return Composite(ZPlus(stabilizer), Epsilon(epsilon), None, False, Norm(stabilizer), "epsilon_plus")
+    return Composite(
+        conv=ZPlus(stabilizer),
+        linear=Epsilon(epsilon),
+        pool=Norm(stabilizer),
+        sum=Norm(stabilizer),
+        name="epsilon_plus",
+    )
 
 
 @register_composite("epsilon_alpha2_beta1")
 def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     """alpha=2, beta=1 for every convolution, epsilon for dense layers."""
     return Composite(
-        AlphaBeta(2.0, 1.0, stabilizer), Epsilon(epsilon), None, False, Norm(stabilizer), "epsilon_alpha2_beta1"
+        conv=AlphaBeta(2.0, 1.0, stabilizer),
+        linear=Epsilon(epsilon),
+        pool=Norm(stabilizer),
+        sum=Norm(stabilizer),
+        name="epsilon_alpha2_beta1",
     )
 
 
@@ -181,10 +266,10 @@ def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Com
 def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     """Flat for the first layer, alpha=2, beta=1 for other convolutions, epsilon for dense layers."""
     return Composite(
-        AlphaBeta(2.0, 1.0, stabilizer),
-        Epsilon(epsilon),
-        Flat(stabilizer),
-        False,
-        Norm(stabilizer),
-        "epsilon_alpha2_beta1_flat",
+        conv=AlphaBeta(2.0, 1.0, stabilizer),
+        linear=Epsilon(epsilon),
+        first=Flat(stabilizer),
+        pool=Norm(stabilizer),
+        sum=Norm(stabilizer),
+        name="epsilon_alpha2_beta1_flat",
     )

@@ -1,11 +1,12 @@
 """The LRP engine: canonize once, then explain batch after batch with explicit per-layer formulas.
 
 Layer-wise Relevance Propagation (Bach et al. 2015) starts from the output relevance and redistributes it layer by
-layer down to the pixels. :class:`LRP` does this without hooks on the user's model: it builds a canonized copy
-(:func:`~klugerhans.explain.canonizers.canonize`), binds every layer to its rule once
+layer down to the pixels. :class:`LRP` does this without hooks on the user's model: it traces the model into a
+canonized graph (:func:`~klugerhans.explain.canonizers.canonize`), binds every node to its rule once
 (:meth:`~klugerhans.explain.composites.Composite.bind`), runs one forward pass that keeps the inputs (and the
-rules' denominators) of every layer, and propagates relevance back with ``conv_transpose2d``/matrix products under
-``torch.no_grad``. The model itself is never touched (parameters, buffers, mode, hooks, ``requires_grad``).
+rules' denominators) of every node, and propagates relevance back op by op in reverse order with transposed
+convolutions/matrix products under ``torch.no_grad``; where the graph branches, the relevance of all consumers
+adds up. The model itself is never touched (parameters, buffers, mode, hooks, ``requires_grad``).
 
 Output relevance: by default the target logit, ``R_out = onehot(target) * logits``, so that the input relevance
 sums to the logit where rules conserve (Bach et al. 2015). zennit's ``Gradient(model, composite)(x, onehot)`` starts
@@ -25,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.canonizers import Affine, canonize
-from klugerhans.explain.composites import Composite, get_composite
+from klugerhans.explain.canonizers import INPUT, canonize
+from klugerhans.explain.composites import Binding, Composite, Fallback, get_composite
+from klugerhans.explain.layers import Affine
 from klugerhans.models.preprocess import Normalization, to_tensor
 
 __all__ = ["LRP", "Explanation", "Target", "compute_heatmaps", "explain_dataset"]
@@ -73,11 +75,15 @@ class LRP:
     """Explain a model's decisions with a composite of LRP rules; reusable across batches.
 
     Args:
-        model: a klugerhans/torchvision VGG (with or without BatchNorm) or an ``nn.Sequential``; read once here
-            (later changes to its weights are not seen) and never modified. Always explained in eval mode.
+        model: a klugerhans VGG, a torchvision CNN (VGG, ResNet, ResNeXt, DenseNet, MobileNet, EfficientNet, RegNet,
+            ConvNeXt, ...) or any model ``torch.fx`` can trace into supported operations; read once here (later
+            changes to its weights are not seen) and never modified. Always explained in eval mode.
         composite: a registered composite name (see :mod:`klugerhans.explain.composites`) or a ``Composite``.
         init: output relevance, ``"logit"`` (``onehot * logits``, default) or ``"one"`` (``onehot``, as zennit's
             ``attributor(x, onehot)``).
+        fallback: ``"error"`` (default) refuses a model with an operation on the relevance path that has no LRP
+            rule, naming it; ``"gradient"`` propagates through such operations as gradient x input and lists them
+            in :attr:`fallback_ops` (:attr:`rule_share`: the share of operations with an LRP rule).
         **options: options of the named composite, e.g. ``epsilon=1e-3`` or ``low=..., high=...``.
 
     Example:
@@ -91,23 +97,41 @@ class LRP:
         composite: str | Composite = "epsilon_plus_flat",
         *,
         init: Init = "logit",
+        fallback: Fallback = "error",
         **options: object,
     ):
         if init not in ("logit", "one"):
             raise KlugerhansError(f"init must be 'logit' or 'one', got {init!r}")
         self.composite = get_composite(composite, **options)
         self.init = init
-        self.chain = canonize(model)
-        self._plan = self.composite.bind(self.chain)
-        first = next(layer for layer in self.chain if isinstance(layer, Affine))
+        self.fallback: Fallback = fallback
+        self.graph = canonize(model)
+        self._bind()
+        first = next(node.layer for node in self.graph if isinstance(node.layer, Affine))
+        assert isinstance(first, Affine)
         self.device, self.dtype = first.weight.device, first.weight.dtype
+
+    def _bind(self) -> None:
+        binding: Binding = self.composite.bind(self.graph, fallback=self.fallback)
+        self._plan = binding.propagators
+        self.fallback_ops = binding.fallback_ops
+        """Operations on the relevance path propagated by gradient x input (``fallback="gradient"``)."""
+        self.rule_share = binding.rule_share
+        """Share of the operations on the relevance path that have an LRP rule (1.0 without fallbacks)."""
+        inputs = [node.inputs for node in self.graph]
+        last_use: dict[int, int] = {}
+        for i, ids in enumerate(inputs):
+            for j in ids:
+                last_use[j] = i
+        self._inputs = inputs
+        self._free_after = [[j for j in ids if last_use[j] == i and j != INPUT] for i, ids in enumerate(inputs)]
 
     def with_composite(self, composite: str | Composite, **options: object) -> LRP:
         """A new explainer with another composite that shares this one's canonized network (no re-canonizing)."""
         other = LRP.__new__(LRP)
         other.__dict__.update(self.__dict__)
         other.composite = get_composite(composite, **options)
-        other._plan = other.composite.bind(self.chain)
+        other._bind()
         return other
 
     @torch.no_grad()
@@ -118,24 +142,52 @@ class LRP:
                 "input must be a float tensor of shape (N, 3, H, W), normalised like the training data"
             )
         h = x.detach().to(self.device, self.dtype)
-        saved = []
+        values: list[torch.Tensor | None] = []
+        saved: list[object] = []
         try:
-            for step in self._plan:
-                h, context = step.forward(h)
+            for step, ids, free in zip(self._plan, self._inputs, self._free_after, strict=True):
+                args = [h if j == INPUT else values[j] for j in ids]
+                out, context = step.forward(*args)  # type: ignore[arg-type]
+                values.append(out)
                 saved.append(context)
+                for j in free:  # the engine keeps no output longer than its last consumer needs it
+                    values[j] = None
         except RuntimeError as err:  # e.g. an image too small for the poolings; the layer checks catch the rest
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise KlugerhansError(f"the model cannot take input of shape {tuple(x.shape)}: {reason}") from None
-        logits = h
+        logits = values[-1]
+        assert logits is not None
+        del values
         if logits.ndim != 2:
             raise KlugerhansError(f"the model must output (N, classes) logits, got {tuple(logits.shape)}")
         targets = _resolve_targets(target, logits)
         index = targets[:, None]
         start = logits.gather(1, index) if self.init == "logit" else torch.ones_like(index, dtype=logits.dtype)
-        relevance = torch.zeros_like(logits).scatter_(1, index, start)
-        for step in reversed(self._plan):
-            relevance = step.backward(saved.pop(), relevance)  # pop: free each layer's tensors once used
+        relevance = self._backward(saved, torch.zeros_like(logits).scatter_(1, index, start))
+        if relevance is None:  # no path from the output to the input
+            relevance = torch.zeros_like(h)
         return Explanation(relevance.to(x.device), logits.to(x.device), targets.to(x.device))
+
+    def _backward(self, saved: list[object], start: torch.Tensor) -> torch.Tensor | None:
+        """Propagate ``start`` (the output relevance) back through the graph; the relevance of the model input."""
+        pending: list[torch.Tensor | None] = [None] * len(self._plan)
+        pending[-1] = start
+        result = None
+        for i in range(len(self._plan) - 1, -1, -1):
+            relevance, context = pending[i], saved.pop()  # pop: free each node's tensors once used
+            pending[i] = None
+            if relevance is None:  # no relevance reaches this node (a gate)
+                continue
+            out = self._plan[i].backward(context, relevance)
+            for j, r in zip(self._inputs[i], (out,) if isinstance(out, torch.Tensor) else out, strict=True):
+                if r is None:
+                    continue
+                if j == INPUT:
+                    result = r if result is None else result + r
+                else:
+                    previous = pending[j]
+                    pending[j] = r if previous is None else previous + r
+        return result
 
     def explain_batches(
         self, x: torch.Tensor, target: Target = None, batch_size: int = 64
@@ -183,7 +235,7 @@ def compute_heatmaps(
         target: class to explain: None = predicted, an int, or (N,) class ids.
         composite: rule composite name or ``Composite``; default ``"epsilon_plus_flat"``.
         batch_size: images per forward/backward pass.
-        **options: composite options (``epsilon``, ``low``/``high``, ...) and ``init``.
+        **options: composite options (``epsilon``, ``low``/``high``, ...), ``init`` and ``fallback``.
 
     Returns:
         :class:`Explanation` with relevance (N, 3, H, W), logits (N, C) and targets (N,), on ``x``'s device.

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.canonizers import Affine, AvgPool, Elementwise, Flatten, MaxPool
+from klugerhans.explain.layers import Add, Affine, AvgPool
 
 __all__ = [
     "LRP0",
@@ -34,11 +34,11 @@ __all__ = [
     "Gamma",
     "Norm",
     "Propagator",
+    "Relevance",
     "Rule",
     "WSquare",
     "ZBox",
     "ZPlus",
-    "propagator_for",
     "stabilize",
 ]
 
@@ -48,15 +48,23 @@ def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
     return torch.where(z >= 0, z + epsilon, z - epsilon)
 
 
+Relevance = torch.Tensor | tuple[torch.Tensor | None, ...]
+"""What a propagator's backward returns: the input's relevance, or one per input (None: no relevance)."""
+
+
 class Propagator(ABC):
-    """One layer bound to its rule: a forward pass that saves what the backward pass needs."""
+    """One layer bound to its rule: a forward pass that saves what the backward pass needs.
+
+    Layers with several inputs (additions, concatenations, products) take them as ``forward(x, *more)`` and return
+    one relevance per input from :meth:`backward`.
+    """
 
     @abstractmethod
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Return the layer output and the context for :meth:`backward`."""
 
     @abstractmethod
-    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
+    def backward(self, saved: Any, relevance: torch.Tensor) -> Relevance:
         """Relevance of the layer outputs -> relevance of its inputs (same shape as the input).
 
         May overwrite ``relevance`` (the engine owns every intermediate relevance tensor): large CPU allocations
@@ -68,7 +76,7 @@ class Rule(ABC):
     """An LRP rule for conv and dense layers."""
 
     @abstractmethod
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         """Precompute the modified weights for ``layer``; ``nonnegative_input``: its input is never negative."""
 
 
@@ -105,7 +113,7 @@ class Epsilon(Rule):
         if not self.epsilon >= 0:
             raise KlugerhansError(f"epsilon must be >= 0, got {self.epsilon}")
 
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         return _EpsilonPropagator(layer, self.epsilon)
 
 
@@ -113,7 +121,7 @@ class Epsilon(Rule):
 class LRP0(Rule):
     """LRP-0 (Bach et al. 2015): ``R_i = sum_j a_i w_ij / z_j R_j``; zero where ``z_j = 0``. Exactly conservative."""
 
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         return _EpsilonPropagator(layer, 0.0)
 
 
@@ -135,41 +143,36 @@ class _SignSplitPropagator(Propagator):
     def __init__(self, layer: Affine, nonnegative: bool, terms: Sequence[tuple[Any, Any, Any]], weigh: Weigh):
         self.layer, self.nonnegative, self.weigh = layer, nonnegative, weigh
         self.count = len(terms)
-        out = layer.weight.shape[0]
-        pos = torch.cat([p for p, _, _ in terms])
         if nonnegative:
-            self.fused_weight = torch.cat([layer.weight, pos]).contiguous()
-            self.fused_bias = torch.cat([layer.bias] + [c for _, _, c in terms]).contiguous()
-            self.back_weight = pos.contiguous()
+            self.fused_weight = layer.stack_out([layer.weight] + [p for p, _, _ in terms]).contiguous()
+            self.fused_bias = layer.stack_out([layer.bias] + [c for _, _, c in terms]).contiguous()
+            self.back_weight = layer.stack_out([p for p, _, _ in terms]).contiguous()
         else:
-            self.back_weight = torch.cat([torch.cat([p, n], dim=1) for p, n, _ in terms]).contiguous()
-            self.fused_bias = torch.cat([c for _, _, c in terms]).contiguous()
-        self.out = out
+            self.back_weight = layer.stack_out([layer.stack_in_weights([p, n]) for p, n, _ in terms]).contiguous()
+            self.fused_bias = layer.stack_out([c for _, _, c in terms]).contiguous()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
         self.layer.check_input(x)
         if self.nonnegative:
-            both = self.layer.apply(x, self.fused_weight, self.fused_bias)
-            return both[:, : self.out], (x, both)
+            parts = self.layer.split_out(self.layer.apply(x, self.fused_weight, self.fused_bias), self.count + 1)
+            return parts[0], (x, parts)
         y = self.layer.forward(x)
-        split = torch.cat([x.clamp(min=0), x.clamp(max=0)], dim=1)
+        split = self.layer.stack_in([x.clamp(min=0), x.clamp(max=0)])
         return y, (split, y, self.layer.apply(split, self.back_weight, self.fused_bias))
 
     def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
-        out = self.out
         if self.nonnegative:
-            x, both = saved
-            y = both[:, :out]
-            zs = [both[:, out * (k + 1) : out * (k + 2)] for k in range(self.count)]
+            x, parts = saved
+            y, zs = parts[0], parts[1:]
         else:
             x, y, stacked = saved
-            zs = [stacked[:, out * k : out * (k + 1)] for k in range(self.count)]
-        s = torch.cat(self.weigh(relevance, zs, y), dim=1) if self.count > 1 else self.weigh(relevance, zs, y)[0]
+            zs = self.layer.split_out(stacked, self.count)
+        s = self.layer.merge_out(self.weigh(relevance, zs, y))
         g = self.layer.transpose(s, x.shape, self.back_weight)
         if self.nonnegative:
             return g.mul_(x)
-        n = x.shape[1] // 2
-        return x[:, :n] * g[:, :n] + x[:, n:] * g[:, n:]
+        (xp, xn), (gp, gn) = self.layer.split_in(x, 2), self.layer.split_in(g, 2)
+        return xp * gp + xn * gn
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class ZPlus(Rule):
 
     stabilizer: float = 1e-6
 
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         w, b = layer.weight, layer.bias
         terms = [(w.clamp(min=0), w.clamp(max=0), b.clamp(min=0))]
         weigh = self._weigh_nonnegative if nonnegative_input else self._weigh
@@ -216,7 +219,7 @@ class AlphaBeta(Rule):
                 f"AlphaBeta needs alpha, beta >= 0 and alpha - beta = 1, got {self.alpha}, {self.beta}"
             )
 
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         w, b = layer.weight, layer.bias
         pos, neg = w.clamp(min=0), w.clamp(max=0)
         terms = [(pos, neg, b.clamp(min=0)), (neg, pos, b.clamp(max=0))]
@@ -244,7 +247,7 @@ class Gamma(Rule):
         if not self.gamma >= 0:
             raise KlugerhansError(f"gamma must be >= 0, got {self.gamma}")
 
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         w, b, g = layer.weight, layer.bias, self.gamma
         up, down = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
         terms = [(up, down, b + g * b.clamp(min=0)), (down, up, b + g * b.clamp(max=0))]
@@ -266,7 +269,7 @@ class _BoxPropagator(Propagator):
         self.layer, self.stabilizer = layer, stabilizer
         self.low, self.high = low.to(w), high.to(w)
         # z = F(x, W, b) - F(low, W+, b+) - F(high, W-, b-): stack [x, low, high] against [W, -W+, -W-].
-        self.weight = torch.cat([w, -w.clamp(min=0), -w.clamp(max=0)], dim=1).contiguous()
+        self.weight = layer.stack_in_weights([w, -w.clamp(min=0), -w.clamp(max=0)]).contiguous()
         self.bias = b - b.clamp(min=0) - b.clamp(max=0)
 
     def _bound(self, bound: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -277,15 +280,18 @@ class _BoxPropagator(Propagator):
         self.layer.check_input(x)
         if self.low.numel() not in (1, x.shape[1]):
             raise KlugerhansError(f"ZBox bounds have {self.low.numel()} values, the input has {x.shape[1]} channels")
-        stacked = torch.cat([x, self._bound(self.low, x), self._bound(self.high, x)], dim=1)
+        stacked = self.layer.stack_in([x, self._bound(self.low, x), self._bound(self.high, x)])
         y = self.layer.forward(x)
         return y, (stacked, self.layer.apply(stacked, self.weight, self.bias))
 
     def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
         stacked, z = saved
         g = self.layer.transpose(relevance.div_(stabilize(z, self.stabilizer)), stacked.shape, self.weight)
-        n = stacked.shape[1] // 3
-        return (stacked * g).unflatten(1, (3, n)).sum(1)
+        if self.layer.groups > 1:
+            parts = zip(self.layer.split_in(stacked, 3), self.layer.split_in(g, 3), strict=True)
+            return torch.stack([a * b for a, b in parts]).sum(0)
+        dim = self.layer.channel_dim % stacked.ndim
+        return (stacked * g).unflatten(dim, (3, stacked.shape[dim] // 3)).sum(dim)
 
 
 def _as_bound(value: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -309,7 +315,7 @@ class ZBox(Rule):
         if low.shape != high.shape or not bool((low <= high).all()):
             raise KlugerhansError("ZBox needs low <= high with one value or one per channel each")
 
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         return _BoxPropagator(layer, _as_bound(self.low), _as_bound(self.high), self.stabilizer)
 
 
@@ -340,7 +346,7 @@ class WSquare(Rule):
 
     stabilizer: float = 1e-6
 
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         return _InputFreePropagator(layer, layer.weight**2, layer.bias**2, self.stabilizer)
 
 
@@ -348,7 +354,7 @@ class _FlatPropagator(_InputFreePropagator):
     """Flat for convolutions: all weights are one, so ``G`` sums over output channels first (3x cheaper)."""
 
     def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
-        if not self.layer.is_conv:
+        if not self.layer.is_conv or self.layer.groups > 1:
             return super().backward(saved, relevance)
         shape = tuple(saved[1:])
         z = self._denominators.get(shape)
@@ -367,7 +373,7 @@ class Flat(Rule):
 
     stabilizer: float = 1e-6
 
-    def bind(self, layer: Affine, nonnegative_input: bool) -> Propagator:
+    def bind(self, layer: Affine, *, nonnegative_input: bool) -> Propagator:
         return _FlatPropagator(layer, torch.ones_like(layer.weight), torch.zeros_like(layer.bias), self.stabilizer)
 
 
@@ -390,62 +396,34 @@ class _NormPropagator(Propagator):
         return x * self.layer.transpose(s, x.shape)
 
 
+class _SumPropagator(Propagator):
+    """``R_k = x_k R / stabilize(sum_k x_k)``: each summand's share (zennit's ResNetCanonizer with its Sum rule)."""
+
+    def __init__(self, layer: Add, stabilizer: float):
+        self.layer, self.stabilizer = layer, stabilizer
+
+    def forward(self, x: torch.Tensor, *more: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        xs = (x, *more)
+        y = self.layer.forward(*xs)
+        return y, (xs, y)
+
+    def backward(self, saved: Any, relevance: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        xs, y = saved
+        s = relevance.div_(stabilize(y, self.stabilizer))
+        return tuple(r if r.shape == x.shape else r.sum_to_size(x.shape) for x in xs for r in (x * s,))
+
+
 @dataclass(frozen=True)
 class Norm:
-    """Average pooling as a sum over inputs: ``R_i = sum_j a_i p_ij / (z_j + eps sign z_j) R_j`` (zennit's Norm)."""
+    """Average pooling and sums as sums over inputs: ``R_i = sum_j a_i p_ij / (z_j + eps sign z_j) R_j``.
+
+    zennit's ``Norm`` rule, which it gives to average pooling and (through its ResNetCanonizer's ``Sum`` module) to
+    residual additions: each summand gets relevance in proportion to its contribution (Bach et al. 2015).
+    """
 
     stabilizer: float = 1e-6
 
-    def bind(self, layer: AvgPool) -> Propagator:
+    def bind(self, layer: AvgPool | Add) -> Propagator:
+        if isinstance(layer, Add):
+            return _SumPropagator(layer, self.stabilizer)
         return _NormPropagator(layer, self.stabilizer)
-
-
-class _PassPropagator(Propagator):
-    """Elementwise layers (ReLU, dropout, lone BatchNorm) pass relevance unchanged (zennit's Pass rule)."""
-
-    def __init__(self, layer: Elementwise):
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        return self.layer.forward(x), None
-
-    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
-        return relevance
-
-
-class _MaxPoolPropagator(Propagator):
-    """Max pooling passes each window's relevance to its maximum: the gradient, as zennit (no rule) does."""
-
-    def __init__(self, layer: MaxPool):
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        y, index = self.layer.forward_with_indices(x)
-        return y, (x.shape, index)
-
-    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
-        shape, index = saved
-        flat = relevance.new_zeros(shape[0], shape[1], shape[2] * shape[3])
-        # scatter_add, not scatter: overlapping windows may pick the same input twice
-        flat.scatter_add_(2, index.flatten(2), relevance.flatten(2))
-        return flat.view(shape)
-
-
-class _FlattenPropagator(Propagator):
-    def __init__(self, layer: Flatten):
-        self.layer = layer
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        return torch.flatten(x, self.layer.start_dim), x.shape
-
-    def backward(self, saved: Any, relevance: torch.Tensor) -> torch.Tensor:
-        return relevance.reshape(saved)
-
-
-def propagator_for(layer: MaxPool | Flatten | Elementwise) -> Propagator:
-    """The fixed treatment of layers no composite assigns a rule to."""
-    if isinstance(layer, MaxPool):
-        return _MaxPoolPropagator(layer)
-    if isinstance(layer, Flatten):
-        return _FlattenPropagator(layer)
-    return _PassPropagator(layer)

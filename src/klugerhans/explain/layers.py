@@ -1,0 +1,374 @@
+"""Layer types of a canonized network: the operations LRP propagates relevance through, one treatment each.
+
+:func:`klugerhans.explain.canonizers.canonize` turns a model into a graph of these; :mod:`klugerhans.explain.rules`
+binds conv/dense layers, average pooling and additions to LRP rules (Bach et al. 2015; Montavon et al. 2019) and
+:mod:`klugerhans.explain.propagators` gives every other layer its fixed treatment. Every layer computes its
+eval-mode forward pass from private copies of the model's parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import KW_ONLY, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.nn.grad import conv2d_input
+
+from klugerhans.errors import KlugerhansError
+
+__all__ = [
+    "PASS_ACTIVATIONS",
+    "Add",
+    "Affine",
+    "AvgPool",
+    "Concat",
+    "Elementwise",
+    "Flatten",
+    "Layer",
+    "LayerNorm",
+    "MaxPool",
+    "Multiply",
+    "Opaque",
+    "Reshape",
+    "pair",
+]
+
+
+def pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    if len(value) == 1:
+        return (value[0], value[0])
+    return (int(value[0]), int(value[1]))
+
+
+@dataclass(frozen=True, eq=False)
+class Affine:
+    """A conv or dense layer with any adjacent BatchNorm merged in: ``y = W * x + b``.
+
+    ``weight`` is (C_out, C_in / groups, kh, kw) for a convolution and (C_out, C_in) for a dense layer, which acts on
+    the last axis (also of (N, H, W, C) input, as in ConvNeXt). The ``stack_*``/``split_*`` methods let rules run
+    several weight sets (or several inputs) through one convolution, also for grouped convolutions.
+    """
+
+    weight: torch.Tensor
+    """Merged weight, a private copy of the model's."""
+    bias: torch.Tensor
+    """(C_out,) merged bias (zeros where the layer had none)."""
+    name: str
+    """Name of the original module in the model, for error messages."""
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+    @property
+    def is_conv(self) -> bool:
+        return self.weight.ndim == 4
+
+    @property
+    def channel_dim(self) -> int:
+        """Axis of the channels/features: 1 for a convolution, -1 for a dense layer."""
+        return 1 if self.is_conv else -1
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a one-line error when ``x`` cannot enter this layer (wrong channels or input size)."""
+        expected = self.weight.shape[1] * self.groups
+        if self.is_conv and (x.ndim != 4 or x.shape[1] != expected):
+            raise KlugerhansError(
+                f"layer {self.name!r} expects (N, {expected}, H, W) input, got {tuple(x.shape)}: "
+                "pass images with the channel count the model was built for"
+            )
+        if not self.is_conv and x.shape[-1] != expected:
+            raise KlugerhansError(
+                f"layer {self.name!r} expects {expected} input features, got {x.shape[-1]}: "
+                "is the image size the one the model was trained on?"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The layer itself: ``F(x, W, b)``."""
+        return self.apply(x, self.weight, self.bias)
+
+    def apply(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The layer's operation with other (modified) ``weight`` and ``bias`` (None: no bias)."""
+        if self.is_conv:
+            return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.linear(x, weight, bias)
+
+    def transpose(
+        self, s: torch.Tensor, input_shape: Sequence[int], weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``G(s, W)``: the vector-Jacobian product of ``x -> F(x, W)``, i.e. ``sum_j w_ij s_j`` for every input i.
+
+        ``input_shape`` gives the size of the input (a strided convolution maps several sizes onto one).
+        """
+        weight = self.weight if weight is None else weight
+        if not self.is_conv:
+            return s @ weight
+        # the convolution's input-gradient kernel (what autograd runs), faster on CPU than conv_transpose2d
+        size = (s.shape[0], weight.shape[1] * self.groups, *input_shape[2:])
+        return conv2d_input(size, weight, s, self.stride, self.padding, self.dilation, self.groups)
+
+    # Several weight sets in one call. Without groups these are plain concatenations along the channel axis; a
+    # grouped convolution needs the copies interleaved group by group, (G, K, C / G), so each group sees its own.
+
+    def _grouped(self) -> bool:
+        return self.is_conv and self.groups > 1
+
+    def stack_out(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Weights (or biases) of K layers stacked so that one ``apply`` computes all K outputs."""
+        if not self._grouped():
+            return torch.cat(list(tensors))
+        k, g = len(tensors), self.groups
+        stacked = torch.stack(list(tensors)).unflatten(1, (g, -1)).transpose(0, 1)
+        return stacked.reshape(k * tensors[0].shape[0], *tensors[0].shape[1:]).contiguous()
+
+    def split_out(self, y: torch.Tensor, k: int) -> list[torch.Tensor]:
+        """The K outputs of an ``apply`` with :meth:`stack_out` weights, each (N, C_out, ...)."""
+        if not self._grouped():
+            out = y.shape[self.channel_dim] // k
+            return [y.narrow(self.channel_dim, i * out, out) for i in range(k)]
+        parts = y.unflatten(1, (self.groups, k, -1))
+        return [parts[:, :, i].flatten(1, 2) for i in range(k)]
+
+    def merge_out(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """K output-shaped tensors in the layout of :meth:`stack_out` (for :meth:`transpose`)."""
+        if len(tensors) == 1:
+            return tensors[0]
+        if not self._grouped():
+            return torch.cat(list(tensors), dim=self.channel_dim)
+        parts = [t.unflatten(1, (self.groups, -1)) for t in tensors]
+        return torch.stack(parts, dim=2).flatten(1, 3)
+
+    def stack_in(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """K inputs stacked along channels, to meet :meth:`stack_in_weights` weights."""
+        if not self._grouped():
+            return torch.cat(list(tensors), dim=self.channel_dim)
+        parts = [t.unflatten(1, (self.groups, -1)) for t in tensors]
+        return torch.stack(parts, dim=2).flatten(1, 3)
+
+    def stack_in_weights(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Weights for :meth:`stack_in` inputs: input k meets weight k."""
+        return torch.cat(list(weights), dim=1)
+
+    def split_in(self, x: torch.Tensor, k: int) -> list[torch.Tensor]:
+        """Undo :meth:`stack_in`: the K input-shaped parts of ``x``."""
+        if not self._grouped():
+            size = x.shape[self.channel_dim] // k
+            return [x.narrow(self.channel_dim, i * size, size) for i in range(k)]
+        parts = x.unflatten(1, (self.groups, k, -1))
+        return [parts[:, :, i].flatten(1, 2) for i in range(k)]
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool:
+    """2-D max pooling; relevance is routed to the maximum of each window (its gradient)."""
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    _: KW_ONLY
+    ceil_mode: bool = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def forward_with_indices(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.max_pool2d(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, return_indices=True
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class AvgPool:
+    """2-D average pooling (fixed window, or adaptive to ``output_size``)."""
+
+    output_size: tuple[int, int] | None = None
+    """Set for adaptive pooling, else None."""
+    kernel_size: tuple[int, int] = (1, 1)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    _: KW_ONLY
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.output_size is not None:
+            return F.adaptive_avg_pool2d(x, self.output_size)
+        return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad)
+
+    def is_identity(self, x: torch.Tensor) -> bool:
+        """True when pooling ``x`` copies it (VGG's adaptive pool at its native input size)."""
+        return self.output_size is not None and tuple(x.shape[2:]) == self.output_size
+
+    def _axis_matrix(self, size: int, axis: int, like: torch.Tensor) -> torch.Tensor:
+        """(out, in) weights of the pooling along one axis: pool the unit vectors with the 1-D version."""
+        eye = torch.eye(size, dtype=like.dtype, device=like.device)[:, None, :]
+        if self.output_size is not None:
+            pooled = F.adaptive_avg_pool1d(eye, self.output_size[axis])
+        else:
+            k, st, p = self.kernel_size[axis], self.stride[axis], self.padding[axis]
+            pooled = F.avg_pool1d(eye, k, st, p, self.ceil_mode, self.count_include_pad)
+        return pooled[:, 0, :].T
+
+    def transpose(self, s: torch.Tensor, input_shape: Sequence[int]) -> torch.Tensor:
+        """``sum_j p_ij s_j``: the pooling's vector-Jacobian product.
+
+        2-D average pooling is separable (rectangular windows; the divisor is the product of per-axis counts), so
+        ``x -> P_h x P_w^T`` with one small matrix per axis; no autograd needed.
+        """
+        rows = self._axis_matrix(input_shape[2], 0, s)
+        cols = self._axis_matrix(input_shape[3], 1, s)
+        return torch.einsum("Hh,ncHW,Ww->nchw", rows, s, cols)
+
+
+@dataclass(frozen=True, eq=False)
+class Flatten:
+    """``torch.flatten(x, start_dim)``, explicit or implied before a dense layer (as in VGG's forward)."""
+
+    start_dim: int = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, self.start_dim)
+
+
+PASS_ACTIVATIONS = frozenset({"relu", "relu6", "leaky_relu", "silu", "gelu", "hardswish", "mish", "identity"})
+"""Elementwise nonlinearities LRP passes relevance through unchanged (zennit's ``Pass``): the identity rule."""
+
+_NONNEGATIVE = frozenset({"relu", "relu6", "sigmoid", "hardsigmoid"})
+
+
+@dataclass(frozen=True, eq=False)
+class Elementwise:
+    """An elementwise layer: an activation, dropout/identity, or a BatchNorm merged into no conv/dense layer.
+
+    Activations in :data:`PASS_ACTIVATIONS` and lone BatchNorms pass relevance through unchanged (zennit's ``Pass``
+    rule). Sigmoid-like activations have no such rule: they are allowed where no relevance flows (gates).
+    """
+
+    kind: str
+    """"relu", "relu6", "silu", "gelu", "hardswish", "sigmoid", "hardsigmoid", "tanh", ..., "identity" or
+    "batchnorm"."""
+    scale: torch.Tensor | None = None
+    """Per-channel scale of an unmerged eval-mode BatchNorm."""
+    shift: torch.Tensor | None = None
+    """Per-channel shift of an unmerged eval-mode BatchNorm."""
+    function: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """The activation (None for "relu", "identity" and "batchnorm")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "relu":
+            return torch.relu(x)
+        if self.kind == "batchnorm" and self.scale is not None and self.shift is not None:
+            view = (1, -1) + (1,) * (x.ndim - 2)
+            return x * self.scale.view(view) + self.shift.view(view)
+        if self.function is not None:
+            return self.function(x)
+        return x
+
+    @property
+    def passes_relevance(self) -> bool:
+        """Whether LRP may pass relevance through this layer unchanged."""
+        return self.kind in PASS_ACTIVATIONS or self.kind == "batchnorm"
+
+    @property
+    def output_nonnegative(self) -> bool | None:
+        """True if the output is never negative, None if it is as signed as the input, False if it can be."""
+        if self.kind == "identity":
+            return None
+        return self.kind in _NONNEGATIVE
+
+
+@dataclass(frozen=True, eq=False)
+class LayerNorm:
+    """Layer normalisation over the last axes, ``(x - mean) / std * weight + bias``.
+
+    AttnLRP (Achtibat et al. 2024, "AttnLRP: attention-aware layer-wise relevance propagation for transformers")
+    treats the standard deviation as a constant, which makes the layer linear; relevance then passes through the
+    identity part unchanged (their identity rule for normalisation layers).
+    """
+
+    normalized_shape: tuple[int, ...]
+    weight: torch.Tensor | None
+    bias: torch.Tensor | None
+    eps: float
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+
+@dataclass(frozen=True, eq=False)
+class Add:
+    """A sum of tensors (a residual connection) plus an optional constant, split by zennit's ``Norm`` rule."""
+
+    constant: torch.Tensor | float | None = None
+    """A summand that is no input (a bias); it absorbs its share of the relevance."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out if self.constant is None else out + self.constant
+
+
+@dataclass(frozen=True, eq=False)
+class Concat:
+    """``torch.cat(xs, dim)`` (DenseNet): each input gets the relevance of its own channels."""
+
+    dim: int = 1
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, self.dim)
+
+
+@dataclass(frozen=True, eq=False)
+class Multiply:
+    """A product with a constant (layer scale) or with a gate computed from the signal (squeeze-and-excitation).
+
+    Relevance flows through the signal only: the constant or the gate is held fixed, which makes the product linear
+    in the signal (the literature's treatment of gates, e.g. Arras et al. 2017 for LSTMs, and of SE blocks).
+    """
+
+    signal: int = 0
+    """Which input carries the signal; any other input is a gate (it gets no relevance)."""
+    constant: torch.Tensor | float | None = None
+    """A constant factor, or None."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out * x
+        return out if self.constant is None else out * self.constant
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape:
+    """A layout change: view/reshape/squeeze/unsqueeze (undone by reshaping) or a permutation (undone by inverting)."""
+
+    function: Callable[[torch.Tensor], torch.Tensor]
+    permutation: tuple[int, ...] | None = None
+    """Set for ``permute``; None for shape changes that keep the element order."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.function(x)
+
+    def inverse(self, r: torch.Tensor, input_shape: Sequence[int]) -> torch.Tensor:
+        if self.permutation is None:
+            return r.reshape(input_shape)
+        dims = [d % len(self.permutation) for d in self.permutation]
+        return r.permute(*[dims.index(i) for i in range(len(dims))])
+
+
+@dataclass(frozen=True, eq=False)
+class Opaque:
+    """An operation without an LRP rule here: computed as in the model; relevance only with ``fallback="gradient"``."""
+
+    function: Callable[..., torch.Tensor]
+    description: str
+    """What it is, e.g. ``"call_function sin"``, for messages."""
+
+
+Layer = Affine | MaxPool | AvgPool | Flatten | Reshape | Elementwise | LayerNorm | Add | Concat | Multiply | Opaque
+"""One operation of the canonical graph."""
