@@ -8,12 +8,14 @@ fails :func:`test_every_kind_has_a_check` until it gets a check here.
 from __future__ import annotations
 
 import inspect
+import itertools
 import typing
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 # Importing the packages fills the registries (datasets, architectures, composites, attribution and fix methods).
@@ -92,6 +94,12 @@ def _tiny_vgg(arch: str = "vgg11_bn") -> nn.Module:
 def _check_dataset(name: str, request: pytest.FixtureRequest) -> None:
     # Datasets read from files run only where the files are (the gtsrb_dir fixture skips otherwise).
     data_dir = str(request.getfixturevalue("gtsrb_dir")) if name == "gtsrb" else None
+    if name == "folder":  # a user's ImageFolder tree: two classes, train and test
+        root = request.getfixturevalue("tmp_path") / "images"
+        for split, cls, i in itertools.product(("train", "test"), ("c0", "c1"), range(2)):
+            (root / split / cls).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (40, 30), (60 * i, 100, 200)).save(root / split / cls / f"{i}.png")
+        data_dir = str(root)
     ds = load_dataset(name, data_dir=data_dir, max_images=4)
     for split in (ds.train, ds.test):
         assert 0 < len(split) <= 4

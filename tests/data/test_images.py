@@ -62,7 +62,21 @@ def test_resize_square_crops_then_resizes():
     assert resize_square(Image.fromarray(arr), 16).shape == (16, 16, 3)
 
 
-@pytest.mark.parametrize(("h", "w", "size", "resize"), [(300, 200, 224, 256), (40, 90, 32, None), (64, 64, 64, None)])
+@pytest.mark.parametrize(
+    ("h", "w", "size", "resize"),
+    [
+        (300, 200, 224, 256),
+        (40, 90, 32, None),
+        (64, 64, 64, None),
+        # torchvision truncates the long side and rounds the crop offset half to even: 41 * 16 / 23 = 28.52 -> 28
+        # (not 29); 57 * 24 / 23 = 59.48 -> 59, offset round(17.5) = 18 (not 17); it resizes without reducing_gap
+        (23, 41, 16, None),
+        (23, 57, 24, None),
+        (57, 23, 24, None),
+        (480, 333, 31, None),
+        (99, 640, 224, None),
+    ],
+)
 def test_resize_center_crop_equals_torchvision_eval_transform(h, w, size, resize):
     from PIL import Image
     from torchvision import transforms

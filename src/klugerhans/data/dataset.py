@@ -1,7 +1,8 @@
 """The in-memory sign dataset every loader returns, the loader registry and the track-wise split.
 
-A loader (real GTSRB, synthetic signs, ...) returns a :class:`SignDataset` with a ``train`` and a ``test``
-:class:`SignData`. All images of one dataset share one square size, so a split is a handful of NumPy arrays
+A loader (real GTSRB, synthetic signs, an image folder, ...) returns a :class:`SignDataset` with a ``train``
+and a ``test`` :class:`SignData`, and a ``val`` one where the source ships it (:func:`select_split` picks one).
+All images of one dataset share one square size, so a split is a handful of NumPy arrays
 that a training loop indexes directly.
 """
 
@@ -24,7 +25,7 @@ class SignData:
     images: np.ndarray
     """(N, S, S, 3) uint8 RGB images, cropped around the sign."""
     labels: np.ndarray
-    """(N,) int64 class ids 0..42."""
+    """(N,) int64 class ids: 0..42 for GTSRB, 0..C-1 in ``info["class_names"]`` order for an image folder."""
     tracks: np.ndarray
     """(N,) int64 physical-sign track id (GTSRB trains come in tracks of ~30 frames); -1 where unknown."""
     boxes: np.ndarray
@@ -75,12 +76,27 @@ class SignDataset:
     test: SignData
     info: dict[str, Any] = field(default_factory=dict)
     """Human-readable facts for ``klugerhans data``: name, layout, root, cache state, original sizes."""
+    val: SignData | None = None
+    """A validation split the source ships itself (an image folder's ``val/``); None where it has none."""
+
+
+def select_split(ds: SignDataset, split: str) -> SignData:
+    """The ``split`` ("train", "val" or "test") of ``ds``; a one-line error names the splits it has."""
+    splits = {"train": ds.train, "val": ds.val, "test": ds.test}
+    data = splits.get(split)
+    if data is None:
+        have = ", ".join(name for name, value in splits.items() if value is not None)
+        what = "no val split" if split == "val" else f"no split {split!r}"
+        raise KlugerhansError(f"{ds.info.get('name', 'the dataset')} has {what}: use one of {have}")
+    return data
 
 
 Loader = Callable[..., SignDataset]
 DATASETS: Registry[Loader] = Registry("dataset")
 """Dataset loaders by name: ``fn(*, data_dir, size, download, max_images, seed, **extra) -> SignDataset``."""
 register_dataset = DATASETS.register
+FREE_SIZE_DATASETS = frozenset({"folder"})
+"""Datasets that resize to any square side >= 8 (photos of any shape); the others are made at 32, 48 or 64."""
 
 
 def load_dataset(
@@ -98,14 +114,17 @@ def load_dataset(
     Args:
         name: registry name.
         data_dir: where the files are (real datasets); ignored by synthetic data.
-        size: side length S of the returned square images.
+        size: side length S of the returned square images: 32, 48 or 64, any S >= 8 for "folder".
         download: fetch missing archives (real GTSRB only).
         max_images: keep at most this many images per split (a class-balanced subset), for quick trials.
         seed: seed for generated data and for the subset choice.
         per_class: training images rendered per class (generated datasets only; None: the dataset's default).
     """
     loader = DATASETS.get_or_raise(name)
-    if size not in (32, 48, 64):
+    if name in FREE_SIZE_DATASETS:
+        if size < 8:
+            raise KlugerhansError(f"image size {size} is too small: use 8 pixels or more (the model's input size)")
+    elif size not in (32, 48, 64):
         raise KlugerhansError(f"unsupported image size {size}: use 32, 48 or 64")
     if max_images is not None and max_images < 1:
         raise KlugerhansError(f"--max-images must be a positive number, got {max_images}")
@@ -123,14 +142,21 @@ def take_balanced(data: SignData, max_images: int | None, seed: int = 0) -> Sign
     """Return at most ``max_images`` rows, drawn round-robin over classes so every class stays present."""
     if max_images is None or len(data) <= max_images:
         return data
+    return data.subset(balanced_index(data.labels, max_images, seed))
+
+
+def balanced_index(labels: np.ndarray, max_images: int, seed: int = 0) -> np.ndarray:
+    """(min(N, max_images),) sorted row indices that :func:`take_balanced` keeps, from the (N,) labels alone."""
+    if len(labels) <= max_images:
+        return np.arange(len(labels))
     rng = np.random.default_rng(seed)
-    per_class = [rng.permutation(np.flatnonzero(data.labels == c)) for c in np.unique(data.labels)]
+    per_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     order: list[int] = []
     depth = 0
     while len(order) < max_images:
         order.extend(int(idx[depth]) for idx in per_class if depth < len(idx))
         depth += 1
-    return data.subset(np.sort(np.asarray(order[:max_images])))
+    return np.sort(np.asarray(order[:max_images]))
 
 
 def split_by_track(data: SignData, val_fraction: float = 0.1, seed: int = 0) -> tuple[SignData, SignData]:

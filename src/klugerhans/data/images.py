@@ -107,16 +107,19 @@ def resize_square(img: Image.Image, size: int, box: tuple[float, float, float, f
 def resize_center_crop(img: Image.Image, size: int, resize: int | None = None) -> np.ndarray:
     """Resize the short side, then take the centre square: torchvision's evaluation transform for photos.
 
-    ``Resize(resize)`` + ``CenterCrop(size)`` as ImageNet classifiers are evaluated; ``resize`` defaults to
-    ``size`` (no border lost beyond the long side's excess). Returns a (size, size, 3) uint8 array.
+    ``Resize(resize)`` + ``CenterCrop(size)`` as ImageNet classifiers are evaluated, pixel for pixel on PIL
+    images: the long side is truncated (``int(resize * long / short)``), the crop offsets rounded
+    (``round((side - size) / 2)``) and Pillow resamples without ``reducing_gap``. ``resize`` defaults to
+    ``size`` (no border lost beyond the long side's excess); below ``size`` the image is resized to ``size``
+    instead of padded. Returns a (size, size, 3) uint8 array.
     """
     if size < 1:
         raise ImageError(f"image size must be at least 1 pixel, got {size}")
     short = resize or size
     w, h = img.size
-    scale = short / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    new_w, new_h = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    new_w, new_h = max(size, new_w), max(size, new_h)
     if (new_w, new_h) != (w, h):
-        img = img.resize((new_w, new_h), RESAMPLE, reducing_gap=3.0)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
+        img = img.resize((new_w, new_h), RESAMPLE)
+    left, top = round((new_w - size) / 2.0), round((new_h - size) / 2.0)
     return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
