@@ -197,17 +197,19 @@ def box_bounds(norm: Normalization | None = None) -> tuple[torch.Tensor, torch.T
     return (0 - mean) / std, (1 - mean) / std
 
 
+def _epsilon_composite(
+    name: str, conv: Rule, epsilon: float, stabilizer: float, first: Rule | None = None
+) -> Composite:
+    # The shared frame of zennit's named composites: epsilon on dense layers, Norm on pooling and sums.
+    return Composite(
+        conv=conv, linear=Epsilon(epsilon), first=first, pool=Norm(stabilizer), sum=Norm(stabilizer), name=name
+    )
+
+
 @register_composite("epsilon_plus_flat")
 def epsilon_plus_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     """Flat for the first layer, z+ for convolutions, epsilon for dense layers (the default)."""
-    return Composite(
-        conv=ZPlus(stabilizer),
-        linear=Epsilon(epsilon),
-        first=Flat(stabilizer),
-        pool=Norm(stabilizer),
-        sum=Norm(stabilizer),
-        name="epsilon_plus_flat",
-    )
+    return _epsilon_composite("epsilon_plus_flat", ZPlus(stabilizer), epsilon, stabilizer, first=Flat(stabilizer))
 
 
 @register_composite("epsilon_gamma_box")
@@ -241,35 +243,17 @@ def epsilon_gamma_box(
 @register_composite("epsilon_plus")
 def epsilon_plus(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     """z+ for every convolution, epsilon for dense layers."""
-    return Composite(
-        conv=ZPlus(stabilizer),
-        linear=Epsilon(epsilon),
-        pool=Norm(stabilizer),
-        sum=Norm(stabilizer),
-        name="epsilon_plus",
-    )
+    return _epsilon_composite("epsilon_plus", ZPlus(stabilizer), epsilon, stabilizer)
 
 
 @register_composite("epsilon_alpha2_beta1")
 def epsilon_alpha2_beta1(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     """alpha=2, beta=1 for every convolution, epsilon for dense layers."""
-    return Composite(
-        conv=AlphaBeta(2.0, 1.0, stabilizer),
-        linear=Epsilon(epsilon),
-        pool=Norm(stabilizer),
-        sum=Norm(stabilizer),
-        name="epsilon_alpha2_beta1",
-    )
+    return _epsilon_composite("epsilon_alpha2_beta1", AlphaBeta(2.0, 1.0, stabilizer), epsilon, stabilizer)
 
 
 @register_composite("epsilon_alpha2_beta1_flat")
 def epsilon_alpha2_beta1_flat(epsilon: float = 1e-6, stabilizer: float = 1e-6) -> Composite:
     """Flat for the first layer, alpha=2, beta=1 for other convolutions, epsilon for dense layers."""
-    return Composite(
-        conv=AlphaBeta(2.0, 1.0, stabilizer),
-        linear=Epsilon(epsilon),
-        first=Flat(stabilizer),
-        pool=Norm(stabilizer),
-        sum=Norm(stabilizer),
-        name="epsilon_alpha2_beta1_flat",
-    )
+    conv = AlphaBeta(2.0, 1.0, stabilizer)
+    return _epsilon_composite("epsilon_alpha2_beta1_flat", conv, epsilon, stabilizer, first=Flat(stabilizer))

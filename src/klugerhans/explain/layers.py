@@ -124,29 +124,32 @@ class Affine:
         stacked = torch.stack(list(tensors)).unflatten(1, (g, -1)).transpose(0, 1)
         return stacked.reshape(k * tensors[0].shape[0], *tensors[0].shape[1:]).contiguous()
 
+    def _interleave(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        # K tensors side by side along channels; grouped layers keep each group's K parts together.
+        if not self._grouped():
+            return torch.cat(list(tensors), dim=self.channel_dim)
+        parts = [t.unflatten(1, (self.groups, -1)) for t in tensors]
+        return torch.stack(parts, dim=2).flatten(1, 3)
+
+    def _deinterleave(self, x: torch.Tensor, k: int) -> list[torch.Tensor]:
+        # The inverse of _interleave.
+        if not self._grouped():
+            size = x.shape[self.channel_dim] // k
+            return [x.narrow(self.channel_dim, i * size, size) for i in range(k)]
+        parts = x.unflatten(1, (self.groups, k, -1))
+        return [parts[:, :, i].flatten(1, 2) for i in range(k)]
+
     def split_out(self, y: torch.Tensor, k: int) -> list[torch.Tensor]:
         """The K outputs of an ``apply`` with :meth:`stack_out` weights, each (N, C_out, ...)."""
-        if not self._grouped():
-            out = y.shape[self.channel_dim] // k
-            return [y.narrow(self.channel_dim, i * out, out) for i in range(k)]
-        parts = y.unflatten(1, (self.groups, k, -1))
-        return [parts[:, :, i].flatten(1, 2) for i in range(k)]
+        return self._deinterleave(y, k)
 
     def merge_out(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """K output-shaped tensors in the layout of :meth:`stack_out` (for :meth:`transpose`)."""
-        if len(tensors) == 1:
-            return tensors[0]
-        if not self._grouped():
-            return torch.cat(list(tensors), dim=self.channel_dim)
-        parts = [t.unflatten(1, (self.groups, -1)) for t in tensors]
-        return torch.stack(parts, dim=2).flatten(1, 3)
+        return tensors[0] if len(tensors) == 1 else self._interleave(tensors)
 
     def stack_in(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         """K inputs stacked along channels, to meet :meth:`stack_in_weights` weights."""
-        if not self._grouped():
-            return torch.cat(list(tensors), dim=self.channel_dim)
-        parts = [t.unflatten(1, (self.groups, -1)) for t in tensors]
-        return torch.stack(parts, dim=2).flatten(1, 3)
+        return self._interleave(tensors)
 
     def stack_in_weights(self, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """Weights for :meth:`stack_in` inputs: input k meets weight k."""
@@ -154,11 +157,7 @@ class Affine:
 
     def split_in(self, x: torch.Tensor, k: int) -> list[torch.Tensor]:
         """Undo :meth:`stack_in`: the K input-shaped parts of ``x``."""
-        if not self._grouped():
-            size = x.shape[self.channel_dim] // k
-            return [x.narrow(self.channel_dim, i * size, size) for i in range(k)]
-        parts = x.unflatten(1, (self.groups, k, -1))
-        return [parts[:, :, i].flatten(1, 2) for i in range(k)]
+        return self._deinterleave(x, k)
 
 
 @dataclass(frozen=True, eq=False)
