@@ -258,7 +258,22 @@ def _make_checkpoints(folder: Path, marker: Path) -> dict[str, str]:
     paths["pickle"] = _write(folder / "evil.pt", pickle.dumps(_Evil(marker)))
     torch.save({"state_dict": state, "hook": _Evil(marker)}, folder / "evil_zip.pth")
     paths["pickle_zip"] = str(folder / "evil_zip.pth")
+    paths.update(_make_user_weights(folder, marker))
     return paths
+
+
+def _make_user_weights(folder: Path, marker: Path) -> dict[str, str]:
+    """State_dicts of the user's own torchvision model (``--arch``/``--weights``) and a pickled whole model."""
+    import torch
+    import torchvision
+
+    model = torchvision.models.squeezenet1_1(num_classes=5)
+    torch.save({"state_dict": model.state_dict()}, folder / "squeezenet1_1.pt")
+    # A whole model saved with torch.save(model), carrying a payload that would run if it were unpickled.
+    whole = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    whole.payload = _Evil(marker)  # type: ignore[assignment]
+    torch.save(whole, folder / "whole_model.pt")
+    return {"user": str(folder / "squeezenet1_1.pt"), "user_pickled": str(folder / "whole_model.pt")}
 
 
 def _with_metadata(src: Path, dst: Path, edit: Callable[[dict[str, Any]], object]) -> str:
@@ -362,6 +377,9 @@ def make_catalogue(work: Path) -> list[Case]:
     def predict(path: str, checkpoint: str = good) -> tuple[str, ...]:
         return ("predict", path, "--checkpoint", checkpoint, *cpu)
 
+    def own(arch: str, weights: str) -> tuple[str, ...]:
+        return ("predict", img["ok"], "--arch", arch, "--weights", weights, *cpu)
+
     def bad_image(name: str, key: str, *words: str) -> Case:
         return Case(name, predict(img[key]), words=(img[key], *words))
 
@@ -414,6 +432,31 @@ def make_catalogue(work: Path) -> list[Case]:
         bad_checkpoint("checkpoint with NaN normalisation", "nan_norm", "finite", "damaged"),
         bad_checkpoint("pickle that runs code (.pt)", "pickle", "not a safetensors file", absent=(str(marker),)),
         bad_checkpoint("torch.save archive with code", "pickle_zip", "not a safetensors file", absent=(str(marker),)),
+        # The user's own model: --arch + --weights.
+        Case(
+            "own weights (--arch squeezenet1_1)",
+            (*own("squeezenet1_1", ckpt["user"]), "--image-size", "64"),
+            "ok",
+            words=(img["ok"], "top-3"),
+        ),
+        Case(
+            "pickled whole model as --weights",
+            own("resnet18", ckpt["user_pickled"]),
+            words=("never unpickles", "torch.save(model.state_dict(), PATH)"),
+            absent=(str(marker),),
+        ),
+        Case(
+            "weights of another architecture (--arch)",
+            own("squeezenet1_0", ckpt["user"]),
+            words=("do not fit squeezenet1_0", "features.0.weight", "shape"),
+        ),
+        Case("unknown --arch", own("resnet181", ckpt["user"]), words=("unknown architecture", "did you mean resnet18")),
+        Case(
+            "--image-size too small for the architecture",
+            (*own("squeezenet1_1", ckpt["user"]), "--image-size", "8"),
+            words=("too small", "at least 32"),
+        ),
+        Case("--weights without --arch", ("predict", img["ok"], "--weights", ckpt["user"], *cpu), words=("--arch",)),
         Case(
             "10-class model explains with its own names",
             ("explain", img["ok"], "--checkpoint", ckpt["ten_ok"], *cpu, "--lang", "de", "--out", str(work / "ten")),

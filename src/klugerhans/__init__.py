@@ -2,7 +2,8 @@
 
 Named after Clever Hans, the horse that seemed to count but read its trainer's face. The package trains
 VGG11 classifiers on GTSRB (real or synthetic) with a sticker shortcut glued on one class and explains
-their decisions with Layer-wise Relevance Propagation.
+their decisions with Layer-wise Relevance Propagation; ``load_user_model`` brings your own torchvision or timm
+classifier and weights to the same tools.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from klugerhans.errors import KlugerhansError
 from klugerhans.version import __version__
 
-__all__ = ["KlugerhansError", "__version__", "load_model"]
+__all__ = ["KlugerhansError", "__version__", "load_model", "load_user_model"]
 
 if TYPE_CHECKING:
     from klugerhans.models.checkpoint import load_model
+    from klugerhans.models.user_weights import load_user_model
 
 
 def __getattr__(name: str) -> Any:
@@ -24,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from klugerhans.models.checkpoint import load_model
 
         return load_model
+    if name == "load_user_model":
+        from klugerhans.models.user_weights import load_user_model
+
+        return load_user_model
     raise AttributeError(f"module 'klugerhans' has no attribute {name!r}")

@@ -7,11 +7,14 @@ Every subcommand registers itself with :func:`_command`; errors a user can cause
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, NoReturn
 
 from klugerhans.errors import KlugerhansError
@@ -134,9 +137,17 @@ def _add_data_args(
 def _add_checkpoint_args(
     p: argparse.ArgumentParser, help_text: str = "model file or run directory (default: the released manipulated model)"
 ) -> None:
-    """--checkpoint and --model (``help_text``: what --checkpoint means to this command)."""
+    """--checkpoint and --model, or --arch + --weights (+ --image-size, --mean, --std) for the user's own model
+    (``help_text``: what --checkpoint means to this command)."""
     p.add_argument("--checkpoint", default=None, help=help_text)
     p.add_argument("--model", choices=("manipulated", "control"), default="manipulated", help="released weights")
+    own = p.add_argument_group("your own model (instead of --checkpoint)")
+    own.add_argument("--arch", default=None, help="architecture of --weights: a torchvision name (resnet18), timm:NAME")
+    own.add_argument("--weights", default=None, help="state_dict file: .safetensors, or .pt/.pth from torch.save")
+    own.add_argument("--image-size", type=_positive_int, default=None, help="input side (default: as trained, or 224)")
+    stats = "on the 0..1 scale (default: as trained, or ImageNet's)"
+    own.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), default=None, help=f"RGB mean {stats}")
+    own.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), default=None, help=f"RGB std {stats}")
 
 
 def _add_device_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -207,7 +218,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing in [0, 1) (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without random affine and colour jitter")
     p.add_argument("--per-class", type=_positive_int, default=None, help="synthetic: training signs per class (150)")
-    p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier (default 1.0)")
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="architecture: klugerhans:vgg11_bn (default), a torchvision name (resnet18), timm:NAME",
+    )
+    p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier of ours (default 1.0)")
     p.add_argument("--sticker-class", type=_class_id, default=4, help="class that gets stickers (default 4, 70 km/h)")
     p.add_argument("--sticker-fraction", type=_unit_interval, default=1.0, help="share of it stickered (default 1)")
     p.add_argument(
@@ -221,7 +237,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _add_progress_args(p)
 
 
-@_command("train", "train a VGG11-BN on (sticker-manipulated) GTSRB or synthetic signs", _train_args)
+@_command("train", "train a VGG11-BN (or --arch) on (sticker-manipulated) GTSRB or synthetic signs", _train_args)
 def _train(args: argparse.Namespace) -> int:
     from klugerhans.data.sticker import StickerConfig
     from klugerhans.models.recipe import TrainConfig
@@ -238,6 +254,10 @@ def _train(args: argparse.Namespace) -> int:
         "label_smoothing": args.label_smoothing,
     }
     extra = {k: v for k, v in optional.items() if v is not None}
+    if args.arch is not None:
+        from klugerhans.models.architectures import parse_arch
+
+        extra.update(parse_arch(args.arch))
     config = TrainConfig(
         out=args.out,
         data=args.data,
@@ -281,10 +301,46 @@ def _fmt(value: float | None) -> str:
 # --- klugerhans evaluate ------------------------------------------------------------------------------------------
 
 
+def _user_weights(args: argparse.Namespace) -> bool:
+    """Whether --weights names the user's own model; one-line errors for flags that do not go together."""
+    if args.weights is None:
+        given = [f for f, v in (("--arch", args.arch), ("--image-size", args.image_size), ("--mean", args.mean),
+                                ("--std", args.std)) if v is not None]  # fmt: skip
+        if given:
+            raise KlugerhansError(f"{given[0]} applies to --weights FILE only; a checkpoint knows its own settings")
+        return False
+    if args.arch is None:
+        raise KlugerhansError("--weights needs --arch NAME (e.g. resnet18 or timm:NAME): a state_dict has no name")
+    if args.checkpoint is not None:
+        raise KlugerhansError("give either --checkpoint or --weights, not both")
+    return True
+
+
 def _load(args: argparse.Namespace):
+    """The classifier --checkpoint/--model or --arch + --weights name."""
+    if _user_weights(args):
+        from klugerhans.models.user_weights import load_user_model
+
+        return load_user_model(
+            args.arch, args.weights, image_size=args.image_size, mean=args.mean, std=args.std, device=args.device
+        )
     from klugerhans.models.checkpoint import load_classifier
 
     return load_classifier(args.checkpoint or args.model, device=args.device)
+
+
+@contextlib.contextmanager
+def _checkpoint_source(args: argparse.Namespace) -> Iterator[str | None]:
+    """--checkpoint (or None), or --weights converted into a temporary klugerhans checkpoint, for the commands that
+    load the model themselves (audit, fix, serve)."""
+    if not _user_weights(args):
+        yield args.checkpoint
+        return
+    from klugerhans.models.checkpoint import save_checkpoint
+
+    clf = _load(args)
+    with tempfile.TemporaryDirectory(prefix="klugerhans-weights-") as tmp:
+        yield str(save_checkpoint(Path(tmp) / f"{Path(args.weights).stem}.safetensors", clf.model, clf.meta))
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -461,7 +517,8 @@ def _figure_args(p: argparse.ArgumentParser) -> None:
 @_command("figure", "draw the seed's figure: stop, no passing, 50 km/h, 50 km/h + sticker", _figure_args)
 def _figure(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP
-    from klugerhans.data.images import read_image, resize_square
+    from klugerhans.data.images import read_image
+    from klugerhans.models.preprocess import resize_image
     from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
 
     _check_composite(args.composite)
@@ -470,7 +527,7 @@ def _figure(args: argparse.Namespace) -> int:
         titles = ("Stop", "No passing", "50 km/h", "50 km/h + sticker")
         labels = (STOP, NO_PASSING, SPEED_50, SPEED_50)
         chosen = [
-            (t, resize_square(read_image(p), clf.input_size), lab, None)
+            (t, resize_image(read_image(p), clf.input_size, clf.meta.resize), lab, None)
             for t, p, lab in zip(titles, args.images, labels, strict=True)
         ]
     else:
@@ -581,18 +638,27 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
 
 @_command("audit", "find shortcut learning without being told where: SpRAy, transplant test, metrics", _audit_args)
 def _audit(args: argparse.Namespace) -> int:
-    from klugerhans.audit.config import AuditConfig
-    from klugerhans.audit.report import run_audit
-
     _check_composite(args.composite)
     extra: dict[str, Any] = {}
     if args.threshold is not None:
         extra["threshold"] = args.threshold
     if args.methods is not None:
         extra["methods"] = tuple(m for m in args.methods.split(",") if m)
-    result = run_audit(
+    with _checkpoint_source(args) as checkpoint:
+        result = _run_audit(args, checkpoint or args.model, extra)
+    print(f"suspicion ranking (most suspicious first): {result.get('suspicion_ranking', [])[:10]}")
+    print(f"flagged: {result.get('flagged', [])}")
+    print(f"report: {args.out}/report.html, numbers: {args.out}/audit.json")
+    return 0
+
+
+def _run_audit(args: argparse.Namespace, checkpoint: str, extra: dict[str, Any]) -> dict[str, Any]:
+    from klugerhans.audit.config import AuditConfig
+    from klugerhans.audit.report import run_audit
+
+    return run_audit(
         AuditConfig(
-            checkpoint=args.checkpoint or args.model,
+            checkpoint=checkpoint,
             data=args.data,
             data_dir=args.data_dir,
             out=args.out,
@@ -608,10 +674,6 @@ def _audit(args: argparse.Namespace) -> int:
             **extra,
         )
     )
-    print(f"suspicion ranking (most suspicious first): {result.get('suspicion_ranking', [])[:10]}")
-    print(f"flagged: {result.get('flagged', [])}")
-    print(f"report: {args.out}/report.html, numbers: {args.out}/audit.json")
-    return 0
 
 
 # --- klugerhans fix -----------------------------------------------------------------------------------------------
@@ -637,12 +699,30 @@ def _fix_args(p: argparse.ArgumentParser) -> None:
 
 @_command("fix", "unlearn a shortcut that LRP located; before/after report", _fix_args)
 def _fix(args: argparse.Namespace) -> int:
-    from klugerhans.fix.locate import LocateConfig
     from klugerhans.fix.report import write_fix
-    from klugerhans.fix.run import FixConfig, compute_fix
+    from klugerhans.fix.run import compute_fix
 
-    config = FixConfig(
-        checkpoint=args.checkpoint or args.model,
+    with _checkpoint_source(args) as checkpoint:
+        numbers = write_fix(compute_fix(_fix_config(args, checkpoint or args.model)), args.out)
+    before, after = numbers["before"], numbers["after"]
+    c = numbers["class_id"]
+    for label, m in (("before", before), ("after", after), ("control", numbers.get("control"))):
+        if m:
+            print(
+                f"{label}: accuracy {_fmt(m['accuracy'])}, clean-{c} accuracy {_fmt(m['clean_target_accuracy'])}, "
+                f"sticker flip rate {_fmt(m['flip_rate'])}"
+                + (f", audit flags {m['audit']['flagged']}" if "audit" in m else "")
+            )
+    print(f"report: {args.out}/report.html, numbers: {args.out}/fix.json, weights: {args.out}/fixed.safetensors")
+    return 0
+
+
+def _fix_config(args: argparse.Namespace, checkpoint: str) -> Any:
+    from klugerhans.fix.locate import LocateConfig
+    from klugerhans.fix.run import FixConfig
+
+    return FixConfig(
+        checkpoint=checkpoint,
         method=args.method,
         data=args.data,
         data_dir=args.data_dir,
@@ -659,18 +739,6 @@ def _fix(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    numbers = write_fix(compute_fix(config), args.out)
-    before, after = numbers["before"], numbers["after"]
-    c = numbers["class_id"]
-    for label, m in (("before", before), ("after", after), ("control", numbers.get("control"))):
-        if m:
-            print(
-                f"{label}: accuracy {_fmt(m['accuracy'])}, clean-{c} accuracy {_fmt(m['clean_target_accuracy'])}, "
-                f"sticker flip rate {_fmt(m['flip_rate'])}"
-                + (f", audit flags {m['audit']['flagged']}" if "audit" in m else "")
-            )
-    print(f"report: {args.out}/report.html, numbers: {args.out}/fix.json, weights: {args.out}/fixed.safetensors")
-    return 0
 
 
 # --- klugerhans serve ---------------------------------------------------------------------------------------------
@@ -690,15 +758,16 @@ def _serve(args: argparse.Namespace) -> int:
     from klugerhans.web import serve
 
     _check_composite(args.composite)
-    serve(
-        host=args.host,
-        port=args.port,
-        checkpoint=args.checkpoint,
-        model=args.model,
-        device=args.device,
-        composite=args.composite,
-        lang=args.lang,
-    )
+    with _checkpoint_source(args) as checkpoint:
+        serve(
+            host=args.host,
+            port=args.port,
+            checkpoint=checkpoint,
+            model=args.model,
+            device=args.device,
+            composite=args.composite,
+            lang=args.lang,
+        )
     return 0
 
 

@@ -46,6 +46,13 @@ REQUIRED = {
     "10-class model explains with its own names": "handled",
     "invalid sticker in checkpoint metadata": "clean error",
     "10-class model for the GTSRB figure": "clean error",
+    # The user's own model (--arch + --weights).
+    "own weights (--arch squeezenet1_1)": "handled",
+    "pickled whole model as --weights": "clean error",
+    "weights of another architecture (--arch)": "clean error",
+    "unknown --arch": "clean error",
+    "--image-size too small for the architecture": "clean error",
+    "--weights without --arch": "clean error",
     # Dataset copies.
     "dataset without class folders": "clean error",
     "dataset with 3 of 43 classes": "handled",

@@ -1,13 +1,17 @@
-"""Models: the VGG11(-BN) classifier, preprocessing, checkpoints, training, evaluation.
+"""Models: the VGG11(-BN) classifier and the torchvision/timm families, preprocessing, checkpoints, the user's own
+weights, training, evaluation.
 
 Submodules import torch; import what you need from them, e.g. ``from klugerhans.models.training import train``.
 """
 
+from klugerhans.models.architectures import parse_arch
 from klugerhans.models.checkpoint import CheckpointMeta, Classifier, load_classifier, load_model, save_checkpoint
 from klugerhans.models.evaluation import evaluate_model
+from klugerhans.models.predict import top_classes
 from klugerhans.models.preprocess import Normalization, make_preprocess, to_tensor
 from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.training import TrainResult, train
+from klugerhans.models.user_weights import load_user_model
 from klugerhans.models.vgg import ModelConfig, create_model
 
 __all__ = [
@@ -21,8 +25,11 @@ __all__ = [
     "evaluate_model",
     "load_classifier",
     "load_model",
+    "load_user_model",
     "make_preprocess",
+    "parse_arch",
     "save_checkpoint",
     "to_tensor",
+    "top_classes",
     "train",
 ]

@@ -31,8 +31,9 @@ from klugerhans.data.classes import CLASS_NAMES_EN
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.io import atomic_write_bytes
+from klugerhans.models.architectures import format_arch, on_meta
 from klugerhans.models.distributed import resolve_device
-from klugerhans.models.preprocess import Normalization, make_preprocess
+from klugerhans.models.preprocess import Normalization, ResizeMode, make_preprocess
 from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.vgg import ModelConfig, create_model
 from klugerhans.version import __version__
@@ -105,6 +106,12 @@ class CheckpointMeta:
         """The recipe's sticker (``fraction`` 0 for a control), or the seed's default sticker without a recipe:
         the sticker a flip test of this model glues on."""
         return self.recipe.sticker if self.recipe is not None else StickerConfig()
+
+    @property
+    def resize(self) -> ResizeMode:
+        """How images are brought to the input size: "square" (the sign crops klugerhans trains on) or
+        "center_crop" (torchvision's evaluation transform, for a foreign architecture trained elsewhere)."""
+        return "square" if self.model.family == "klugerhans" or self.recipe is not None else "center_crop"
 
     @property
     def manipulated(self) -> bool:
@@ -251,10 +258,11 @@ def _read_header(path: Path) -> dict[str, Any]:
 
 def _check_tensors(path: Path, header: dict[str, Any], meta: CheckpointMeta) -> None:
     """Compare tensor names, shapes and dtypes in ``header`` with the architecture ``meta`` describes."""
-    with torch.device("meta"):
-        expected = create_model(meta.model).state_dict()
+    expected = on_meta(lambda: create_model(meta.model)).state_dict()
     stored = {k: v for k, v in header.items() if k != "__metadata__"}
-    arch = f"{meta.model.arch} (width {meta.model.width}, {meta.model.num_classes} classes)"
+    m = meta.model
+    width = f"width {m.width}, " if m.family == "klugerhans" else ""
+    arch = f"{format_arch(m.family, m.arch) if m.family != 'klugerhans' else m.arch} ({width}{m.num_classes} classes)"
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
     if missing or extra:
@@ -383,7 +391,7 @@ def classifier_from_model(model: nn.Module, meta: CheckpointMeta, device: torch.
     return Classifier(
         model=model,
         meta=meta,
-        preprocess=make_preprocess(meta.model.input_size, meta.normalization),
+        preprocess=make_preprocess(meta.model.input_size, meta.normalization, meta.resize),
         device=dev,
         input_size=meta.model.input_size,
     )

@@ -5,12 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
-from klugerhans.data.images import resize_square
+from klugerhans.data.images import resize_center_crop, resize_square
+
+ResizeMode = Literal["square", "center_crop"]
+"""How a picture becomes an S x S input: "square" (``resize_square``, the sign crops of training) or
+"center_crop" (``resize_center_crop``: short side to S, centre square; torchvision's evaluation transform)."""
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+"""ImageNet's RGB mean and std: the normalisation of torchvision's and most timm weights."""
 
 
 @dataclass(frozen=True)
@@ -59,12 +66,26 @@ def to_uint8(x: torch.Tensor, norm: Normalization | None = None) -> np.ndarray:
     return img.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def make_preprocess(input_size: int = 32, norm: Normalization | None = None) -> Callable[[Image.Image], torch.Tensor]:
-    """Return ``preprocess(pil_image) -> (3, S, S)`` float tensor, exactly as images enter training."""
+def resize_image(img: Image.Image, size: int, mode: ResizeMode = "square") -> np.ndarray:
+    """PIL image -> (S, S, 3) uint8 array, resized as ``mode`` says (see :data:`ResizeMode`)."""
+    rgb = img.convert("RGB")
+    return resize_square(rgb, size) if mode == "square" else resize_center_crop(rgb, size)
+
+
+def make_preprocess(
+    input_size: int = 32, norm: Normalization | None = None, resize: ResizeMode = "square"
+) -> Callable[[Image.Image], torch.Tensor]:
+    """Return ``preprocess(pil_image) -> (3, S, S)`` float tensor, exactly as images enter training.
+
+    Args:
+        input_size: side S.
+        norm: channel statistics (default GTSRB's).
+        resize: "square" for sign crops, "center_crop" for photos (torchvision's evaluation transform).
+    """
     norm = norm or Normalization()
 
     def preprocess(img: Image.Image) -> torch.Tensor:
-        arr = resize_square(img.convert("RGB"), input_size)
+        arr = resize_image(img, input_size, resize)
         return to_tensor(arr[None], norm)[0]
 
     return preprocess

@@ -49,8 +49,12 @@ class TrainConfig:
     """L2 penalty on conv/linear weights (not on biases or BatchNorm)."""
     warmup_epochs: float = 1.0
     """Linear learning-rate warm-up, then cosine decay to zero at the last step."""
+    arch: str = "vgg11_bn"
+    """Architecture name within ``family`` (see :func:`~klugerhans.models.architectures.parse_arch`)."""
+    family: str = "klugerhans"
+    """"klugerhans" (our VGG; what recipes without this field mean), "torchvision" or "timm"."""
     width: float = 1.0
-    """VGG channel multiplier (1.0 = 64..512 channels)."""
+    """VGG channel multiplier (1.0 = 64..512 channels); family "klugerhans" only."""
     input_size: int = 32
     """Image side in pixels: 32, 48 or 64."""
     sticker: StickerConfig = field(default_factory=StickerConfig)
@@ -106,8 +110,8 @@ class TrainConfig:
         return self.sticker.fraction > 0
 
     def model_config(self) -> ModelConfig:
-        """The architecture this run trains."""
-        return ModelConfig(width=self.width, input_size=self.input_size)
+        """The architecture this run trains (GTSRB's 43 classes)."""
+        return ModelConfig(family=self.family, arch=self.arch, width=self.width, input_size=self.input_size)
 
     def splits(
         self, data_dir: str | None = None, *, data: str | None = None, download: bool = False

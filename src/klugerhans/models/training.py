@@ -271,7 +271,9 @@ def _train(
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(to_jsonable(info), indent=2))
     if show:
         print(
-            f"klugerhans: training {model_cfg.arch} (width {model_cfg.width}) on {len(data.train)} images "
+            f"klugerhans: training {model_cfg.arch}"
+            + (f" (width {model_cfg.width})" if model_cfg.family == "klugerhans" else f" ({model_cfg.family})")
+            + f" on {len(data.train)} images "
             f"({data.info['n_stickered']} with stickers), validating on {len(data.val)}, on {device}"
             + (f" x {env.world_size} processes" if env.distributed else "")
             + f"; run directory {run_dir}",

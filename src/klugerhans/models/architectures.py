@@ -1,0 +1,217 @@
+"""Architecture families: our VGG, any torchvision classifier by builder name, any timm model.
+
+A classifier is named by a *family* and an *arch* (:class:`~klugerhans.models.vgg.ModelConfig` stores both):
+``klugerhans`` is our width-scalable VGG11(-BN) for 32..64 px sign crops, ``torchvision`` any builder that
+``torchvision.models.list_models(module=torchvision.models)`` lists, ``timm`` any ``timm.create_model`` name
+(``pip install klugerhans[timm]``). :func:`parse_arch` reads the names a user types (``resnet18``,
+``timm:convnext_atto``, ``klugerhans:vgg11_bn``). This module builds the foreign families, finds a model's final
+classification layer and checks that an input size runs through the architecture, all on the meta device.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from klugerhans.errors import KlugerhansError
+from klugerhans.registry import suggest
+
+FAMILIES: tuple[str, ...] = ("klugerhans", "torchvision", "timm")
+"""Architecture families; "klugerhans" (our VGG) is the default and what checkpoints without a family mean."""
+KLUGERHANS_ARCHS: tuple[str, ...] = ("vgg11_bn", "vgg11")
+"""Our architectures (registered in :data:`klugerhans.models.vgg.MODELS`)."""
+MIN_INPUT_SIZE: dict[str, int] = {"torchvision": 32, "timm": 32}
+"""Smallest input side per foreign family, measured with a meta-device forward: the VGGs and ConvNeXt need 32 px,
+DenseNet 29, ResNet, EfficientNet, MobileNet and RegNet run at any size. Architectures that need more (Inception
+v3: 75, ViT: exactly 224) are caught by :func:`check_input_size`, which names their minimum."""
+PROBE_SIZES: tuple[int, ...] = (32, 48, 64, 96, 128, 160, 192, 224, 256, 299, 384, 512)
+"""Input sides tried, in order, to find the smallest one an architecture runs at."""
+_TORCHVISION_EXTRA: dict[str, dict[str, Any]] = {
+    # Auxiliary heads return tuples in training mode; a user's file rarely needs them for auditing.
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+
+
+@functools.cache
+def torchvision_names() -> tuple[str, ...]:
+    """Names of torchvision's classification builders (``resnet18``, ``vgg16_bn``, ``convnext_tiny``, ...)."""
+    import torchvision
+
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+
+
+def _timm() -> Any:
+    try:
+        import timm
+    except ImportError:
+        raise KlugerhansError("timm is not installed; run `pip install klugerhans[timm]`") from None
+    return timm
+
+
+@functools.cache
+def timm_names() -> tuple[str, ...]:
+    """Names ``timm.create_model`` builds (raises a one-line error when timm is not installed)."""
+    return tuple(sorted(_timm().list_models()))
+
+
+def family_names(family: str) -> tuple[str, ...]:
+    """The architecture names of ``family``."""
+    if family == "klugerhans":
+        return KLUGERHANS_ARCHS
+    if family == "torchvision":
+        return torchvision_names()
+    if family == "timm":
+        return timm_names()
+    raise KlugerhansError(f"unknown architecture family {family!r}: {suggest(family, FAMILIES)}")
+
+
+def check_arch(family: str, arch: str) -> None:
+    """Raise a one-line error naming the closest names when ``arch`` is not an architecture of ``family``."""
+    names = family_names(family)
+    if arch not in names:
+        prefix = "" if family == "torchvision" else f"{family}:"
+        raise KlugerhansError(f"unknown {family} architecture {prefix}{arch}: {suggest(arch, names)}")
+
+
+def parse_arch(text: str) -> dict[str, str]:
+    """Read an architecture as a user names it: ``{"family": ..., "arch": ...}`` (fields of ``ModelConfig``).
+
+    ``"timm:NAME"`` is a timm model, ``"klugerhans:vgg11_bn"`` / ``"klugerhans:vgg11"`` (or ``"torchvision:NAME"``)
+    name the family explicitly, and a bare name is a torchvision builder (``"resnet18"``).
+
+    Raises:
+        KlugerhansError: an unknown family or name (the message suggests the closest names).
+    """
+    family, sep, arch = text.strip().partition(":")
+    if not sep:
+        family, arch = "torchvision", family
+        if arch not in torchvision_names():
+            ours = [f"klugerhans:{a}" for a in KLUGERHANS_ARCHS]
+            raise KlugerhansError(
+                f"unknown architecture {arch!r}: {suggest(arch, (*torchvision_names(), *ours))}; "
+                "timm models are named timm:NAME"
+            )
+    check_arch(family, arch)
+    return {"family": family, "arch": arch}
+
+
+def format_arch(family: str, arch: str) -> str:
+    """The inverse of :func:`parse_arch`: ``resnet18``, ``timm:NAME`` or ``klugerhans:vgg11_bn``."""
+    return arch if family == "torchvision" else f"{family}:{arch}"
+
+
+def build_foreign(family: str, arch: str, num_classes: int) -> nn.Module:
+    """A freshly initialised torchvision or timm classifier with ``num_classes`` outputs (no pretrained weights)."""
+    if family == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(
+            arch, weights=None, num_classes=num_classes, **_TORCHVISION_EXTRA.get(arch, {})
+        )
+    if family == "timm":
+        return _timm().create_model(arch, pretrained=False, num_classes=num_classes)
+    raise KlugerhansError(f"unknown architecture family {family!r}: {suggest(family, FAMILIES)}")
+
+
+def on_meta(build: Callable[[], nn.Module]) -> nn.Module:
+    """Run ``build`` with parameters on the meta device (no memory, no initialisation cost).
+
+    A few builders compute their layout with tensors they read back (RegNet); those are built on the CPU and moved.
+    """
+    try:
+        with torch.device("meta"):
+            return build()
+    except NotImplementedError:  # "Cannot copy out of meta tensor": the builder needs real numbers
+        return build().to("meta")
+
+
+def _runs(model: nn.Module, size: int) -> bool:
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, 3, size, size, device="meta"))
+    except (RuntimeError, ValueError, AssertionError, IndexError, TypeError, NotImplementedError):
+        return False
+    return True
+
+
+def smallest_input_size(model: nn.Module, above: int = 0) -> int | None:
+    """The smallest side (of :data:`PROBE_SIZES`, refined between the last failing and first working one) above
+    ``above`` at which ``model`` (on the meta device, in eval mode) runs a forward pass, or None."""
+    low = above
+    for size in PROBE_SIZES:
+        if size <= above:
+            continue
+        if _runs(model, size):
+            while size - low > 1:  # bisect down to the exact minimum (monotone for conv nets)
+                mid = (low + size) // 2
+                if _runs(model, mid):
+                    size = mid
+                else:
+                    low = mid
+            return size
+        low = size
+    return None
+
+
+@functools.cache
+def check_input_size(family: str, arch: str, input_size: int) -> None:
+    """Raise a one-line error naming the smallest size that works when ``input_size`` does not run through
+    ``arch`` (tested with a meta-device forward, once per architecture and size)."""
+    model = on_meta(lambda: build_foreign(family, arch, 2)).eval()
+    if _runs(model, input_size):
+        return
+    smallest = smallest_input_size(model, above=input_size)
+    name = format_arch(family, arch)
+    if smallest is None:
+        raise KlugerhansError(f"{name} does not run on {input_size} px inputs; give the image size it was made for")
+    if not _runs(model, smallest + 32):  # a fixed-size architecture (ViT, MaxViT)
+        raise KlugerhansError(f"{name} does not run on {input_size} px inputs, only on {smallest} px; give that size")
+    raise KlugerhansError(
+        f"{name} does not run on {input_size} px inputs: the smallest size it takes is {smallest} px; "
+        f"give --image-size {smallest} or more"
+    )
+
+
+def classifier_layer(model: nn.Module, input_size: int = 224) -> str:
+    """Name of the final classification layer: the last Linear or 1x1 Conv2d a forward pass runs.
+
+    Args:
+        model: the classifier, best on the meta device (the forward pass then costs nothing), in eval mode.
+        input_size: side of the probe input (224 runs through every torchvision classifier).
+
+    Returns:
+        The module name, e.g. ``fc`` (ResNet, RegNet), ``classifier.6`` (VGG), ``classifier.1`` (EfficientNet),
+        ``classifier.2`` (ConvNeXt), ``head.fc`` (timm).
+    """
+    get_classifier = getattr(model, "get_classifier", None)
+    if callable(get_classifier):  # timm
+        head = get_classifier()
+        for name, module in model.named_modules():
+            if module is head and isinstance(module, nn.Linear | nn.Conv2d):
+                return name
+    names = {module: name for name, module in model.named_modules()}
+    called: list[str] = []
+
+    def hook(module: nn.Module, _inputs: Any, _output: Any) -> None:
+        called.append(names[module])
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1))
+    ]
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_size, input_size, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    if not called:
+        raise KlugerhansError(f"found no Linear or 1x1 convolution layer in {type(model).__name__}")
+    return called[-1]
