@@ -4,12 +4,15 @@ Layers: data -> models -> explain -> report -> audit -> fix -> demo -> web -> cl
 """
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import klugerhans
 
 LAYERS = [
-    "version", "errors", "io", "registry", "weights", "data", "models", "explain", "report", "audit", "fix", "demo", "web", "cli",
+    "version", "errors", "io", "registry", "weights",
+    "data", "models", "explain", "report", "audit", "fix", "demo", "web", "cli",
 ]  # fmt: skip
 SRC = Path(klugerhans.__file__).parent
 
@@ -139,3 +142,35 @@ def test_the_import_graph_resolves_relative_and_submodule_imports():
 def test_no_import_circles():
     circles = _cycles(_import_graph())
     assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+def _documented_exports() -> list[tuple[str, str]]:
+    """(package, name) for every name in the "key public names" column of docs/ARCHITECTURE.md's package table."""
+    doc = (SRC.parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    section = doc.split("## Packages", 1)[-1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`klugerhans"):
+            package = cells[0].strip("`")
+            rows += [(package, name) for name in re.findall(r"`([A-Za-z_][A-Za-z0-9_]*)`", cells[2])]
+    return rows
+
+
+def test_every_package_exports_what_the_architecture_doc_says():
+    rows = _documented_exports()
+    assert len(rows) > 30, "the package table of docs/ARCHITECTURE.md was not found"
+    missing = []
+    for package, name in rows:
+        module = importlib.import_module(package)
+        exported = getattr(module, "__all__", None)
+        if not hasattr(module, name) or (exported is not None and name not in exported):
+            missing.append(f"{package}.{name}")
+    assert not missing, "documented but not exported: " + ", ".join(missing)
+
+
+def test_the_architecture_doc_names_every_package():
+    doc = (SRC.parents[1] / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    packages = sorted(p.parent.relative_to(SRC.parent).as_posix().replace("/", ".") for p in SRC.rglob("__init__.py"))
+    absent = [p for p in packages if f"`{p}`" not in doc and p != "klugerhans"]
+    assert not absent, "packages missing from docs/ARCHITECTURE.md: " + ", ".join(absent)
