@@ -49,7 +49,7 @@ def test_batched_curves_match_naive_loop() -> None:
         got = region_perturbation(model, x, relevance, targets, fill, region=2, steps=7, batch_size=2)
         want = _naive_curves(model, x, relevance, targets, fill, 2, 7)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
-    assert aopc(got) == pytest.approx(float(np.mean(want[:, :1] - want)), rel=1e-6)
+    assert aopc(got) == pytest.approx(float(np.mean(want[:, :1] - want)), rel=1e-5, abs=1e-7)  # float32 sums
 
 
 def test_aopc_formula_and_order() -> None:
