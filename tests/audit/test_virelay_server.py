@@ -37,7 +37,7 @@ if subprocess.run([VIRELAY_PYTHON, "-c", "import virelay"], capture_output=True,
         allow_module_level=True,
     )
 
-from klugerhans.audit.virelay import export_virelay, word_net_id
+from klugerhans.audit.virelay import export_virelay, word_net_id  # noqa: E402 - after the skip checks
 
 START_TIMEOUT = 60.0
 """Seconds the server may take to answer its first request."""
