@@ -21,14 +21,14 @@ class AuditConfig:
     checkpoint: str
     """Checkpoint file, run directory or released-weights name."""
     data: str = "synthetic"
-    """Registered dataset: "gtsrb" or "synthetic"."""
+    """Registered dataset: "gtsrb", "synthetic" or "folder" (an ImageFolder tree)."""
     data_dir: str | None = None
-    """GTSRB folder (real data)."""
+    """The data's folder (GTSRB, or the image folder)."""
     out: str = "klugerhans-audit"
     """Output folder: report.html/.md, audit.json, figures/."""
     split: str = "test"
-    """Split to audit: "test", "val" (the validation part of the training split, drawn exactly as in training)
-    or "train"."""
+    """Split to audit: "test", "val" (a folder's own val/, else the validation part of the training split, drawn
+    exactly as in training) or "train" (the training images: where a shortcut the model learned is in the data)."""
     artefacts: bool = True
     """Glue the checkpoint's training stickers on the audited split as in training (the data as the model saw it:
     a Clever Hans artefact lives in the data). Discovery never sees which class or pixels were manipulated."""
@@ -56,8 +56,10 @@ class AuditConfig:
     """Transplant patch side as a share of the image side."""
     recipients: int = 200
     """Recipient images per class in the transplant test."""
-    placement: Placement = "random"
-    """Transplant placement: "random" (anywhere in the recipient's sign box) or "same" (where it was cut)."""
+    placement: Placement = "auto"
+    """Transplant placement: "random" (anywhere in the recipient's sign box), "same" (where it was cut) or "auto"
+    ("same" on photos without object boxes, such as an image folder's, else "random"; see
+    :mod:`klugerhans.audit.transplant`)."""
     spray_grid: int = 8
     """SpRAy downsamples heatmaps to this grid."""
     tsne_classes: int = 4
@@ -92,7 +94,10 @@ class AuditConfig:
             (0.0 < self.alpha < 1.0, f"alpha must be in (0, 1), got {self.alpha}"),
             (0.0 < self.patch <= 0.5, f"patch must be in (0, 0.5] of the image side, got {self.patch}"),
             (self.recipients >= 1, f"recipients must be at least 1, got {self.recipients}"),
-            (self.placement in ("random", "same"), f"placement must be 'random' or 'same', got {self.placement!r}"),
+            (
+                self.placement in ("auto", "random", "same"),
+                f"placement must be 'auto', 'random' or 'same', got {self.placement!r}",
+            ),
             (self.spray_grid >= 2, f"SpRAy grid must be at least 2, got {self.spray_grid}"),
             (self.tsne_classes >= 0, "t-SNE classes must be >= 0"),
             (self.n_localisation >= 0 and self.n_faithfulness >= 0 and self.n_sanity >= 0, "image counts must be >= 0"),

@@ -8,6 +8,13 @@ control, paste a window of the same size cut at a random place inside the donor'
 relevant window (so the control never carries part of what is tested), onto the *same* recipients at the *same*
 place. A shortcut shows as a hijack rate far above the control's; the design is paired, so
 the one-sided exact McNemar test (a binomial test on the discordant pairs) says whether the gap is more than chance.
+
+Where the patch goes (``placement``): on signs, anywhere inside the recipient's sign box ("random"): a sticker works
+wherever it is glued, while a legitimate part of a sign (a digit) only works in its place, and every sign has its
+digits in the same place. Photos have no box (the box is the whole image) and their artefacts (a watermark, a ruler,
+a corner mark) sit at fixed places: a CNN with zero padding learns them *there*, and a corner mark pasted in the
+middle does nothing. So "auto" pastes where the patch was cut ("same") when every box is the whole image, and at
+random otherwise; the control patch always goes to the same place as the relevant one.
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ __all__ = [
     "paste_patches",
     "patch_side",
     "random_windows",
+    "resolve_placement",
     "transplant_class",
 ]
 
-Placement = Literal["random", "same"]
+Placement = Literal["auto", "random", "same"]
 Predict = Callable[[np.ndarray], np.ndarray]
 """``(N, S, S, 3) uint8 -> (N,) int64`` predicted class ids."""
 
@@ -45,9 +53,9 @@ class TransplantConfig:
     recipients: int = 200
     """Recipient images per tested class (correctly classified images of other classes)."""
     placement: Placement = "random"
-    """Where the patch goes on a recipient: "random" (anywhere inside its sign box) or "same" (where it was cut).
-    Random placement asks whether the patch works *anywhere*, as a sticker does; legitimate parts of a sign (a digit)
-    only work in their place."""
+    """Where the patch goes on a recipient: "random" (anywhere inside its sign box), "same" (where it was cut) or
+    "auto" (:func:`resolve_placement`). Random placement asks whether the patch works *anywhere*, as a sticker does;
+    legitimate parts of a sign (a digit) only work in their place."""
     min_donors: int = 3
     """Classes with fewer correctly classified images are not tested."""
     n_examples: int = 4
@@ -60,13 +68,23 @@ class TransplantConfig:
             raise KlugerhansError(f"transplant patch must be in (0, 0.5] of the image side, got {self.patch}")
         if self.recipients < 1 or self.min_donors < 1 or self.n_examples < 0:
             raise KlugerhansError("transplant recipients and donors must be at least 1")
-        if self.placement not in ("random", "same"):
-            raise KlugerhansError(f"placement must be 'random' or 'same', got {self.placement!r}")
+        if self.placement not in ("auto", "random", "same"):
+            raise KlugerhansError(f"placement must be 'auto', 'random' or 'same', got {self.placement!r}")
 
 
 def patch_side(image_size: int, share: float) -> int:
     """Patch side in pixels for ``share`` of the image side (at least 1)."""
     return max(1, round(share * image_size))
+
+
+def resolve_placement(placement: Placement, boxes: np.ndarray, image_size: int) -> Placement:
+    """``placement``, with "auto" made concrete: "same" where every box is the whole image (photos: no object box,
+    artefacts at fixed places), else "random" (signs: see the module docstring)."""
+    if placement != "auto":
+        return placement
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    whole = (b[:, :2] <= 0).all() and (b[:, 2:] >= image_size).all()
+    return "same" if len(b) and whole else "random"
 
 
 def best_windows(relevance: torch.Tensor | np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -262,7 +280,8 @@ def transplant_class(
     donor_rows = donors[pick]
     relevant_src = np.asarray(donor_corners, dtype=np.int64)[pick]
     control_src = random_windows(boxes[donor_rows], side, size, rng, avoid=relevant_src)
-    dst = relevant_src if config.placement == "same" else random_windows(boxes[chosen], side, size, rng)
+    placement = resolve_placement(config.placement, boxes, size)
+    dst = relevant_src if placement == "same" else random_windows(boxes[chosen], side, size, rng)
     with_relevant = paste_patches(images[chosen], images[donor_rows], relevant_src, dst, side)
     with_control = paste_patches(images[chosen], images[donor_rows], control_src, dst, side)
     relevant_preds = predict(with_relevant)
