@@ -124,12 +124,16 @@ def _add_data_args(
     p: argparse.ArgumentParser, default: str = "synthetic", *, download: bool = True, size: bool = True
 ) -> None:
     """--data, --data-dir, --download, --size, --max-images, --seed (``download``/``size``: commands without them)."""
-    p.add_argument("--data", default=default, help=f"dataset: gtsrb or synthetic (default {default})")
-    p.add_argument("--data-dir", default=None, help="GTSRB folder (official zips, torchvision or Kaggle layout)")
+    p.add_argument("--data", default=default, help=f"dataset: gtsrb, synthetic or folder (default {default})")
+    p.add_argument(
+        "--data-dir", default=None, help="GTSRB folder (zips, torchvision or Kaggle layout), or your ImageFolder tree"
+    )
     if download:
         p.add_argument("--download", action="store_true", help="download the official GTSRB archives if missing")
     if size:
-        p.add_argument("--size", type=int, default=32, choices=(32, 48, 64), help="image side in pixels (default 32)")
+        p.add_argument(
+            "--size", type=_positive_int, default=32, help="image side: 32, 48 or 64 (folder: any >= 8; default 32)"
+        )
     p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
 
@@ -170,6 +174,16 @@ def _add_composite_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--composite", default="epsilon_plus_flat", help="LRP composite (default epsilon_plus_flat)")
 
 
+def _add_split_args(p: argparse.ArgumentParser, what: str) -> None:
+    """--split train|val|test (``what``: what the split is used for)."""
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default="test",
+        help=f"images to {what} (default test; val: as the model's training drew it, or a folder's val/)",
+    )
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False))
 
@@ -196,11 +210,16 @@ def _data(args: argparse.Namespace) -> int:
                 print(f"  {k}: {v}")
         else:
             print(f"{key}: {value}")
-    train_counts, test_counts = ds.train.class_counts(), ds.test.class_counts()
-    print(f"images: train {len(ds.train):,}, test {len(ds.test):,} (decoded to {ds.train.size}x{ds.train.size})")
-    print(f"{'id':>3} {'train':>6} {'test':>5}  name")
-    for c in range(len(train_counts)):
-        print(f"{c:>3} {train_counts[c]:>6} {test_counts[c]:>5}  {class_name(c)}")
+    names = ds.info.get("class_names")
+    n = len(names) if names is not None else 43
+    splits = {k: v for k, v in (("train", ds.train), ("val", ds.val), ("test", ds.test)) if v is not None}
+    counts = {k: v.class_counts(n) for k, v in splits.items()}
+    sizes = ", ".join(f"{k} {len(v):,}" for k, v in splits.items())
+    print(f"images: {sizes} (decoded to {ds.train.size}x{ds.train.size})")
+    print(f"{'id':>3} " + " ".join(f"{k:>6}" for k in splits) + "  name")
+    for c in range(n):
+        cells = " ".join(f"{counts[k][c]:>6}" for k in splits)
+        print(f"{c:>3} {cells}  {names[c] if names is not None else class_name(c)}")
     return 0
 
 
@@ -321,12 +340,31 @@ def _load(args: argparse.Namespace):
     if _user_weights(args):
         from klugerhans.models.user_weights import load_user_model
 
-        return load_user_model(
+        clf = load_user_model(
             args.arch, args.weights, image_size=args.image_size, mean=args.mean, std=args.std, device=args.device
         )
+        return _with_folder_names(args, clf)
     from klugerhans.models.checkpoint import load_classifier
 
     return load_classifier(args.checkpoint or args.model, device=args.device)
+
+
+def _with_folder_names(args: argparse.Namespace, clf: Any) -> Any:
+    """``clf`` named with the class folders of ``--data folder`` (weights alone have no names); one line if the
+    folder has another number of classes than the weights have outputs."""
+    if getattr(args, "data", None) != "folder" or not any(n.startswith("class ") for n in clf.class_names):
+        return clf
+    from klugerhans.data.folder.scan import scan_folder
+
+    names = scan_folder(args.data_dir).class_names
+    outputs = clf.meta.model.num_classes
+    if len(names) != outputs:
+        raise KlugerhansError(
+            f"{args.data_dir} has {len(names)} class folders but {args.weights} has {outputs} outputs; "
+            "give the folder of the classes the model was trained on"
+        )
+    clf.meta = replace(clf.meta, class_names=tuple(names))
+    return clf
 
 
 @contextlib.contextmanager
@@ -347,7 +385,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     _add_checkpoint_args(p)
     _add_device_args(p)
     _add_data_args(p, default="gtsrb")
-    p.add_argument("--split", choices=("test", "val"), default="test", help="test split or the validation tracks")
+    _add_split_args(p, "evaluate")
     p.add_argument("--json", dest="json_out", default=None, help="write all numbers to this JSON file")
     p.add_argument("--confusion", default=None, help="write the confusion matrix PNG here")
     p.add_argument(
@@ -362,23 +400,13 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     "evaluate", "accuracy per class, clean accuracy of the manipulated class and sticker flip rate", _evaluate_args
 )
 def _evaluate(args: argparse.Namespace) -> int:
-    from klugerhans.data.classes import class_name
-    from klugerhans.data.dataset import load_dataset, take_balanced
     from klugerhans.io import atomic_write_text
-    from klugerhans.models.evaluation import evaluate_model, save_confusion_png
+    from klugerhans.models.evaluation import evaluate_model, load_split, save_confusion_png
 
     clf = _load(args)
-    if args.split == "val":
-        if clf.meta.recipe is None:
-            raise KlugerhansError("the checkpoint does not say which tracks training held out; use --split test")
-        # The validation tracks exactly as training drew them (same images, fraction and seed), then capped.
-        _, val, _ = clf.meta.recipe.splits(args.data_dir, data=args.data, download=args.download)
-        data = take_balanced(val, args.max_images, args.seed)
-    else:
-        ds = load_dataset(
-            args.data, data_dir=args.data_dir, size=clf.input_size, download=args.download, max_images=args.max_images
-        )
-        data = ds.test
+    data, _ = load_split(
+        clf, args.data, args.split, args.data_dir, max_images=args.max_images, seed=args.seed, download=args.download
+    )
     sticker = clf.meta.sticker
     if args.sticker_size is not None:
         sticker = replace(sticker, size=args.sticker_size)
@@ -389,13 +417,15 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"accuracy: {metrics['accuracy']:.4f} (without class {metrics['target_class']}: "
         f"{_fmt(metrics['accuracy_non_target'])})"
     )
-    print(f"clean accuracy of class {metrics['target_class']}: {_fmt(metrics['clean_target_accuracy'])}")
-    print(
-        f"sticker flip rate to class {metrics['target_class']}: {_fmt(metrics['flip_rate'])} "
-        f"(50 km/h: {_fmt(metrics['flip_rate_by_class'].get('2'))}; sticker side {sticker.size:g} of the sign)"
-    )
+    if clf.meta.recipe is not None or args.sticker_size is not None:  # weights from elsewhere: no known sticker
+        print(f"clean accuracy of class {metrics['target_class']}: {_fmt(metrics['clean_target_accuracy'])}")
+        print(
+            f"sticker flip rate to class {metrics['target_class']}: {_fmt(metrics['flip_rate'])} "
+            f"(50 km/h: {_fmt(metrics['flip_rate_by_class'].get('2'))}; sticker side {sticker.size:g} of the sign)"
+        )
+    names = clf.class_names
     worst = sorted((acc, c) for c, acc in enumerate(metrics["per_class_accuracy"]) if acc is not None)[:5]
-    print("weakest classes: " + ", ".join(f"{c} {class_name(c)} {acc:.3f}" for acc, c in worst))
+    print("weakest classes: " + ", ".join(f"{c} {names[c] if c < len(names) else c} {acc:.3f}" for acc, c in worst))
     if args.json_out:
         atomic_write_text(args.json_out, json.dumps(metrics, indent=1))
         print(f"wrote {args.json_out}")
@@ -522,6 +552,11 @@ def _figure(args: argparse.Namespace) -> int:
     from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
 
     _check_composite(args.composite)
+    if args.data == "folder" and not args.images:
+        raise KlugerhansError(
+            "the seed's figure needs GTSRB's stop, no passing and 50 km/h signs: give --images, or use "
+            "klugerhans explain / audit for your own images"
+        )
     clf = _load(args)
     if args.images:
         titles = ("Stop", "No passing", "50 km/h", "50 km/h + sticker")
@@ -625,7 +660,7 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p)
     _add_composite_args(p)
     p.add_argument("--out", default="klugerhans-audit", help="folder for report.html and audit.json")
-    p.add_argument("--split", choices=("test", "val"), default="test", help="images to audit (default test)")
+    _add_split_args(p, "audit (train: the images the model learned from)")
     p.add_argument(
         "--threshold", type=float, default=None, help="hijack rate at which a class is flagged (default 0.15)"
     )
@@ -646,8 +681,13 @@ def _audit(args: argparse.Namespace) -> int:
         extra["methods"] = tuple(m for m in args.methods.split(",") if m)
     with _checkpoint_source(args) as checkpoint:
         result = _run_audit(args, checkpoint or args.model, extra)
-    print(f"suspicion ranking (most suspicious first): {result.get('suspicion_ranking', [])[:10]}")
-    print(f"flagged: {result.get('flagged', [])}")
+    per_class = result.get("per_class", {})
+
+    def named(ids: list[int]) -> str:
+        return "[" + ", ".join(f"{c} {per_class.get(str(c), {}).get('name', '')}".strip() for c in ids) + "]"
+
+    print(f"suspicion ranking (most suspicious first): {named(result.get('suspicion_ranking', [])[:10])}")
+    print(f"flagged: {named(result.get('flagged', []))}")
     print(f"report: {args.out}/report.html, numbers: {args.out}/audit.json")
     return 0
 

@@ -8,6 +8,7 @@ every attribution method in :mod:`~klugerhans.audit.methods`. :func:`compute_aud
 :func:`run_audit` (:mod:`~klugerhans.audit.report`) also writes ``audit.json`` and ``report.html``.
 """
 
+from klugerhans.audit.api import audit_model, dataset_images
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.faithfulness import aopc, region_order, region_perturbation, uniform_fill
 from klugerhans.audit.localisation import (
@@ -47,9 +48,11 @@ __all__ = [
     "aopc",
     "attribute",
     "audit_classifier",
+    "audit_model",
     "available_methods",
     "best_windows",
     "compute_audit",
+    "dataset_images",
     "localisation_scores",
     "make_attributor",
     "pointing_game",

@@ -70,9 +70,11 @@ def _save(fig: Any, path: Path) -> str:
     return str(path)
 
 
-def _name(c: int, width: int = 24) -> str:
+def _name(result: AuditResult, c: int, width: int = 24) -> str:
+    """The audited model's name of class ``c`` (a folder's class names, GTSRB's for our signs), shortened."""
+    names = result.classifier.class_names if result.classifier is not None else ()
     try:
-        name = class_name(c)
+        name = names[c] if c < len(names) else class_name(c)
     except KlugerhansError:  # a model with other class ids: show the id only
         return str(c)
     return name if len(name) <= width else name[: width - 1] + "…"
@@ -85,7 +87,7 @@ def _draw_figures(result: AuditResult, folder: Path) -> dict[str, list[tuple[str
     for c in result.tsne or [c for c in result.ranking.order[:1] if c in result.spray]:
         if c in result.spray:
             path = _spray_figure(result, c, folder / f"spray_class_{c}.png")
-            figures["spray"].append((path, f"SpRAy of class {c} ({_name(c, 40)}). " + _SPRAY_CAPTION))
+            figures["spray"].append((path, f"SpRAy of class {c} ({_name(result, c, 40)}). " + _SPRAY_CAPTION))
     if result.examples is not None and result.examples.maps:
         figures["methods"].append((_methods_figure(result, folder / "methods.png"), _METHODS_CAPTION))
     if result.faithfulness.get("methods"):
@@ -186,7 +188,7 @@ def _spray_figure(result: AuditResult, c: int, path: Path) -> str:
             ax.imshow(img)
             ax.set_title(f"patch -> {int(pred)}", fontsize=7, color="#c0392b" if int(pred) == c else "#222")
             ax.axis("off")
-    fig.suptitle(f"class {c}: {_name(c, 40)}", fontsize=9)
+    fig.suptitle(f"class {c}: {_name(result, c, 40)}", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -262,7 +264,7 @@ def _build_report(result: AuditResult, s: dict[str, Any], figures: dict[str, lis
     flagged = list(ranking.flagged)
     data = s["data"]
     headline = (
-        f"Flagged: {', '.join(f'class {c} ({_name(c, 40)})' for c in flagged)}."
+        f"Flagged: {', '.join(f'class {c} ({_name(result, c, 40)})' for c in flagged)}."
         if flagged
         else "No class is flagged: no class's most relevant patch hijacks other signs clearly more than chance."
     )
@@ -306,7 +308,7 @@ def _ranking_table(result: AuditResult) -> list[list[object]]:
             [
                 i,
                 c,
-                _name(c, 32),
+                _name(result, c, 32),
                 t.hijack_rate,
                 t.control_rate,
                 t.excess,

@@ -35,15 +35,21 @@ from klugerhans.audit.methods import MethodOptions, attribute, make_attributor
 from klugerhans.audit.ranking import Ranking, rank_classes
 from klugerhans.audit.sanity import sanity_check
 from klugerhans.audit.spray import SprayConfig, SprayResult, spray_class, tsne_view
-from klugerhans.audit.transplant import TransplantConfig, TransplantResult, patch_side, transplant_class
+from klugerhans.audit.transplant import (
+    TransplantConfig,
+    TransplantResult,
+    patch_side,
+    resolve_placement,
+    transplant_class,
+)
 from klugerhans.data.classes import class_name
-from klugerhans.data.dataset import SignData, load_dataset, take_balanced
+from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_class
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import get_composite
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import Classifier, load_classifier, resolve_checkpoint, to_jsonable
-from klugerhans.models.evaluation import predict_labels
+from klugerhans.models.evaluation import load_split, predict_labels
 from klugerhans.models.preprocess import to_tensor
 from klugerhans.version import __version__
 
@@ -168,20 +174,9 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
     Returns:
         ``(data, masks or None, info)``.
     """
-    if config.split == "val":
-        if clf.meta.recipe is None:
-            raise KlugerhansError(
-                "the model does not say how it was trained, so its validation tracks are unknown; "
-                "use --split test or train"
-            )
-        # the validation split exactly as training drew it (same images, fraction and seed), then capped
-        _, data, ds = clf.meta.recipe.splits(config.data_dir, data=config.data)
-        data = take_balanced(data, config.max_images, config.seed)
-    else:
-        ds = load_dataset(
-            config.data, data_dir=config.data_dir, size=clf.input_size, max_images=config.max_images, seed=config.seed
-        )
-        data = ds.test if config.split == "test" else ds.train
+    data, ds = load_split(
+        clf, config.data, config.split, config.data_dir, max_images=config.max_images, seed=config.seed
+    )
     if len(data) == 0:
         raise KlugerhansError(f"the {config.split} split of {config.data!r} has no images; check the data folder")
     masks = None
@@ -250,10 +245,11 @@ def audit_classifier(
         for c in _bar(classes, "SpRAy", progress):
             spray[c] = spray_class(heatmaps.maps[heatmaps.rows_of(c)], c, spray_cfg)
 
+    placement = resolve_placement(config.placement, data.boxes, data.size)
     transplant_cfg = TransplantConfig(
         patch=config.patch,
         recipients=config.recipients,
-        placement=config.placement,
+        placement=placement,
         seed=config.seed,
     )
     results: dict[int, TransplantResult] = {}
@@ -295,6 +291,7 @@ def audit_classifier(
             "composite": config.composite,
             "n_explained": len(heatmaps.index),
             "patch_px": side,
+            "placement": placement,
             "spray_grid": config.spray_grid,
         },
     }
@@ -330,6 +327,8 @@ def _localisation_images(
     clf: Classifier, data: SignData, correct: np.ndarray, sticker: StickerConfig, n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Glue the sticker on correctly classified signs of other classes; keep up to ``n`` that flip to its class."""
+    if clf.meta.recipe is None or sticker.target_class >= clf.meta.model.num_classes:
+        n = 0  # weights trained elsewhere: no known artefact to localise
     rng = np.random.default_rng([seed, 7])
     pool = np.flatnonzero(correct & (data.labels != sticker.target_class))
     pool = rng.permutation(pool)[: max(4 * n, 256)]

@@ -91,6 +91,17 @@ def select_split(ds: SignDataset, split: str) -> SignData:
     return data
 
 
+def check_class_count(ds: SignDataset, num_classes: int) -> None:
+    """One line if ``ds`` names its classes (an image folder's ``info["class_names"]``) and has not ``num_classes``."""
+    names = ds.info.get("class_names")
+    if names is not None and len(names) != num_classes:
+        where = ds.info.get("root", ds.info.get("name", "the data"))
+        raise KlugerhansError(
+            f"{where} has {len(names)} classes ({', '.join(map(str, names[:5]))}{', ...' if len(names) > 5 else ''}) "
+            f"but the model has {num_classes} outputs; give the images of the classes the model was trained on"
+        )
+
+
 Loader = Callable[..., SignDataset]
 DATASETS: Registry[Loader] = Registry("dataset")
 """Dataset loaders by name: ``fn(*, data_dir, size, download, max_images, seed, **extra) -> SignDataset``."""

@@ -10,6 +10,7 @@ EfficientNet, RegNet, ConvNeXt): the model is traced op by op (``torch.fx``) int
 
 from __future__ import annotations
 
+from klugerhans.explain.api import explain_model, model_inputs
 from klugerhans.explain.canonizers import canonize
 from klugerhans.explain.composites import COMPOSITES, Composite, box_bounds, get_composite, register_composite
 from klugerhans.explain.heatmap import CMAPS, overlay_heatmap, render_heatmap, save_png
@@ -36,7 +37,9 @@ __all__ = [
     "canonize",
     "compute_heatmaps",
     "explain_dataset",
+    "explain_model",
     "get_composite",
+    "model_inputs",
     "overlay_heatmap",
     "register_composite",
     "render_heatmap",

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from klugerhans.data.dataset import SignData
+from klugerhans.data.dataset import SignData, SignDataset, check_class_count, load_dataset, select_split, take_balanced
 from klugerhans.data.sticker import StickerConfig, apply_sticker
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_bytes
@@ -36,6 +36,59 @@ def predict_labels(classifier: Classifier, images: np.ndarray, batch_size: int =
     if not preds:
         return np.zeros(0, dtype=np.int64)
     return torch.cat(preds).numpy().astype(np.int64)
+
+
+def load_split(
+    classifier: Classifier,
+    data: str,
+    split: str,
+    data_dir: str | None = None,
+    *,
+    max_images: int | None = None,
+    seed: int = 0,
+    download: bool = False,
+) -> tuple[SignData, SignDataset]:
+    """The ``split`` of dataset ``data`` at the model's input size, checked against the model's classes.
+
+    Args:
+        classifier: the model (its input size, class count and, for "val", its training recipe).
+        data: a registered dataset name ("gtsrb", "synthetic", "folder").
+        split: "train", "val" or "test". "val" is the validation part exactly as the model's training drew it
+            where the model has a recipe, else the dataset's own val split (an image folder's ``val/``).
+        data_dir: the dataset's folder.
+        max_images: at most this many images (class-balanced).
+        seed: seed of that choice.
+        download: fetch missing archives (real GTSRB only).
+
+    Returns:
+        ``(images, dataset)``: the split and the loaded dataset (its ``info``).
+
+    Raises:
+        KlugerhansError: an unknown split, no such split, or a class count that differs from the model's.
+    """
+    if split not in ("train", "val", "test"):
+        raise KlugerhansError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if split == "val" and classifier.meta.recipe is not None:
+        _, images, ds = classifier.meta.recipe.splits(data_dir, data=data, download=download)
+        images = take_balanced(images, max_images, seed)
+    else:
+        ds = load_dataset(
+            data, data_dir=data_dir, size=classifier.input_size, download=download, max_images=max_images, seed=seed
+        )
+        if split == "val" and ds.val is None:
+            raise KlugerhansError(
+                f"the model does not say how it was trained, so its validation images are unknown, and {data!r} "
+                "has no val split of its own; use --split test or train"
+            )
+        images = select_split(ds, split)
+    num_classes = classifier.meta.model.num_classes
+    check_class_count(ds, num_classes)
+    if len(images.labels) and int(images.labels.max()) >= num_classes:
+        raise KlugerhansError(
+            f"the {split} images have class ids up to {int(images.labels.max())} but the model has {num_classes} "
+            "outputs; give data of the classes the model was trained on"
+        )
+    return images, ds
 
 
 def _rate(hits: np.ndarray) -> float | None:

@@ -22,6 +22,8 @@ from klugerhans.registry import Registry, suggest
 CONFIG_A: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 """VGG11 ("A"): conv widths, "M" = 2x2 max pooling."""
 INPUT_SIZES: tuple[int, ...] = (32, 48, 64)
+IN_MEMORY = "module"
+"""Family of a model handed over as an ``nn.Module`` (``explain_model``, ``audit_model``): described, never rebuilt."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class ModelConfig:
     """"klugerhans" (our VGG; what checkpoints without this field mean), "torchvision" or "timm"."""
 
     def __post_init__(self) -> None:
+        if self.family == IN_MEMORY:
+            if self.input_size < 1 or self.num_classes < 1:
+                raise KlugerhansError(f"need an input size and classes, got {self.input_size} px, {self.num_classes}")
+            return
         if self.family not in FAMILIES:
             raise KlugerhansError(f"unknown architecture family {self.family!r}: {suggest(self.family, FAMILIES)}")
         if self.family == "klugerhans":
@@ -159,5 +165,7 @@ def create_model(config: ModelConfig | None = None, **overrides: float | int | s
     cfg = ModelConfig(**base)  # type: ignore[arg-type]
     if cfg.family == "klugerhans":
         return MODELS.get_or_raise(cfg.arch)(cfg)
+    if cfg.family == IN_MEMORY:
+        raise KlugerhansError(f"{cfg.arch} was handed over as a module and cannot be rebuilt from its description")
     check_input_size(cfg.family, cfg.arch, cfg.input_size)
     return build_foreign(cfg.family, cfg.arch, cfg.num_classes)
