@@ -327,8 +327,8 @@ def _localisation_images(
     clf: Classifier, data: SignData, correct: np.ndarray, sticker: StickerConfig, n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Glue the sticker on correctly classified signs of other classes; keep up to ``n`` that flip to its class."""
-    if clf.meta.recipe is None or sticker.target_class >= clf.meta.model.num_classes:
-        n = 0  # weights trained elsewhere: no known artefact to localise
+    if sticker.target_class >= clf.meta.model.num_classes:
+        n = 0  # no such class: nothing a sticker could flip to (only flipped images are localised)
     rng = np.random.default_rng([seed, 7])
     pool = np.flatnonzero(correct & (data.labels != sticker.target_class))
     pool = rng.permutation(pool)[: max(4 * n, 256)]
