@@ -210,11 +210,6 @@ def test_predict_with_own_resnet_weights(resnet_weights, images, capsys):
         assert row["pred"] == expected and row["name"] == f"class {expected}" and 0 < row["prob"] <= 1
 
 
-@pytest.mark.xfail(
-    reason="LRP of non-VGG graphs (ResNet skip connections) needs the graph-tracing LRP engine being written in "
-    "klugerhans.explain",
-    strict=False,
-)
 def test_explain_with_own_resnet_weights(resnet_weights, images, tmp_path, capsys):
     path, _ = resnet_weights
     argv = ["explain", str(images[0]), "--arch", "resnet18", "--weights", str(path), "--image-size", "64"]
