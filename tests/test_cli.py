@@ -245,3 +245,32 @@ def test_every_model_command_takes_own_weights():
         args = parser.parse_args([command, *(["x.png"] if command in ("explain", "predict") else [])])
         assert {"arch", "weights", "image_size", "mean", "std"} <= set(vars(args)), command
     assert parser.parse_args(["train", "--out", "r", "--arch", "resnet18"]).arch == "resnet18"
+
+
+def test_explain_fallback_for_an_operation_without_rule(images, tmp_path, capsys, monkeypatch):
+    """Without --fallback: a one-line error naming the op and its module path; with it: the share is reported."""
+    import klugerhans.cli as cli
+    from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
+
+    class ChannelMean(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3))
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), ChannelMean(), torch.nn.Linear(4, 43))
+    clf = classifier_from_model(model.eval(), CheckpointMeta(model=ModelConfig(width=0.125)))
+    monkeypatch.setattr(cli, "_load", lambda args: clf)
+    argv = ["explain", *map(str, images[:2]), "--out", str(tmp_path / "x"), "--json"]
+    err = _one_line_error(capsys, main(argv))
+    assert "no LRP rule for call_method mean at '2.mean'" in err and "--fallback gradient" in err
+
+    assert main([*argv, "--fallback", "gradient"]) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    line = "LRP rules covered 3 of 4 operations; gradient fallback for: mean (2.mean)"
+    assert captured.err.strip() == line and len(rows) == 2
+    for row in rows:
+        assert row["lrp_rule_share"] == pytest.approx(0.75) and row["lrp_coverage"] == line
+        assert row["fallback_ops"] == [{"op": "mean", "module": "2.mean"}]
+    assert main([*argv[:-1], "--fallback", "gradient"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == line

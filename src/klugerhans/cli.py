@@ -169,9 +169,17 @@ def _add_progress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress output")
 
 
-def _add_composite_args(p: argparse.ArgumentParser) -> None:
-    """--composite."""
+def _add_composite_args(p: argparse.ArgumentParser, *, fallback: bool = False) -> None:
+    """--composite, and --fallback where the command passes it to its LRP explainers (``fallback``)."""
     p.add_argument("--composite", default="epsilon_plus_flat", help="LRP composite (default epsilon_plus_flat)")
+    if fallback:
+        p.add_argument(
+            "--fallback",
+            choices=("error", "gradient"),
+            default="error",
+            help="an operation without an LRP rule: stop with an error naming it (default), or propagate "
+            "gradient x input through it and report the share of operations with a rule",
+        )
 
 
 def _add_split_args(p: argparse.ArgumentParser, what: str) -> None:
@@ -474,7 +482,7 @@ def _explain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files (ppm, png, jpg, ...) or folders")
     _add_checkpoint_args(p)
     _add_device_args(p)
-    _add_composite_args(p)
+    _add_composite_args(p, fallback=True)
     p.add_argument("--target", default="pred", help="'pred' (default) or a class id to explain")
     p.add_argument("--out", default="klugerhans-explain", help="folder for the PNGs (default klugerhans-explain)")
     p.add_argument("--save-relevance", action="store_true", help="also write <stem>_relevance.npy (float32 SxS)")
@@ -491,11 +499,27 @@ def _explain(args: argparse.Namespace) -> int:
     _check_composite(args.composite)
     clf = _load(args)
     results = explain_files(
-        clf, args.images, args.out, args.composite, args.target, args.save_relevance, args.lang, args.cmap
+        clf,
+        args.images,
+        args.out,
+        args.composite,
+        args.target,
+        args.save_relevance,
+        args.lang,
+        args.cmap,
+        fallback=args.fallback,
     )
+    coverage: dict[str, Any] = {}
+    if results and results[0]["coverage"]["fallback_ops"]:
+        from klugerhans.explain.lrp import coverage_line
+
+        cov = results[0]["coverage"]
+        line = coverage_line(cov)
+        coverage = {"lrp_rule_share": cov["lrp_rule_share"], "fallback_ops": cov["fallback_ops"], "lrp_coverage": line}
+        print(line, file=sys.stderr if args.json else sys.stdout)
     for res in results:
         if args.json:
-            _print_json({k: res[k] for k in ("path", "pred", "name", "prob", "top3")})
+            _print_json({**{k: res[k] for k in ("path", "pred", "name", "prob", "top3")}, **coverage})
         else:
             top3 = ", ".join(f"{t['id']} {t['name']} {t['prob']:.3f}" for t in res["top3"])
             print(f"{res['path']}: class {res['pred']} {res['name']} (p={res['prob']:.3f}); top-3: {top3}")
@@ -658,7 +682,7 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     _add_checkpoint_args(p)
     _add_device_args(p)
     _add_data_args(p)
-    _add_composite_args(p)
+    _add_composite_args(p, fallback=True)
     p.add_argument("--out", default="klugerhans-audit", help="folder for report.html and audit.json")
     _add_split_args(p, "audit (train: the images the model learned from)")
     p.add_argument(
@@ -707,6 +731,7 @@ def _run_audit(args: argparse.Namespace, checkpoint: str, extra: dict[str, Any])
             seed=args.seed,
             device=args.device,
             composite=args.composite,
+            fallback=args.fallback,
             batch_size=args.batch_size,
             max_per_class=args.max_per_class,
             virelay=args.virelay,

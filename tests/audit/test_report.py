@@ -155,3 +155,42 @@ def test_val_split_is_the_training_validation_split(tmp_path: Path, monkeypatch:
     assert np.array_equal(data.images, want.images) and info["split"] == "val" and masks is None
     with pytest.raises(KlugerhansError, match="split"):
         AuditConfig(checkpoint="x", split="holdout")
+
+
+class _ChannelMean(torch.nn.Module):
+    """Average pooling written as ``x.mean((2, 3))``: an operation the LRP engine has no rule for."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+
+def test_gradient_fallback_is_reported(tmp_path: Path, squares_with_patch) -> None:
+    from conftest import square_model, wrap
+
+    conv, relu, _, _, linear = square_model(shortcut=True)
+    clf = wrap(torch.nn.Sequential(conv, relu, _ChannelMean(), linear).eval())
+    config = AuditConfig(
+        checkpoint="hand-built", recipients=16, methods=("lrp:epsilon_plus_flat",), n_localisation=2,
+        n_faithfulness=2, flip_steps=2, n_sanity=0, tsne_classes=0, progress=False,
+    )  # fmt: skip
+    with pytest.raises(KlugerhansError, match=r"^no LRP rule for call_method mean at '2\.mean'.*--fallback gradient"):
+        audit_classifier(clf, squares_with_patch, config)
+    assert (
+        "lrp_rule_share"
+        not in audit_classifier(wrap(square_model(shortcut=True)), squares_with_patch, config).info["discovery"]
+    )
+
+    config = AuditConfig(**{**config.__dict__, "fallback": "gradient"})
+    summary = write_audit(audit_classifier(clf, squares_with_patch, config), tmp_path)
+    on_disk = json.loads((tmp_path / "audit.json").read_text())
+    assert on_disk["config"]["fallback"] == "gradient"
+    discovery = on_disk["discovery"]
+    assert discovery == summary["discovery"]
+    assert 0 < discovery["lrp_rule_share"] < 1
+    assert discovery["fallback_ops"] == [{"op": "mean", "module": "2.mean"}]
+    assert discovery["lrp_rule_share"] == pytest.approx(1 - 1 / discovery["lrp_ops"])
+    html = _check_html(tmp_path / "report.html")
+    n = discovery["lrp_ops"]
+    assert f"LRP rules covered {n - 1} of {n} operations; gradient fallback for: mean (2.mean)" in html
+    with pytest.raises(KlugerhansError, match="fallback must be"):
+        AuditConfig(checkpoint="x", fallback="zero")  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from klugerhans.audit.ranking import DEFAULT_ALPHA, DEFAULT_THRESHOLD
 from klugerhans.audit.sanity import Mode
 from klugerhans.audit.transplant import Placement
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.composites import COMPOSITES
+from klugerhans.explain.composites import COMPOSITES, Fallback
 
 __all__ = ["AuditConfig"]
 
@@ -40,6 +40,10 @@ class AuditConfig:
     """auto, cpu, cuda, cuda:N or mps."""
     composite: str = "epsilon_plus_flat"
     """LRP composite of the discovery stages (SpRAy, transplant)."""
+    fallback: Fallback = "error"
+    """An operation without an LRP rule: "error" stops with a one-line error naming it and its module path;
+    "gradient" propagates relevance through it as gradient x input (in every LRP explainer of the audit) and the
+    report states the share of operations with a rule (``discovery.lrp_rule_share``, ``discovery.fallback_ops``)."""
     batch_size: int = 64
     """Images per explanation pass."""
     threshold: float = DEFAULT_THRESHOLD
@@ -107,6 +111,10 @@ class AuditConfig:
                 f"sanity must be cascading or independent, not {self.sanity!r}",
             ),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (
+                self.fallback in ("error", "gradient"),
+                f"fallback must be 'error' or 'gradient', got {self.fallback!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

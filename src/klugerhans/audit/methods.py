@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.composites import COMPOSITES, get_composite
+from klugerhans.explain.composites import COMPOSITES, Fallback, get_composite
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.preprocess import Normalization, to_tensor
 from klugerhans.registry import Registry
@@ -86,6 +86,8 @@ class MethodOptions:
     """Largest batch captum sends through the model at once (IG steps, SmoothGrad samples, occlusions)."""
     seed: int = 0
     """Seed of the random baseline and the SmoothGrad noise."""
+    fallback: Fallback = "error"
+    """LRP methods: "gradient" propagates through operations without an LRP rule as gradient x input."""
 
     def __post_init__(self) -> None:
         if self.ig_steps < 1 or self.smoothgrad_samples < 1 or self.internal_batch_size < 1:
@@ -124,7 +126,7 @@ def check_methods(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 def _lrp(model: nn.Module, composite: str, options: MethodOptions) -> Attributor:
     extra: dict[str, object] = {"norm": options.norm} if composite == "epsilon_gamma_box" else {}
-    explainer = LRP(model, get_composite(composite, **extra))
+    explainer = LRP(model, get_composite(composite, **extra), fallback=options.fallback)
 
     def run(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return explainer.explain(x, targets).relevance.sum(1).float().cpu()

@@ -21,6 +21,7 @@ from klugerhans.audit.run import AuditResult, compute_audit
 from klugerhans.data.classes import class_name
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
+from klugerhans.explain.lrp import coverage_line
 from klugerhans.io import atomic_write_bytes, atomic_write_text
 from klugerhans.report.html import Report, Section, write_report
 
@@ -277,6 +278,13 @@ def _build_report(result: AuditResult, s: dict[str, Any], figures: dict[str, lis
         intro += (
             f" The checkpoint's training stickers were glued on the audited split as in training "
             f"({data['n_with_artefact']} images), so the data carries the artefact the model learned from."
+        )
+    discovery = s.get("discovery", {})
+    if "lrp_rule_share" in discovery:
+        coverage = {"n_ops": discovery["lrp_ops"], "fallback_ops": discovery["fallback_ops"]}
+        intro += (
+            f" {coverage_line(coverage)} (an LRP rule for {_pct(discovery['lrp_rule_share'])} of the model's "
+            "operations on the relevance path; the others pass relevance on as gradient x input)."
         )
     sections = [Section("Suspicion ranking", [s["threshold_rationale"]], _ranking_table(result), figures["ranking"])]
     spray_text = [

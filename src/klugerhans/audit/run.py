@@ -233,7 +233,11 @@ def audit_classifier(
     with _stage(timings, "lrp"):
         index = select_explained(data.labels, correct, config.max_per_class, config.seed)
         _say(f"explaining {len(index)} correctly classified images with LRP ({config.composite})", progress)
-        explainer = LRP(clf.model, get_composite(config.composite, **_composite_options(config.composite, clf)))
+        explainer = LRP(
+            clf.model,
+            get_composite(config.composite, **_composite_options(config.composite, clf)),
+            fallback=config.fallback,
+        )
         heatmaps = collect_heatmaps(
             explainer, data.images, data.labels, index, config.spray_grid, side, norm, config.batch_size, progress
         )
@@ -295,6 +299,11 @@ def audit_classifier(
             "spray_grid": config.spray_grid,
         },
     }
+    if config.fallback == "gradient":
+        coverage = explainer.coverage()
+        info["discovery"]["lrp_rule_share"] = coverage["lrp_rule_share"]
+        info["discovery"]["lrp_ops"] = coverage["n_ops"]
+        info["discovery"]["fallback_ops"] = coverage["fallback_ops"]
     result = AuditResult(
         config,
         data,
@@ -345,7 +354,7 @@ def _compare_methods(result: AuditResult, clf: Classifier, correct: np.ndarray) 
     """Localisation, faithfulness and sanity of every configured method, on the same images."""
     config, data, timings, progress = result.config, result.data, result.timings, result.config.progress
     norm = clf.meta.normalization
-    options = MethodOptions(norm=norm, seed=config.seed)
+    options = MethodOptions(norm=norm, seed=config.seed, fallback=config.fallback)
     sticker = clf.meta.sticker
     with _stage(timings, "methods"):
         loc_images, loc_masks, loc_info = _localisation_images(

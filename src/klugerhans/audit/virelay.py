@@ -82,7 +82,7 @@ def export_virelay(result: AuditResult, folder: str | os.PathLike[str], batch_si
 
     composite = config.composite
     # get_composite passes the normalisation only to composites that take it (the input-bounded ones)
-    explainer = LRP(clf.model, get_composite(composite, norm=clf.meta.normalization))
+    explainer = LRP(clf.model, get_composite(composite, norm=clf.meta.normalization), fallback=config.fallback)
     m, classes = len(heat.index), len(names)
     with atomic_write(out / f"{composite}.attribution.h5", "w+b") as fh, h5py.File(fh, "w") as f:
         f["index"] = heat.index.astype(np.uint32)

@@ -151,8 +151,8 @@ class Composite:
                 what = layer.description if isinstance(layer, Opaque) else getattr(layer, "kind", "?")
                 if fallback == "error":
                     raise KlugerhansError(
-                        f"no LRP rule for {what} at {node.name!r}: pass fallback='gradient' to propagate relevance "
-                        "through it as gradient x input"
+                        f"no LRP rule for {what} at {node.name!r}: pass fallback='gradient' (--fallback gradient) to "
+                        "propagate relevance through it as gradient x input"
                     )
                 fallbacks.append(node.name)
                 plan.append(GradientPropagator(Opaque(_forward_of(layer), what)))

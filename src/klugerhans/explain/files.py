@@ -15,6 +15,7 @@ from PIL import Image
 from klugerhans.data.classes import Language, check_class_id
 from klugerhans.data.images import read_image
 from klugerhans.errors import KlugerhansError
+from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap, save_png
 from klugerhans.explain.lrp import LRP
 from klugerhans.io import atomic_write_bytes
@@ -45,6 +46,7 @@ def explain_files(
     lang: Language = "en",
     cmap: str = "bwr",
     batch_size: int = 64,
+    fallback: Fallback = "error",
 ) -> list[dict[str, Any]]:
     """Predict and explain image files in batches.
 
@@ -61,16 +63,20 @@ def explain_files(
         lang: language of class names.
         cmap: heatmap colour map.
         batch_size: images per LRP pass.
+        fallback: ``"error"`` refuses a model with an operation that has no LRP rule (a one-line error naming it
+            and its module path); ``"gradient"`` propagates through such operations as gradient x input.
 
     Returns:
         One dict per image: ``path``, ``pred``, ``name``, ``prob``, ``top3`` (``id``, ``name``, ``prob``),
-        ``explained`` (class id of the heatmap), ``relevance`` ((S, S) float32 array), and ``files`` written.
+        ``explained`` (class id of the heatmap), ``relevance`` ((S, S) float32 array), ``files`` written, and
+        ``coverage`` (:meth:`LRP.coverage`: the share of operations with an LRP rule and the gradient fallbacks).
     """
     # Both are checked before any image is read or any model is wrapped.
     target_id = _target_for(target, len(classifier.class_names))
     display_names(classifier.class_names, lang)
     files = expand_image_paths(paths)
-    explainer = LRP(classifier.model, composite, norm=classifier.meta.normalization)
+    explainer = LRP(classifier.model, composite, norm=classifier.meta.normalization, fallback=fallback)
+    coverage = explainer.coverage()
     results: list[dict[str, Any]] = []
     out = Path(out_dir) if out_dir is not None else None
     stems: dict[str, int] = {}
@@ -92,6 +98,7 @@ def explain_files(
                 "explained": int(expl.targets[i]),
                 "relevance": relevance[i].astype(np.float32),
                 "files": [],
+                "coverage": coverage,
             }
             if out is not None:
                 stem = path.stem

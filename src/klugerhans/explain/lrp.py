@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,12 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.canonizers import INPUT, canonize
+from klugerhans.explain.canonizers import INPUT, canonize, relevance_path
 from klugerhans.explain.composites import Binding, Composite, Fallback, get_composite
-from klugerhans.explain.layers import Affine
+from klugerhans.explain.layers import Affine, Opaque
 from klugerhans.models.preprocess import Normalization, to_tensor
 
-__all__ = ["LRP", "Explanation", "Target", "compute_heatmaps", "explain_dataset"]
+__all__ = ["LRP", "Explanation", "Target", "compute_heatmaps", "coverage_line", "explain_dataset"]
 
 Target = int | Sequence[int] | np.ndarray | torch.Tensor | None
 """Class to explain: None = the predicted class, an int for all images, or one class id per image."""
@@ -126,6 +126,26 @@ class LRP:
         self._inputs = inputs
         self._free_after = [[j for j in ids if last_use[j] == i and j != INPUT] for i, ids in enumerate(inputs)]
 
+    def coverage(self) -> dict[str, Any]:
+        """How much of the model the LRP rules cover, for reports (JSON-ready).
+
+        Returns:
+            ``lrp_rule_share`` (:attr:`rule_share`), ``n_ops`` (operations on the relevance path) and
+            ``fallback_ops``: one ``{"op": ..., "module": ...}`` per operation propagated by the gradient fallback.
+        """
+        names = set(self.fallback_ops)
+        ops = []
+        for node in self.graph:
+            if node.name in names:
+                layer = node.layer
+                what = layer.description if isinstance(layer, Opaque) else getattr(layer, "kind", "?")
+                ops.append({"op": what.split()[-1] if isinstance(layer, Opaque) else what, "module": node.name})
+        return {
+            "lrp_rule_share": float(self.rule_share),
+            "n_ops": int(sum(relevance_path(self.graph))),
+            "fallback_ops": ops,
+        }
+
     def with_composite(self, composite: str | Composite, **options: object) -> LRP:
         """A new explainer with another composite that shares this one's canonized network (no re-canonizing)."""
         other = LRP.__new__(LRP)
@@ -209,6 +229,16 @@ class LRP:
         if not parts:
             raise KlugerhansError("no images to explain")
         return Explanation(*(torch.cat([getattr(p, f) for p in parts]) for f in ("relevance", "logits", "targets")))
+
+
+def coverage_line(coverage: dict[str, Any]) -> str:
+    """One line for a report: "LRP rules covered X of Y operations; gradient fallback for: op (module), ..."."""
+    n = coverage["n_ops"]
+    ops = coverage["fallback_ops"]
+    line = f"LRP rules covered {n - len(ops)} of {n} operations"
+    if ops:
+        line += "; gradient fallback for: " + ", ".join(f"{o['op']} ({o['module']})" for o in ops)
+    return line
 
 
 def _explainer(model: nn.Module | LRP, composite: str | Composite | None, options: dict[str, object]) -> LRP:
