@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHORTCUT_CLASS, colour_squares
+from conftest import SHORTCUT_CLASS, colour_squares, square_model, wrap
 
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.report import run_audit, write_audit
@@ -165,7 +165,6 @@ class _ChannelMean(torch.nn.Module):
 
 
 def test_gradient_fallback_is_reported(tmp_path: Path, squares_with_patch) -> None:
-    from conftest import square_model, wrap
 
     conv, relu, _, _, linear = square_model(shortcut=True)
     clf = wrap(torch.nn.Sequential(conv, relu, _ChannelMean(), linear).eval())
