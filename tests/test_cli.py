@@ -249,7 +249,7 @@ def test_every_model_command_takes_own_weights():
 
 def test_explain_fallback_for_an_operation_without_rule(images, tmp_path, capsys, monkeypatch):
     """Without --fallback: a one-line error naming the op and its module path; with it: the share is reported."""
-    import klugerhans.cli as cli
+    import klugerhans.cli.explaining as cli  # the module where `explain` looks `_load` up
     from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
 
     class ChannelMean(torch.nn.Module):

@@ -1,0 +1,240 @@
+"""Argument types, the argument groups several subcommands share, and the model loading they share."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from klugerhans.errors import KlugerhansError
+
+# --- argument types: invalid values become one-line argparse errors ------------------------------------------
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1)
+
+
+def _non_negative_int(text: str) -> int:
+    return _int_at_least(text, 0)
+
+
+def _fraction(text: str, *, open_low: bool = False, open_high: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    low_ok = value > 0 if open_low else value >= 0
+    high_ok = value < 1 if open_high else value <= 1
+    if not (low_ok and high_ok):
+        interval = f"{'(' if open_low else '['}0, 1{')' if open_high else ']'}"
+        raise argparse.ArgumentTypeError(f"must be in {interval}, got {value}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    return _fraction(text)
+
+
+def _open_unit_interval(text: str) -> float:
+    return _fraction(text, open_low=True, open_high=True)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _class_id(text: str) -> int:
+    from klugerhans.data.classes import check_class_id
+
+    try:
+        return check_class_id(text)
+    except KlugerhansError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _color(text: str) -> tuple[int, int, int]:
+    named = {"black": (0, 0, 0), "white": (255, 255, 255), "yellow": (255, 220, 0), "green": (0, 160, 60)}
+    if text.lower() in named:
+        return named[text.lower()]
+    raw = text.lstrip("#")
+    if len(raw) == 6:
+        try:
+            return (int(raw[0:2], 16), int(raw[2:4], 16), int(raw[4:6], 16))
+        except ValueError:
+            pass
+    raise argparse.ArgumentTypeError(f"expected a colour name ({', '.join(named)}) or #RRGGBB, got {text!r}")
+
+
+# --- argument groups: each flag shared by several subcommands is declared once, here -----------------------------
+
+
+def _add_data_args(
+    p: argparse.ArgumentParser, default: str = "synthetic", *, download: bool = True, size: bool = True
+) -> None:
+    """--data, --data-dir, --download, --size, --max-images, --seed (``download``/``size``: commands without them)."""
+    p.add_argument("--data", default=default, help=f"dataset: gtsrb, synthetic or folder (default {default})")
+    p.add_argument(
+        "--data-dir", default=None, help="GTSRB folder (zips, torchvision or Kaggle layout), or your ImageFolder tree"
+    )
+    if download:
+        p.add_argument("--download", action="store_true", help="download the official GTSRB archives if missing")
+    if size:
+        p.add_argument(
+            "--size", type=_positive_int, default=32, help="image side: 32, 48 or 64 (folder: any >= 8; default 32)"
+        )
+    p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+
+
+def _add_checkpoint_args(
+    p: argparse.ArgumentParser, help_text: str = "model file or run directory (default: the released manipulated model)"
+) -> None:
+    """--checkpoint and --model, or --arch + --weights (+ --image-size, --mean, --std) for the user's own model
+    (``help_text``: what --checkpoint means to this command)."""
+    p.add_argument("--checkpoint", default=None, help=help_text)
+    p.add_argument("--model", choices=("manipulated", "control"), default="manipulated", help="released weights")
+    own = p.add_argument_group("your own model (instead of --checkpoint)")
+    own.add_argument("--arch", default=None, help="architecture of --weights: a torchvision name (resnet18), timm:NAME")
+    own.add_argument("--weights", default=None, help="state_dict file: .safetensors, or .pt/.pth from torch.save")
+    own.add_argument("--image-size", type=_positive_int, default=None, help="input side (default: as trained, or 224)")
+    stats = "on the 0..1 scale (default: as trained, or ImageNet's)"
+    own.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), default=None, help=f"RGB mean {stats}")
+    own.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), default=None, help=f"RGB std {stats}")
+
+
+def _add_device_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    """--device (``serve`` defaults to cpu: a server shares the machine)."""
+    p.add_argument("--device", default=default, help=f"auto, cpu, cuda, cuda:N or mps (default {default})")
+
+
+def _add_lang_args(p: argparse.ArgumentParser) -> None:
+    """--lang."""
+    p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
+
+
+def _add_progress_args(p: argparse.ArgumentParser) -> None:
+    """--no-progress."""
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
+
+
+def _add_composite_args(p: argparse.ArgumentParser, *, fallback: bool = False) -> None:
+    """--composite, and --fallback where the command passes it to its LRP explainers (``fallback``)."""
+    p.add_argument("--composite", default="epsilon_plus_flat", help="LRP composite (default epsilon_plus_flat)")
+    if fallback:
+        p.add_argument(
+            "--fallback",
+            choices=("error", "gradient"),
+            default="error",
+            help="an operation without an LRP rule: stop with an error naming it (default), or propagate "
+            "gradient x input through it and report the share of operations with a rule",
+        )
+
+
+def _add_split_args(p: argparse.ArgumentParser, what: str) -> None:
+    """--split train|val|test (``what``: what the split is used for)."""
+    p.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        default="test",
+        help=f"images to {what} (default test; val: as the model's training drew it, or a folder's val/)",
+    )
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, ensure_ascii=False))
+
+
+# --- output and model loading shared by several commands --------------------------------------------------------
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _user_weights(args: argparse.Namespace) -> bool:
+    """Whether --weights names the user's own model; one-line errors for flags that do not go together."""
+    if args.weights is None:
+        given = [f for f, v in (("--arch", args.arch), ("--image-size", args.image_size), ("--mean", args.mean),
+                                ("--std", args.std)) if v is not None]  # fmt: skip
+        if given:
+            raise KlugerhansError(f"{given[0]} applies to --weights FILE only; a checkpoint knows its own settings")
+        return False
+    if args.arch is None:
+        raise KlugerhansError("--weights needs --arch NAME (e.g. resnet18 or timm:NAME): a state_dict has no name")
+    if args.checkpoint is not None:
+        raise KlugerhansError("give either --checkpoint or --weights, not both")
+    return True
+
+
+def _load(args: argparse.Namespace):
+    """The classifier --checkpoint/--model or --arch + --weights name."""
+    if _user_weights(args):
+        from klugerhans.models.user_weights import load_user_model
+
+        clf = load_user_model(
+            args.arch, args.weights, image_size=args.image_size, mean=args.mean, std=args.std, device=args.device
+        )
+        return _with_folder_names(args, clf)
+    from klugerhans.models.checkpoint import load_classifier
+
+    return load_classifier(args.checkpoint or args.model, device=args.device)
+
+
+def _with_folder_names(args: argparse.Namespace, clf: Any) -> Any:
+    """``clf`` named with the class folders of ``--data folder`` (weights alone have no names); one line if the
+    folder has another number of classes than the weights have outputs."""
+    if getattr(args, "data", None) != "folder" or not any(n.startswith("class ") for n in clf.class_names):
+        return clf
+    from klugerhans.data.folder.scan import scan_folder
+
+    names = scan_folder(args.data_dir).class_names
+    outputs = clf.meta.model.num_classes
+    if len(names) != outputs:
+        raise KlugerhansError(
+            f"{args.data_dir} has {len(names)} class folders but {args.weights} has {outputs} outputs; "
+            "give the folder of the classes the model was trained on"
+        )
+    clf.meta = replace(clf.meta, class_names=tuple(names))
+    return clf
+
+
+@contextlib.contextmanager
+def _checkpoint_source(args: argparse.Namespace) -> Iterator[str | None]:
+    """--checkpoint (or None), or --weights converted into a temporary klugerhans checkpoint, for the commands that
+    load the model themselves (audit, fix, serve)."""
+    if not _user_weights(args):
+        yield args.checkpoint
+        return
+    from klugerhans.models.checkpoint import save_checkpoint
+
+    clf = _load(args)
+    with tempfile.TemporaryDirectory(prefix="klugerhans-weights-") as tmp:
+        yield str(save_checkpoint(Path(tmp) / f"{Path(args.weights).stem}.safetensors", clf.model, clf.meta))
+
+
+def _check_composite(name: str) -> None:
+    from klugerhans.explain.composites import get_composite
+
+    get_composite(name)
