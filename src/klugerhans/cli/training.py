@@ -25,12 +25,22 @@ from klugerhans.cli.args import (
     _positive_int,
     _unit_interval,
 )
+from klugerhans.errors import KlugerhansError
 
 # --- klugerhans data ------------------------------------------------------------------------------------------
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p, default="gtsrb")
+    export = p.add_argument_group("export as an ImageFolder tree (DIR/train|val|test/<class id>/*.png)")
+    export.add_argument("--export", default=None, metavar="DIR", help="write the splits to DIR (a new folder)")
+    export.add_argument(
+        "--as-trained",
+        default=None,
+        metavar="RUN",
+        help="export the data as RUN's training saw it: its validation tracks held out, its stickers glued on",
+    )
+    _add_progress_args(p)
 
 
 @_command("data", "say what a dataset folder holds: layout, images per split and class, sizes, cache", _data_args)
@@ -38,6 +48,10 @@ def _data(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import class_name
     from klugerhans.data.dataset import load_dataset
 
+    if args.as_trained is not None and args.export is None:
+        raise KlugerhansError("--as-trained says what to export: give --export DIR too")
+    if args.export is not None:
+        return _export_data(args)
     ds = load_dataset(
         args.data, data_dir=args.data_dir, size=args.size, download=args.download, max_images=args.max_images
     )
@@ -58,6 +72,38 @@ def _data(args: argparse.Namespace) -> int:
     for c in range(n):
         cells = " ".join(f"{counts[k][c]:>6}" for k in splits)
         print(f"{c:>3} {cells}  {names[c] if names is not None else class_name(c)}")
+    return 0
+
+
+def _export_data(args: argparse.Namespace) -> int:
+    from klugerhans.data.classes import class_names
+    from klugerhans.data.dataset import SignData, load_dataset
+    from klugerhans.data.folder import export_image_folder
+
+    splits: dict[str, SignData]
+    if args.as_trained is not None:
+        from klugerhans.models.checkpoint import load_classifier
+        from klugerhans.models.trainset import prepare_data
+
+        recipe = load_classifier(args.as_trained).meta.recipe
+        if recipe is None:
+            raise KlugerhansError(f"{args.as_trained} was not trained by klugerhans: it has no recipe to export by")
+        data_dir = args.data_dir if args.data_dir is not None else recipe.data_dir
+        prepared = prepare_data(replace(recipe, data_dir=data_dir))
+        splits = {"train": prepared.train, "val": prepared.val, "test": prepared.test}
+        names = class_names("en")
+        what = f"{args.as_trained}'s training data ({prepared.info['n_stickered']} stickered training images)"
+    else:
+        ds = load_dataset(
+            args.data, data_dir=args.data_dir, size=args.size, download=args.download, max_images=args.max_images
+        )
+        splits = {k: v for k, v in (("train", ds.train), ("val", ds.val), ("test", ds.test)) if v is not None}
+        names = tuple(ds.info.get("class_names") or class_names("en"))
+        what = f"{args.data}"
+    splits = {k: v for k, v in splits.items() if len(v)}
+    written = export_image_folder(splits, args.export, names, progress=not args.no_progress)
+    counts = ", ".join(f"{k} {n:,}" for k, n in written.items())
+    print(f"exported {what} to {args.export}: {counts} images")
     return 0
 
 

@@ -21,7 +21,7 @@ from klugerhans.data.dataset import (
     select_split,
     split_by_track,
 )
-from klugerhans.data.folder import LazyImages, iter_batches, load_folder
+from klugerhans.data.folder import LazyImages, export_image_folder, iter_batches, load_folder
 from klugerhans.data.gtsrb import load_gtsrb
 from klugerhans.data.images import decode_image, read_image, resize_square
 from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_class, paint_sticker
@@ -41,6 +41,7 @@ __all__ = [
     "class_name",
     "class_names",
     "decode_image",
+    "export_image_folder",
     "iter_batches",
     "load_dataset",
     "load_folder",
