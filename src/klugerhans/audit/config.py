@@ -31,7 +31,8 @@ class AuditConfig:
     exactly as in training) or "train" (the training images: where a shortcut the model learned is in the data)."""
     artefacts: bool = True
     """Glue the checkpoint's training stickers on the audited split as in training (the data as the model saw it:
-    a Clever Hans artefact lives in the data). Discovery never sees which class or pixels were manipulated."""
+    a Clever Hans artefact lives in the data). Discovery never sees which class or pixels were manipulated.
+    False audits the images as given; an image folder is always audited as given (its files are the data)."""
     max_images: int | None = None
     """Audit at most this many images (class-balanced), for quick runs."""
     seed: int = 0

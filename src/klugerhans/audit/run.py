@@ -3,7 +3,7 @@
 Stages (each timed, see :attr:`AuditResult.timings`):
 
 1. ``load``: checkpoint and data; the checkpoint's training stickers are glued on the audited split when
-   ``artefacts`` is set (the data as the model saw it).
+   ``artefacts`` is set (the data as the model saw it), never on an image folder (audited as given).
 2. ``predict``: one batched forward pass over the audited images.
 3. ``lrp``: one streaming LRP pass over the correctly classified images (explaining their class), keeping
    downsampled maps and most-relevant windows (:mod:`klugerhans.audit.collect`).
@@ -174,13 +174,20 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
     Returns:
         ``(data, masks or None, info)``.
     """
+    # A folder stays in its files: each stage decodes the rows it reads, so memory does not grow with the images.
     data, ds = load_split(
-        clf, config.data, config.split, config.data_dir, max_images=config.max_images, seed=config.seed
+        clf,
+        config.data,
+        config.split,
+        config.data_dir,
+        max_images=config.max_images,
+        seed=config.seed,
+        lazy=config.data == "folder",
     )
     if len(data) == 0:
         raise KlugerhansError(f"the {config.split} split of {config.data!r} has no images; check the data folder")
     masks = None
-    if config.artefacts and clf.meta.manipulated:
+    if config.artefacts and clf.meta.manipulated and config.data != "folder":
         data, masks = manipulate_class(data, clf.meta.sticker, seed=config.seed)
     info = {
         "name": config.data,

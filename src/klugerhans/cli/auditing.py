@@ -33,6 +33,11 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="klugerhans-audit", help="folder for report.html and audit.json")
     _add_split_args(p, "audit (train: the images the model learned from)")
     p.add_argument(
+        "--as-given",
+        action="store_true",
+        help="audit the images as they are: do not glue the checkpoint's training stickers on (folders always are)",
+    )
+    p.add_argument(
         "--threshold", type=float, default=None, help="hijack rate at which a class is flagged (default 0.15)"
     )
     p.add_argument("--max-per-class", type=_positive_int, default=100, help="images explained per class (100)")
@@ -74,6 +79,7 @@ def _run_audit(args: argparse.Namespace, checkpoint: str, extra: dict[str, Any])
             data_dir=args.data_dir,
             out=args.out,
             split=args.split,
+            artefacts=not args.as_given,
             max_images=args.max_images,
             seed=args.seed,
             device=args.device,

@@ -119,8 +119,9 @@ def load_dataset(
     max_images: int | None = None,
     seed: int = 0,
     per_class: int | None = None,
+    lazy: bool = False,
 ) -> SignDataset:
-    """Load a registered dataset by name ("gtsrb", "synthetic").
+    """Load a registered dataset by name ("gtsrb", "synthetic", "folder").
 
     Args:
         name: registry name.
@@ -130,6 +131,8 @@ def load_dataset(
         max_images: keep at most this many images per split (a class-balanced subset), for quick trials.
         seed: seed for generated data and for the subset choice.
         per_class: training images rendered per class (generated datasets only; None: the dataset's default).
+        lazy: leave the images in their files and decode the rows a reader asks for, so memory does not grow with
+            the number of images ("folder" only; the others are decoded into one array, or cached).
     """
     loader = DATASETS.get_or_raise(name)
     if name in FREE_SIZE_DATASETS:
@@ -139,7 +142,11 @@ def load_dataset(
         raise KlugerhansError(f"unsupported image size {size}: use 32, 48 or 64")
     if max_images is not None and max_images < 1:
         raise KlugerhansError(f"--max-images must be a positive number, got {max_images}")
-    extra: dict[str, int] = {}
+    extra: dict[str, int | bool] = {}
+    if lazy:
+        if name != "folder":
+            raise KlugerhansError(f"only an image folder is read lazily, not {name!r}")
+        extra["lazy"] = True
     if per_class is not None:
         if name != "synthetic":
             raise KlugerhansError(f"--per-class sets how many synthetic signs are drawn; {name!r} is read from files")

@@ -47,6 +47,7 @@ def load_split(
     max_images: int | None = None,
     seed: int = 0,
     download: bool = False,
+    lazy: bool = False,
 ) -> tuple[SignData, SignDataset]:
     """The ``split`` of dataset ``data`` at the model's input size, checked against the model's classes.
 
@@ -59,6 +60,7 @@ def load_split(
         max_images: at most this many images (class-balanced).
         seed: seed of that choice.
         download: fetch missing archives (real GTSRB only).
+        lazy: an image folder's images stay in their files (:class:`~klugerhans.data.folder.LazyImages`).
 
     Returns:
         ``(images, dataset)``: the split and the loaded dataset (its ``info``).
@@ -73,7 +75,13 @@ def load_split(
         images = take_balanced(images, max_images, seed)
     else:
         ds = load_dataset(
-            data, data_dir=data_dir, size=classifier.input_size, download=download, max_images=max_images, seed=seed
+            data,
+            data_dir=data_dir,
+            size=classifier.input_size,
+            download=download,
+            max_images=max_images,
+            seed=seed,
+            lazy=lazy and data == "folder",
         )
         if split == "val" and ds.val is None:
             raise KlugerhansError(
