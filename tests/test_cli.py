@@ -274,3 +274,49 @@ def test_explain_fallback_for_an_operation_without_rule(images, tmp_path, capsys
         assert row["fallback_ops"] == [{"op": "mean", "module": "2.mean"}]
     assert main([*argv[:-1], "--fallback", "gradient"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == line
+
+
+def _model_with_a_mean() -> torch.nn.Module:
+    class ChannelMean(torch.nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3))
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), ChannelMean(), torch.nn.Linear(4, 43))
+
+
+def test_every_lrp_command_takes_fallback():
+    from klugerhans.cli import build_parser
+
+    parser = build_parser()
+    for command in ("explain", "audit", "fix", "figure", "serve"):
+        args = parser.parse_args([command, *(["x.png"] if command == "explain" else []), "--fallback", "gradient"])
+        assert args.fallback == "gradient", command
+
+
+def test_figure_fallback_for_an_operation_without_rule(images, tmp_path, capsys, monkeypatch):
+    import klugerhans.cli.explaining as cli
+    from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
+
+    clf = classifier_from_model(_model_with_a_mean().eval(), CheckpointMeta(model=ModelConfig(width=0.125)))
+    monkeypatch.setattr(cli, "_load", lambda args: clf)
+    four = [str(images[i % len(images)]) for i in range(4)]
+    argv = ["figure", "--images", *four, "--out", str(tmp_path / "fig.png")]
+    err = _one_line_error(capsys, main(argv))
+    assert "no LRP rule for call_method mean at '2.mean'" in err
+    assert main([*argv, "--fallback", "gradient"]) == 0
+    assert "LRP rules covered 3 of 4 operations; gradient fallback for: mean (2.mean)" in capsys.readouterr().out
+    assert (tmp_path / "fig.png").exists()
+
+
+def test_web_model_store_passes_fallback_to_its_explainers():
+    from klugerhans.errors import KlugerhansError
+    from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
+    from klugerhans.web.analysis import ModelStore
+
+    clf = classifier_from_model(_model_with_a_mean().eval(), CheckpointMeta(model=ModelConfig(width=0.125)))
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.raises(KlugerhansError, match="no LRP rule"):
+        ModelStore().explainer(clf, "epsilon_plus_flat").explain(x)
+    relevance = ModelStore(fallback="gradient").explainer(clf, "epsilon_plus_flat").explain(x).relevance
+    assert relevance.shape == (1, 3, 32, 32) and torch.isfinite(relevance).all()

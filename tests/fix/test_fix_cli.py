@@ -69,6 +69,7 @@ def test_fix_writes_weights_numbers_and_report(tiny_run, tmp_path, capsys, metho
         (["--method", "inpaint", "--epochs", "0"], "give --epochs 1 or more"),
         (["--class", "77"], "class"),
         (["--locate-dilate", "-1"], "--locate-dilate"),
+        (["--fallback", "zero"], "--fallback"),
     ],
 )
 def test_bad_fix_input_is_one_line(tiny_run, tmp_path, capsys, args, needle):

@@ -143,13 +143,18 @@ def _add_composite_args(p: argparse.ArgumentParser, *, fallback: bool = False) -
     """--composite, and --fallback where the command passes it to its LRP explainers (``fallback``)."""
     p.add_argument("--composite", default="epsilon_plus_flat", help="LRP composite (default epsilon_plus_flat)")
     if fallback:
-        p.add_argument(
-            "--fallback",
-            choices=("error", "gradient"),
-            default="error",
-            help="an operation without an LRP rule: stop with an error naming it (default), or propagate "
-            "gradient x input through it and report the share of operations with a rule",
-        )
+        _add_fallback_arg(p)
+
+
+def _add_fallback_arg(p: argparse.ArgumentParser) -> None:
+    """--fallback error|gradient: what LRP does at an operation without a rule."""
+    p.add_argument(
+        "--fallback",
+        choices=("error", "gradient"),
+        default="error",
+        help="an operation without an LRP rule: stop with an error naming it (default), or propagate "
+        "gradient x input through it and report the share of operations with a rule",
+    )
 
 
 def _add_split_args(p: argparse.ArgumentParser, what: str) -> None:

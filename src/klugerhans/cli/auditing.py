@@ -11,6 +11,7 @@ from klugerhans.cli.args import (
     _add_composite_args,
     _add_data_args,
     _add_device_args,
+    _add_fallback_arg,
     _add_progress_args,
     _add_split_args,
     _check_composite,
@@ -101,6 +102,7 @@ def _fix_args(p: argparse.ArgumentParser) -> None:
     _add_checkpoint_args(p)
     _add_device_args(p)
     _add_data_args(p, default="auto")
+    _add_fallback_arg(p)
     p.add_argument("--class", dest="class_id", type=_class_id, default=None, help="suspicious class (default: audit's)")
     p.add_argument("--method", default="inpaint", help="inpaint (data-side), rrr or pclarc (model-side)")
     p.add_argument("--out", default="klugerhans-fix", help="folder for fixed.safetensors, fix.json, report.html")
@@ -155,5 +157,6 @@ def _fix_config(args: argparse.Namespace, checkpoint: str) -> Any:
         max_images=args.max_images,
         device=args.device,
         seed=args.seed,
+        fallback=args.fallback,
         progress=not args.no_progress,
     )

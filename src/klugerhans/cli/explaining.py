@@ -127,7 +127,7 @@ def _figure_args(p: argparse.ArgumentParser) -> None:
     _add_checkpoint_args(p)
     _add_device_args(p)
     _add_data_args(p)
-    _add_composite_args(p)
+    _add_composite_args(p, fallback=True)
     p.add_argument("--out", default="figure.png", help="output file; a .pdf is written beside it (figure.png)")
     _add_lang_args(p)
     p.add_argument("--cmap", choices=("bwr", "coldnhot", "seismic"), default="bwr", help="heatmap colours")
@@ -173,9 +173,15 @@ def _figure(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         chosen = pick_seed_rows(clf, ds.test, seed=args.seed)  # type: ignore[assignment]
-    rows = explain_rows(clf, chosen, args.composite)
+    rows = explain_rows(clf, chosen, args.composite, fallback=args.fallback)
     for path in draw_seed_figure(rows, args.out, args.lang, args.cmap):
         print(f"wrote {path}")
+    if args.fallback == "gradient":
+        from klugerhans.explain.lrp import LRP, coverage_line
+
+        coverage = LRP(clf.model, args.composite, norm=clf.meta.normalization, fallback="gradient").coverage()
+        if coverage["fallback_ops"]:
+            print(coverage_line(coverage))
     for row in rows:
         mass = f", sticker relevance mass {row.sticker_relevance_mass:.2f}" if row.mask is not None else ""
         print(f"{row.title}: predicted {row.pred} (p={row.prob:.3f}){mass}")
@@ -190,7 +196,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=_positive_int, default=7860, help="port (default 7860)")
     _add_checkpoint_args(p, "a model file or run directory to show first")
     _add_device_args(p, default="cpu")
-    _add_composite_args(p)
+    _add_composite_args(p, fallback=True)
     _add_lang_args(p)
 
 
@@ -208,5 +214,6 @@ def _serve(args: argparse.Namespace) -> int:
             device=args.device,
             composite=args.composite,
             lang=args.lang,
+            fallback=args.fallback,
         )
     return 0

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from klugerhans.errors import KlugerhansError
+from klugerhans.explain.composites import Fallback
 from klugerhans.explain.lrp import explain_dataset
 from klugerhans.models.checkpoint import Classifier
 
@@ -113,6 +114,8 @@ def locate_artifacts(
     class_id: int,
     config: LocateConfig | None = None,
     progress: bool = False,
+    *,
+    fallback: Fallback = "error",
 ) -> LocatedArtifacts:
     """LRP-explain ``images`` as ``class_id`` and cut the artefact blob out of each heatmap.
 
@@ -122,6 +125,7 @@ def locate_artifacts(
         class_id: the suspicious class (the explained output).
         config: locating settings.
         progress: show a progress bar.
+        fallback: an operation without an LRP rule: "error" stops, "gradient" passes gradient x input through it.
     """
     config = config or LocateConfig()
     if images.ndim != 4 or images.shape[-1] != 3:
@@ -132,6 +136,7 @@ def locate_artifacts(
         targets=int(class_id),
         composite=config.composite,
         batch_size=config.batch_size,
+        fallback=fallback,
         norm=clf.meta.normalization,
         progress=progress,
         init="one",

@@ -28,6 +28,7 @@ from klugerhans.audit.run import audit_classifier, load_audit_data
 from klugerhans.data.classes import check_class_id
 from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
+from klugerhans.explain.composites import Fallback
 from klugerhans.fix.finetune import FineTuneConfig
 from klugerhans.fix.locate import LocateConfig, locate_artifacts
 from klugerhans.fix.methods import FIX_METHODS, FixInputs, check_method
@@ -76,6 +77,9 @@ class FixConfig:
     """How the artefact is cut out of the heatmaps."""
     audit_per_class: int = 50
     """Heatmaps per class in the before/after audits."""
+    fallback: Fallback = "error"
+    """An operation without an LRP rule: "error" stops naming it; "gradient" passes gradient x input through it
+    (in the audits and the locating heatmaps)."""
     max_images: int | None = None
     """Use at most this many images per split (quick runs, tests)."""
     device: str = "auto"
@@ -95,6 +99,8 @@ class FixConfig:
             raise KlugerhansError(f"method {self.method!r} fine-tunes: give --epochs 1 or more")
         if not 0.0 <= self.counterfactual <= 1.0:
             raise KlugerhansError(f"counterfactual share must be in [0, 1], got {self.counterfactual}")
+        if self.fallback not in ("error", "gradient"):
+            raise KlugerhansError(f"fallback must be 'error' or 'gradient', got {self.fallback!r}")
         if self.audit_per_class < 5:
             raise KlugerhansError(f"the audits need at least 5 heatmaps per class, got {self.audit_per_class}")
 
@@ -145,7 +151,7 @@ def _audit(clf: Classifier, config: FixConfig) -> dict[str, Any]:
     audit_config = AuditConfig(
         checkpoint=config.checkpoint, data=config.data, data_dir=config.data_dir, out=config.out,
         max_images=config.max_images, seed=config.seed, methods=(), n_sanity=0, tsne_classes=0,
-        max_per_class=config.audit_per_class, progress=False,
+        max_per_class=config.audit_per_class, progress=False, fallback=config.fallback,
     )  # fmt: skip
     data, masks, info = load_audit_data(audit_config, clf)
     result = audit_classifier(clf, data, audit_config, masks, info)
@@ -175,7 +181,9 @@ def compute_fix(config: FixConfig) -> FixResult:
     rows = np.flatnonzero(prepared.train.labels == class_id)
     if len(rows) < 2:
         raise KlugerhansError(f"class {class_id} has {len(rows)} training images; need at least 2 to locate anything")
-    located = locate_artifacts(before, prepared.train.images[rows], class_id, config.locate, config.progress)
+    located = locate_artifacts(
+        before, prepared.train.images[rows], class_id, config.locate, config.progress, fallback=config.fallback
+    )
     masks = np.zeros(prepared.train.images.shape[:3], dtype=bool)
     masks[rows] = located.masks
     # Scored against the truth only for the report: the method never sees ``true_masks``.

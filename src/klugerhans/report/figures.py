@@ -20,6 +20,7 @@ from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP, Language, class_
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker
 from klugerhans.errors import KlugerhansError
+from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import compute_heatmaps
 from klugerhans.io import atomic_write_bytes
@@ -109,11 +110,18 @@ def explain_rows(
     classifier: Classifier,
     rows: Sequence[tuple[str, np.ndarray, int | None, np.ndarray | None]],
     composite: str = "epsilon_plus_flat",
+    *,
+    fallback: Fallback = "error",
 ) -> list[FigureRow]:
-    """Predict and explain each chosen image (the predicted class), returning :class:`FigureRow` s."""
+    """Predict and explain each chosen image (the predicted class), returning :class:`FigureRow` s.
+
+    ``fallback="gradient"`` passes gradient x input through operations without an LRP rule instead of stopping.
+    """
     images = np.stack([r[1] for r in rows])
     x = to_tensor(images, classifier.meta.normalization).to(classifier.device)
-    expl = compute_heatmaps(classifier.model, x, composite=composite, norm=classifier.meta.normalization)
+    expl = compute_heatmaps(
+        classifier.model, x, composite=composite, norm=classifier.meta.normalization, fallback=fallback
+    )
     probs = torch.softmax(expl.logits.float(), dim=1).cpu().numpy()
     relevance = expl.relevance.sum(dim=1).float().cpu().numpy()
     return [

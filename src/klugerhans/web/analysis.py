@@ -20,6 +20,7 @@ from PIL import Image
 from klugerhans.audit.localisation import relevance_mass_accuracy
 from klugerhans.data.classes import Language
 from klugerhans.errors import CheckpointError
+from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import render_heatmap
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
@@ -74,12 +75,17 @@ class ModelStore:
     Args:
         checkpoint: a ``.safetensors`` file or training run directory; loaded now, a bad one raises.
         device: where the models run (``cpu``, ``cuda``, ``auto``...).
+        fallback: an operation without an LRP rule: "error" stops, "gradient" passes gradient x input through it.
 
     Released weights that are missing are not an error: :attr:`missing` says why, for the page.
     """
 
-    def __init__(self, checkpoint: str | os.PathLike[str] | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self, checkpoint: str | os.PathLike[str] | None = None, device: str = "cpu", *, fallback: Fallback = "error"
+    ) -> None:
         self.device = device
+        self.fallback: Fallback = fallback
+        """What LRP does at an operation without a rule ("error" or "gradient")."""
         self.models: dict[str, Classifier] = {}
         """Key (``"checkpoint"``, ``"manipulated"``, ``"control"``) -> loaded classifier."""
         self.missing: dict[str, str] = {}
@@ -106,7 +112,7 @@ class ModelStore:
                 self._explainers.move_to_end(key)
                 return hit[1]
         # Only input-bounded rules (z^B) use the normalisation; the others ignore it.
-        lrp = LRP(classifier.model, composite, norm=classifier.meta.normalization)
+        lrp = LRP(classifier.model, composite, norm=classifier.meta.normalization, fallback=self.fallback)
         with self._lock:
             self._explainers[key] = (classifier, lrp)
             while len(self._explainers) > _EXPLAINERS:

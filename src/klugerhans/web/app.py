@@ -19,7 +19,7 @@ import gradio as gr
 from klugerhans.data.classes import NUM_CLASSES, SPEED_50, Language, check_class_id, class_name
 from klugerhans.data.sticker import SHAPES
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.composites import COMPOSITES
+from klugerhans.explain.composites import COMPOSITES, Fallback
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS
 from klugerhans.models.predict import IMAGE_SUFFIXES
 from klugerhans.web.analysis import CHECKPOINT, ModelStore
@@ -44,6 +44,7 @@ def build_app(
     composite: str = "epsilon_plus_flat",
     lang: Language = "en",
     example: int = SPEED_50,
+    fallback: Fallback = "error",
 ) -> gr.Blocks:
     """Build the sticker-painter page (not started; see :func:`launch_app` and :func:`serve`).
 
@@ -56,6 +57,8 @@ def build_app(
         composite: LRP composite selected at start (see :data:`~klugerhans.explain.composites.COMPOSITES`).
         lang: class names in "en" (English) or "de" (German) at start.
         example: class id of the example sign shown at start.
+        fallback: an operation without an LRP rule: "error" shows the error in the page, "gradient" passes
+            gradient x input through it.
 
     Raises:
         KlugerhansError: an unknown model, composite or language, or a checkpoint that cannot be loaded.
@@ -67,7 +70,7 @@ def build_app(
     if lang not in ("en", "de"):
         raise KlugerhansError(f"unknown language {lang!r}: use 'en' or 'de'")
     check_class_id(example, what="example class id")
-    store = ModelStore(checkpoint, device)
+    store = ModelStore(checkpoint, device, fallback=fallback)
     page = Page(store, example)
     model_a, model_b = default_models(store, model)
     examples = [(f"{i} · {class_name(i)}", i) for i in range(NUM_CLASSES)]
@@ -262,6 +265,7 @@ def serve(
     composite: str = "epsilon_plus_flat",
     lang: Language = "en",
     max_file_size: str | int = MAX_FILE_SIZE,
+    fallback: Fallback = "error",
 ) -> None:
     """Serve the sticker painter until Ctrl-C (``klugerhans serve``).
 
@@ -276,9 +280,10 @@ def serve(
         composite: LRP composite at start.
         lang: class-name language at start, "en" or "de".
         max_file_size: largest upload.
+        fallback: an operation without an LRP rule: "error" or "gradient" (gradient x input through it).
 
     Raises:
         KlugerhansError: bad options, a checkpoint that cannot be loaded, or a port in use.
     """
-    app = build_app(checkpoint, model, device=device, composite=composite, lang=lang)
+    app = build_app(checkpoint, model, device=device, composite=composite, lang=lang, fallback=fallback)
     launch_app(app, host, port, share=share, max_file_size=max_file_size, block=True)
