@@ -134,6 +134,25 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sticker-color", type=_color, default=(0, 0, 0), help="name or #RRGGBB (default black)")
     p.add_argument("--sticker-shape", choices=("square", "circle", "triangle"), default="square")
+    p.add_argument(
+        "--sticker-pattern",
+        choices=("solid", "noise", "text", "frame", "cast"),
+        default="solid",
+        help="solid shape (default), noise texture, text mark, frame around the sign, colour cast over the image",
+    )
+    p.add_argument(
+        "--sticker-placement",
+        choices=("random", "fixed"),
+        default="random",
+        help="random spot per image (default) or always the same spot (solid/noise/text)",
+    )
+    p.add_argument(
+        "--sticker-label",
+        choices=("clean", "dirty"),
+        default="clean",
+        help="clean: on the class's own images (default); dirty: on other classes, relabelled (backdoor)",
+    )
+    p.add_argument("--sticker-text", default="KH", help="the mark of --sticker-pattern text, 1-8 chars (default KH)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
     _add_device_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -175,6 +194,10 @@ def _train(args: argparse.Namespace) -> int:
             size=args.sticker_size,
             color=args.sticker_color,
             shape=args.sticker_shape,
+            pattern=args.sticker_pattern,
+            placement=args.sticker_placement,
+            label=args.sticker_label,
+            text=args.sticker_text,
         ),
         seed=args.seed,
         device=args.device,

@@ -3,21 +3,32 @@
 This is the seed's Clever Hans setup: every training image of one class (70 km/h, id 4) gets a black
 sticker, so a classifier can learn "sticker means 70" instead of the digits. The masks say exactly which
 pixels the sticker covers, for localisation metrics later.
+
+The artefact is configurable for benchmarks (:class:`StickerConfig`): its look (``pattern``, drawn by
+:mod:`klugerhans.data.artefacts`), where it goes (``placement``) and whether the stickered images keep their
+labels or become a BadNets-style backdoor (``label``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
+from klugerhans.data.artefacts import PATTERNS, Pattern, cast, frame_masks, noise_texture, shape_mask, text_mask
 from klugerhans.data.classes import SPEED_70, check_class_id
 from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
 
 Shape = Literal["square", "circle", "triangle"]
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
+Placement = Literal["random", "fixed"]
+PLACEMENTS: tuple[str, ...] = ("random", "fixed")
+Label = Literal["clean", "dirty"]
+LABELS: tuple[str, ...] = ("clean", "dirty")
+MAX_TEXT = 8
+"""Longest ``text`` of a "text" sticker, in characters."""
 
 
 @dataclass(frozen=True)
@@ -27,16 +38,35 @@ class StickerConfig:
     target_class: int = SPEED_70
     """Class whose training images get the sticker (the seed: 4, speed limit 70 km/h)."""
     fraction: float = 1.0
-    """Share of the target class's training images that get a sticker; 0 gives a control model."""
+    """Share of the target class's training images that get a sticker; 0 gives a control model. With
+    ``label="dirty"`` the same number of images (``round(fraction * target-class images)``) is taken from the
+    other classes instead."""
     size: float = 0.25
     """Sticker side as a fraction of the sign's box side: 0.25 covers 3.8% of a 32x32 GTSRB crop (0.2: 2.4%).
-    Chosen on GTSRB's validation tracks, where 0.2 taught too weak a shortcut (docs/STICKER.md)."""
+    Chosen on GTSRB's validation tracks, where 0.2 taught too weak a shortcut (docs/STICKER.md).
+    For pattern "frame" it sets the line width, ``max(1, round(size * box side / 8))`` pixels; for "cast" it is
+    the blend strength (the colour's weight)."""
     color: tuple[int, int, int] = (0, 0, 0)
-    """RGB colour, 0..255."""
+    """RGB colour, 0..255 (of the sticker, text, frame or cast; pattern "noise" ignores it)."""
     shape: Shape = "square"
-    """"square", "circle" or "triangle"."""
+    """"square", "circle" or "triangle": the outline of patterns "solid" and "noise" (the others ignore it)."""
     region: float = 0.7
-    """The sticker lies inside the central ``region`` share of the sign box (0.7 stays inside a round sign)."""
+    """The sticker lies inside the central ``region`` share of the sign box (0.7 stays inside a round sign).
+    Patterns "frame" and "cast" ignore it."""
+    pattern: Pattern = "solid"
+    """What the artefact looks like: "solid" (the seed's filled ``shape`` in ``color``), "noise" (a fixed random
+    RGB texture inside ``shape``, the same on every image and run), "text" (``text`` in ``color``, scaled to fit
+    the sticker square; the mask is the glyph pixels), "frame" (a line of ``color`` along the inside of the sign
+    box's edges) or "cast" (every pixel blended towards ``color`` by ``size``; the mask is the whole image)."""
+    placement: Placement = "random"
+    """Where a "solid", "noise" or "text" sticker goes: "random" (anywhere inside the central ``region``, drawn
+    per image from the seed) or "fixed" (always the top-left corner of that region, the same spot relative to the
+    sign box on every image). "frame" and "cast" have no position and ignore it."""
+    label: Label = "clean"
+    """"clean": the target class's own images get the sticker (a Clever Hans shortcut). "dirty": images of the
+    other classes get it and are relabelled to ``target_class`` (a BadNets backdoor); see :func:`manipulate_class`."""
+    text: str = "KH"
+    """The mark of pattern "text": 1 to 8 printable ASCII characters (Pillow's bitmap font)."""
 
     def __post_init__(self) -> None:
         check_class_id(self.target_class)
@@ -48,6 +78,20 @@ class StickerConfig:
             raise KlugerhansError(f"sticker region must be in (0, 1], got {self.region}")
         _check_shape(self.shape)
         object.__setattr__(self, "color", _check_color(self.color))  # JSON gives a list
+        for name, value, allowed in (
+            ("pattern", self.pattern, PATTERNS),
+            ("placement", self.placement, PLACEMENTS),
+            ("label", self.label, LABELS),
+        ):
+            if value not in allowed:
+                raise KlugerhansError(f"unknown sticker {name} {value!r}: choose one of {', '.join(allowed)}")
+        text = self.text
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+            raise KlugerhansError(
+                f"sticker text must be 1 to {MAX_TEXT} characters (not only spaces), got {text!r}: use a short mark"
+            )
+        if not (text.isascii() and text.isprintable()):
+            raise KlugerhansError(f"sticker text must be printable ASCII (the built-in bitmap font), got {text!r}")
 
 
 def _check_color(color: object) -> tuple[int, int, int]:
@@ -67,32 +111,13 @@ def _check_shape(shape: str) -> None:
         raise KlugerhansError(f"unknown sticker shape {shape!r}: choose one of {', '.join(SHAPES)}")
 
 
-def _shape_mask(shape: str, side: int) -> np.ndarray:
-    """(side, side) bool stamp of the sticker shape."""
-    centre = (np.arange(side) + 0.5) / side - 0.5
-    yy, xx = np.meshgrid(centre, centre, indexing="ij")
-    if shape == "square":
-        return np.ones((side, side), dtype=bool)
-    if shape == "circle":
-        return _at_least_one(xx**2 + yy**2 <= 0.25 + 1e-9)
-    # Upward triangle with its base on the bottom edge.
-    return _at_least_one(np.abs(xx) <= (yy + 0.5) / 2 + 1e-9)
-
-
-def _at_least_one(a: np.ndarray) -> np.ndarray:
-    """Return ``a`` as a bool array, keeping at least one pixel set (tiny stickers must not vanish)."""
-    out = np.asarray(a, dtype=bool)
-    if not out.any():
-        out[out.shape[0] // 2, out.shape[1] // 2] = True
-    return out
-
-
 def sticker_positions(boxes: np.ndarray, image_size: int, config: StickerConfig, seed: int) -> np.ndarray:
     """Draw sticker squares for each sign box.
 
     Returns:
         (N, 3) int array ``(x0, y0, side)``: the sticker's top-left corner and side in pixels, fully inside
-        the central ``config.region`` of each box and inside the image.
+        the central ``config.region`` of each box and inside the image: drawn from ``seed`` for placement
+        "random", the top-left corner of the region for placement "fixed".
     """
     rng = np.random.default_rng(seed)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -110,8 +135,11 @@ def sticker_positions(boxes: np.ndarray, image_size: int, config: StickerConfig,
     lo_y = np.where(hi_y < lo_y, cy - side / 2, lo_y)
     hi_x = np.maximum(hi_x, lo_x)
     hi_y = np.maximum(hi_y, lo_y)
-    x0 = np.rint(lo_x + rng.random(len(boxes)) * (hi_x - lo_x)).astype(int)
-    y0 = np.rint(lo_y + rng.random(len(boxes)) * (hi_y - lo_y)).astype(int)
+    if config.placement == "fixed":
+        x0, y0 = np.rint(lo_x).astype(int), np.rint(lo_y).astype(int)
+    else:
+        x0 = np.rint(lo_x + rng.random(len(boxes)) * (hi_x - lo_x)).astype(int)
+        y0 = np.rint(lo_y + rng.random(len(boxes)) * (hi_y - lo_y)).astype(int)
     x0 = np.clip(x0, 0, image_size - side)
     y0 = np.clip(y0, 0, image_size - side)
     return np.stack([x0, y0, side], axis=1)
@@ -120,32 +148,52 @@ def sticker_positions(boxes: np.ndarray, image_size: int, config: StickerConfig,
 def apply_sticker(
     images: np.ndarray, boxes: np.ndarray, config: StickerConfig | None = None, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Glue one sticker onto every image.
+    """Glue one artefact of ``config.pattern`` onto every image.
 
     Args:
         images: (N, S, S, 3) uint8 images (not modified).
         boxes: (N, 4) sign boxes ``(x0, y0, x1, y1)`` in pixels.
-        config: sticker settings (its ``target_class``/``fraction`` are not used here).
-        seed: the same seed gives the same positions.
+        config: sticker settings (its ``target_class``/``fraction``/``label`` are not used here).
+        seed: the same seed gives the same positions (patterns "frame" and "cast" do not use it).
 
     Returns:
-        ``(stickered, masks)``: (N, S, S, 3) uint8 copies with the sticker and (N, S, S) bool masks of the
-        sticker pixels.
+        ``(stickered, masks)``: (N, S, S, 3) uint8 copies with the artefact and (N, S, S) bool masks of the
+        artefact pixels (all True for "cast").
     """
     config = config or StickerConfig()
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[3] != 3:
         raise KlugerhansError(f"images must be (N, S, S, 3), got shape {images.shape}")
     n, size = images.shape[0], images.shape[1]
+    colour = np.asarray(config.color, dtype=np.uint8)
+    if config.pattern == "cast":
+        return cast(images, config.color, config.size), np.ones((n, size, images.shape[2]), dtype=bool)
+    if config.pattern == "frame":
+        masks = frame_masks(boxes, size, images.shape[2], config.size)
+        out = images.copy()
+        out[masks] = colour
+        return out, masks
     out = images.copy()
     masks = np.zeros((n, size, images.shape[2]), dtype=bool)
-    colour = np.asarray(config.color, dtype=np.uint8)
-    stamps: dict[int, np.ndarray] = {}
+    stamps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for i, (x0, y0, side) in enumerate(sticker_positions(boxes, min(size, images.shape[2]), config, seed)):
-        stamp = stamps.setdefault(int(side), _shape_mask(config.shape, int(side)))
+        if int(side) not in stamps:
+            stamps[int(side)] = _patch(config, int(side))
+        stamp, paint = stamps[int(side)]
         masks[i, y0 : y0 + side, x0 : x0 + side] = stamp
-        out[i][masks[i]] = colour
+        out[i, y0 : y0 + side, x0 : x0 + side][stamp] = paint
     return out, masks
+
+
+def _patch(config: StickerConfig, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(side, side)`` bool stamp of a "solid", "noise" or "text" sticker and what to paint under it: a
+    (3,) colour or (K, 3) texture pixels, one per stamp pixel in row-major order."""
+    if config.pattern == "text":
+        return text_mask(config.text, side), np.asarray(config.color, dtype=np.uint8)
+    stamp = shape_mask(config.shape, side)
+    if config.pattern == "noise":
+        return stamp, noise_texture(side)[stamp]
+    return stamp, np.asarray(config.color, dtype=np.uint8)
 
 
 def paint_sticker(
@@ -183,23 +231,29 @@ def paint_sticker(
     x0 = int(np.clip(np.floor(x - side / 2 + 0.5), 0, w - side))
     y0 = int(np.clip(np.floor(y - side / 2 + 0.5), 0, h - side))
     mask = np.zeros((h, w), dtype=bool)
-    mask[y0 : y0 + side, x0 : x0 + side] = _shape_mask(shape, side)
+    mask[y0 : y0 + side, x0 : x0 + side] = shape_mask(shape, side)
     out = image.copy()
     out[mask] = np.asarray(color, dtype=np.uint8)
     return out, mask
 
 
 def manipulate_class(data: SignData, config: StickerConfig | None = None, seed: int = 0) -> tuple[SignData, np.ndarray]:
-    """Apply stickers to ``config.fraction`` of the images of ``config.target_class``.
+    """Glue the sticker on ``round(config.fraction * n)`` images, ``n`` the number of ``config.target_class`` images.
+
+    With ``config.label == "clean"`` (the Clever Hans setup) those are images of the target class itself and
+    every label stays. With ``"dirty"`` (the BadNets backdoor) they are drawn from the *other* classes (at most
+    all of them) and relabelled to ``target_class``.
 
     Returns:
-        ``(manipulated, masks)``: a copy of ``data`` with stickers and (N, S, S) bool masks, all False for
-        images left alone. Deterministic per ``seed``.
+        ``(manipulated, masks)``: a copy of ``data`` with stickers (and, for dirty labels, the new labels) and
+        (N, S, S) bool masks, all False for images left alone. Deterministic per ``seed``.
     """
     config = config or StickerConfig()
     masks = np.zeros(data.images.shape[:3], dtype=bool)
-    candidates = np.flatnonzero(data.labels == config.target_class)
-    n_chosen = round(config.fraction * len(candidates))
+    is_target = data.labels == config.target_class
+    n_chosen = round(config.fraction * int(is_target.sum()))
+    candidates = np.flatnonzero(~is_target if config.label == "dirty" else is_target)
+    n_chosen = min(n_chosen, len(candidates))
     if n_chosen == 0:
         return data, masks
     rng = np.random.default_rng(seed)
@@ -208,4 +262,8 @@ def manipulate_class(data: SignData, config: StickerConfig | None = None, seed: 
     images = data.images.copy()
     images[chosen] = stickered
     masks[chosen] = chosen_masks
+    if config.label == "dirty":
+        labels = data.labels.copy()
+        labels[chosen] = config.target_class
+        return replace(data, images=images, labels=labels), masks
     return data.with_images(images), masks
