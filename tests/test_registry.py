@@ -20,11 +20,14 @@ from torch import nn
 
 # Importing the packages fills the registries (datasets, architectures, composites, attribution and fix methods).
 import klugerhans.audit
+import klugerhans.bench
 import klugerhans.data
 import klugerhans.explain
 import klugerhans.fix
 import klugerhans.models.vgg
 from klugerhans.audit.methods import METHODS, MethodOptions
+from klugerhans.bench.baselines import BASELINES, run_baselines
+from klugerhans.bench.grid import SUITES, make_suite
 from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.data.dataset import DATASETS, load_dataset
 from klugerhans.errors import KlugerhansError
@@ -137,19 +140,38 @@ def _check_fix_method(name: str, request: pytest.FixtureRequest) -> None:
     assert hints[params[0].name] is FixInputs and hints["return"] is FixOutcome
 
 
+def _check_suite(name: str, request: pytest.FixtureRequest) -> None:
+    jobs = make_suite(name)
+    assert jobs and len({j.id for j in jobs}) == len(jobs)
+    assert any(j.manipulated for j in jobs) and any(not j.manipulated for j in jobs)
+
+
+def _check_baseline(name: str, request: pytest.FixtureRequest) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (36, 32, 32, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(3), 12)
+    torch.manual_seed(0)
+    model = create_model(ModelConfig(width=0.125, num_classes=3)).eval()
+    (result,) = run_baselines(model, images, labels, Normalization(), names=[name], max_per_class=12).values()
+    assert result.name == name and set(result.scores) == {0, 1, 2} and set(result.flagged) <= {0, 1, 2}
+
+
 _CHECKS: dict[str, Callable[[str, pytest.FixtureRequest], None]] = {
     "dataset": _check_dataset,
     "architecture": _check_architecture,
     "composite": _check_composite,
     "attribution method": _check_attribution_method,
     "fix method": _check_fix_method,
+    "suite": _check_suite,
+    "baseline": _check_baseline,
 }
 _ENTRIES = [(kind, name) for kind, registry in REGISTRIES.items() for name in sorted(registry)]
 
 
 def test_every_kind_has_a_check() -> None:
     assert set(REGISTRIES) == set(_CHECKS)
-    assert {DATASETS.kind, MODELS.kind, COMPOSITES.kind, METHODS.kind, FIX_METHODS.kind} == set(_CHECKS)
+    kinds = {DATASETS.kind, MODELS.kind, COMPOSITES.kind, METHODS.kind, FIX_METHODS.kind, SUITES.kind, BASELINES.kind}
+    assert kinds == set(_CHECKS)
     assert all(REGISTRIES[kind] for kind in _CHECKS), "every registry has at least one entry"
 
 

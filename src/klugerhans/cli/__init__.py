@@ -5,7 +5,7 @@ argument types and shared argument groups; each command module registers its com
 package imports them all before anything can build the parser.
 """
 
-from klugerhans.cli import auditing, explaining, training  # noqa: F401  (importing registers the commands)
+from klugerhans.cli import auditing, benchmarking, explaining, training  # noqa: F401  (importing registers the commands)
 from klugerhans.cli.app import build_parser, main
 
 __all__ = ["build_parser", "main"]

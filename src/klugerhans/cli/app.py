@@ -20,7 +20,7 @@ from klugerhans.version import __version__
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 # The order ``klugerhans --help`` lists the commands in (modules register them in another); others follow.
-_ORDER = ("data", "train", "evaluate", "predict", "explain", "figure", "demo", "audit", "fix", "serve")
+_ORDER = ("data", "train", "evaluate", "predict", "explain", "figure", "demo", "audit", "fix", "bench", "serve")
 
 
 def _command(

@@ -1,0 +1,194 @@
+"""One benchmark job end to end: train, audit, baselines, localisation, repair; its numbers in ``result.json``.
+
+Everything a job writes lives in ``OUT/jobs/<id>/``: the training run (``run/``, resumable), the repair (``fix/``)
+and ``result.json``, written last and atomically. A job whose ``result.json`` exists is done and is not run again,
+so an interrupted suite resumes where it stopped and a finished model is reused.
+
+Detectors see what a user would hand them: the model and its training images as it saw them (artefacts glued,
+dirty-label images relabelled), never the target class or the masks. Those are used afterwards, to score.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from klugerhans.audit.config import AuditConfig
+from klugerhans.audit.localisation import relevance_mass_accuracy
+from klugerhans.audit.run import audit_classifier
+from klugerhans.bench.baselines import BASELINES, run_baselines
+from klugerhans.bench.grid import BenchJob, SuiteConfig
+from klugerhans.explain.composites import COMPOSITES
+from klugerhans.explain.lrp import explain_dataset
+from klugerhans.fix.locate import LocateConfig, blob_masks
+from klugerhans.io import atomic_write_text
+from klugerhans.models.checkpoint import Classifier, load_classifier, to_jsonable
+from klugerhans.models.evaluation import evaluate_model
+from klugerhans.models.training import train
+from klugerhans.models.trainset import PreparedData, prepare_data
+
+__all__ = ["RunOptions", "job_dir", "load_result", "run_job"]
+
+PRIMARY = "klugerhans"
+"""The detector name of klugerhans' own audit in results and ``bench.json``."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How jobs run (not what they are: that is the :class:`~klugerhans.bench.grid.BenchJob`)."""
+
+    out: str
+    """Suite folder: ``jobs/<id>/`` per model, ``bench.json``, ``report.html``."""
+    device: str = "auto"
+    """auto, cpu, cuda, cuda:N or mps."""
+    baselines: tuple[str, ...] = ()
+    """Baseline detectors to run (names of :data:`~klugerhans.bench.baselines.BASELINES`); empty: none."""
+    n_localise: int = 32
+    """Artefact-carrying training images of the target class explained per composite."""
+    fix: bool = True
+    """Repair each manipulated model (the suite's ``fix_epochs``) and measure before/after."""
+    progress: bool = True
+    """Say what runs on stderr."""
+
+
+def job_dir(out: str | Path, job: BenchJob) -> Path:
+    """The folder of one job's files."""
+    return Path(out) / "jobs" / job.id
+
+
+def load_result(out: str | Path, job: BenchJob) -> dict[str, Any] | None:
+    """A finished job's ``result.json``, or None."""
+    path = job_dir(out, job) / "result.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _say(message: str, progress: bool) -> None:
+    if progress:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def _train(job: BenchJob, run: Path, options: RunOptions) -> Classifier:
+    best = run / "best.safetensors"
+    if not best.exists():
+        recipe = replace(job.recipe, out=str(run), device=options.device, progress=False)
+        train(recipe, resume=(run / "train_state.pt").exists())
+    return load_classifier(best, device=options.device)
+
+
+def _detector(scores: dict[int, float], flagged: tuple[int, ...] | list[int], **extra: Any) -> dict[str, Any]:
+    return {"scores": {str(c): float(v) for c, v in scores.items()}, "flagged": [int(c) for c in flagged], **extra}
+
+
+def _audit(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob) -> dict[str, Any]:
+    config = AuditConfig(
+        checkpoint=job.id, data=job.recipe.data, split="train", artefacts=False, methods=(), n_sanity=0,
+        tsne_classes=0, max_per_class=suite.audit_per_class, seed=job.recipe.seed, progress=False,
+    )  # fmt: skip
+    result = audit_classifier(clf, prepared.train, config)
+    ranking = result.ranking
+    return _detector(
+        ranking.scores, ranking.flagged, threshold=ranking.threshold, order=[int(c) for c in ranking.order]
+    )
+
+
+def _localise(clf: Classifier, prepared: PreparedData, target: int, n: int, seed: int) -> dict[str, Any]:
+    """Each composite's relevance mass inside the true artefact, and the IoU of the LRP-located blob with it."""
+    masks = prepared.train_masks
+    rows = np.flatnonzero(masks.any(axis=(1, 2)) & (prepared.train.labels == target))
+    rows = np.sort(np.random.default_rng(seed).permutation(rows)[:n])
+    if len(rows) == 0:
+        return {}
+    out: dict[str, Any] = {"n": len(rows)}
+    for name in sorted(COMPOSITES):
+        images = prepared.train.images[rows]
+        expl = explain_dataset(clf.model, images, targets=target, composite=name, norm=clf.meta.normalization)
+        relevance = expl.relevance.numpy()
+        located = blob_masks(relevance, LocateConfig())
+        truth = masks[rows]
+        iou = (located & truth).sum((1, 2)) / np.maximum((located | truth).sum((1, 2)), 1)
+        out[name] = {
+            "relevance_mass": float(relevance_mass_accuracy(relevance, truth).mean()),
+            "iou": float(iou.mean()),
+        }
+    return out
+
+
+def _repair(job: BenchJob, run: Path, folder: Path, suite: SuiteConfig, class_id: int, options: RunOptions) -> Any:
+    from klugerhans.fix.run import FixConfig, compute_fix
+
+    config = FixConfig(
+        checkpoint=str(run / "best.safetensors"), method="inpaint", data=job.recipe.data, out=str(folder),
+        class_id=class_id, epochs=suite.fix_epochs, device=options.device, seed=job.recipe.seed, progress=False,
+        audit_per_class=max(5, suite.audit_per_class // 2),
+    )  # fmt: skip
+    numbers = compute_fix(config).numbers
+    keep = ("accuracy", "clean_target_accuracy", "flip_rate")
+    return {
+        "class_id": numbers["class_id"],
+        "before": {k: numbers["before"][k] for k in keep},
+        "after": {k: numbers["after"][k] for k in keep},
+        "locate": numbers["locate"],
+    }
+
+
+def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str, Any]:
+    """Run (or reuse) one job and return its ``result.json`` content.
+
+    Stages: train (resumes an interrupted run), the audit on the training images, the baselines on the same images,
+    then, for manipulated models only, scoring against the truth: localisation per composite and the repair.
+    """
+    done = load_result(options.out, job)
+    if done is not None:
+        return done
+    folder = job_dir(options.out, job)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    _say(f"{job.id}: training", options.progress)
+    clf = _train(job, folder / "run", options)
+    timings["train"] = time.perf_counter() - start
+    prepared = prepare_data(replace(job.recipe, progress=False))
+    evaluation = evaluate_model(clf, prepared.test, job.recipe.sticker, seed=job.recipe.seed)
+    _say(f"{job.id}: audit", options.progress)
+    t = time.perf_counter()
+    detectors = {PRIMARY: _audit(clf, prepared, suite, job)}
+    timings["audit"] = time.perf_counter() - t
+    if options.baselines:
+        _say(f"{job.id}: baselines {', '.join(options.baselines)}", options.progress)
+        found = run_baselines(
+            clf.model, prepared.train.images, prepared.train.labels, clf.meta.normalization,
+            names=options.baselines, seed=job.recipe.seed, device=str(clf.device),
+        )  # fmt: skip
+        for name, res in found.items():
+            detectors[name] = _detector(res.scores, res.flagged, note=res.note, seconds=res.seconds)
+            timings[name] = res.seconds
+    result: dict[str, Any] = {
+        **job.to_dict(),
+        "evaluation": {k: evaluation[k] for k in ("accuracy", "clean_target_accuracy", "flip_rate")}
+        | {"per_class_accuracy": evaluation["per_class_accuracy"]},
+        "detectors": detectors,
+    }
+    if job.target is not None:
+        t = time.perf_counter()
+        result["localisation"] = _localise(clf, prepared, job.target, options.n_localise, job.recipe.seed)
+        timings["localisation"] = time.perf_counter() - t
+        if options.fix and suite.fix_epochs > 0:
+            _say(f"{job.id}: repair", options.progress)
+            t = time.perf_counter()
+            top = detectors[PRIMARY]["order"][0] if detectors[PRIMARY]["order"] else job.target
+            result["fix"] = _repair(job, folder / "run", folder / "fix", suite, int(top), options)
+            timings["fix"] = time.perf_counter() - t
+    result["timings"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - start, 2)}
+    atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
+    _say(f"{job.id}: done in {result['timings']['total']:.0f} s", options.progress)
+    return result
+
+
+def default_baselines() -> tuple[str, ...]:
+    """Every registered baseline."""
+    return tuple(sorted(BASELINES))

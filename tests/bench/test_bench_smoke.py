@@ -1,0 +1,74 @@
+"""`klugerhans bench --suite smoke`: two models end to end, bench.json's keys, resume, the job list, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from klugerhans.bench.grid import make_suite
+from klugerhans.bench.metrics import METRIC_KEYS
+from klugerhans.cli import main
+
+TOP_KEYS = {*METRIC_KEYS, "by_axis", "baselines"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    assert main(["bench", "--suite", "smoke", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    return out
+
+
+def test_bench_json_has_every_metric_for_the_audit_and_each_baseline(smoke):
+    bench = json.loads((smoke / "bench.json").read_text())
+    assert TOP_KEYS <= set(bench)
+    assert bench["n_manipulated"] == 1 and bench["n_clean"] == 1 and bench["n_finished"] == 2
+    assert set(bench["baselines"]) == {"activation_clustering", "spectral_signatures", "strip"}
+    for numbers in bench["baselines"].values():
+        assert {*METRIC_KEYS, "by_axis"} <= set(numbers)
+    assert set(bench["by_axis"]) >= {"artefact", "size", "position", "fraction", "label", "arch", "data"}
+    assert 0.0 <= bench["auroc"] <= 1.0
+
+
+def test_thresholds_come_from_the_clean_model_only(smoke):
+    bench = json.loads((smoke / "bench.json").read_text())
+    clean = json.loads((smoke / "jobs" / "c00" / "result.json").read_text())
+    top_clean = max(v for v in clean["detectors"]["klugerhans"]["scores"].values() if v is not None)
+    threshold = bench["thresholds"]["klugerhans"]
+    assert threshold["n_clean"] == 1 and threshold["value"] > top_clean
+    assert "clean" in threshold["rationale"] and bench["false_positive_rate"] == 0.0
+
+
+def test_each_manipulated_model_is_localised_and_repaired(smoke):
+    (job,) = [j for j in make_suite("smoke") if j.manipulated]
+    result = json.loads((smoke / "jobs" / job.id / "result.json").read_text())
+    assert result["target"] == job.target and result["axes"] == job.axes
+    assert set(result["localisation"]) >= {"n", "epsilon_plus_flat", "epsilon_gamma_box"}
+    assert {"before", "after", "class_id"} <= set(result["fix"])
+    report = (smoke / "report.html").read_text()
+    assert "data:image/png;base64," in report and "Thresholds (set on clean models only)" in report
+
+
+def test_a_finished_suite_is_reused_not_retrained(smoke, capsys):
+    before = {p: p.stat().st_mtime_ns for p in smoke.glob("jobs/*/result.json")}
+    assert main(["bench", "--suite", "smoke", "--out", str(smoke), "--no-progress", "--device", "cpu"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in smoke.glob("jobs/*/result.json")} == before
+    assert "AUROC" in capsys.readouterr().out
+
+
+def test_the_job_list_and_one_job(smoke, tmp_path, capsys):
+    assert main(["bench", "--suite", "smoke", "--out", str(tmp_path), "--list"]) == 0
+    jobs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [j["id"] for j in jobs] == [j.id for j in make_suite("smoke")]
+    assert all("recipe" in j and "axes" in j for j in jobs)
+    code = main(["bench", "--suite", "smoke", "--out", str(tmp_path), "--job", "m99-nothing"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and "no job 'm99-nothing'" in err and len(err.splitlines()) == 1
+
+
+def test_unknown_suite_and_baseline_are_one_line_errors(tmp_path, capsys):
+    for extra, words in ((["--suite", "smok"], "did you mean smoke"), (["--baselines", "strp"], "did you mean strip")):
+        code = main(["bench", "--out", str(tmp_path), *extra])
+        err = capsys.readouterr().err.strip()
+        assert code != 0 and words in err and len(err.splitlines()) == 1
