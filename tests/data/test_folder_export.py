@@ -106,9 +106,10 @@ def test_the_audit_of_a_folder_never_glues_the_checkpoints_stickers(stickered_ru
     assert main(["data", "--export", str(out), "--as-trained", str(stickered_run), "--no-progress"]) == 0
     common = ["audit", "--checkpoint", str(stickered_run), "--split", "train", "--methods", "", "--no-progress"]
     folder = [*common, "--data", "folder", "--data-dir", str(out), "--max-images", "200", "--out", str(tmp_path / "a")]
-    assert main(folder) == 0
+    assert main([*folder, "--placement", "random"]) == 0
     info = json.loads((tmp_path / "a" / "audit.json").read_text())
     assert info["data"]["artefacts_reproduced"] is False and info["data"]["name"] == "folder"
+    assert info["discovery"]["placement"] == "random" and info["config"]["placement"] == "random"
     given = [*common, "--data", "synthetic", "--as-given", "--max-images", "200", "--out", str(tmp_path / "b")]
     assert main(given) == 0
     assert json.loads((tmp_path / "b" / "audit.json").read_text())["data"]["artefacts_reproduced"] is False

@@ -11,7 +11,19 @@ from klugerhans.audit.transplant import Placement
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES, Fallback
 
-__all__ = ["AuditConfig"]
+__all__ = ["EXPLAIN_PIXELS", "PREDICT_PIXELS", "AuditConfig", "batch_for"]
+
+
+EXPLAIN_PIXELS = 64 * 32 * 32
+"""Default explanation batch, in pixels: 64 images at 32 px. LRP keeps every layer's input of a batch, so at 224 px a
+batch of 64 ResNet-50 inputs held 10 GB; the batch shrinks with the image area instead."""
+PREDICT_PIXELS = 256 * 32 * 32
+"""Default prediction batch, in pixels: 256 images at 32 px."""
+
+
+def batch_for(size: int, pixels: int = EXPLAIN_PIXELS, batch_size: int | None = None) -> int:
+    """``batch_size`` if given, else as many ``size`` px images as fit in ``pixels`` (at least 2)."""
+    return batch_size if batch_size is not None else max(2, pixels // (size * size))
 
 
 @dataclass(frozen=True)
@@ -45,8 +57,8 @@ class AuditConfig:
     """An operation without an LRP rule: "error" stops with a one-line error naming it and its module path;
     "gradient" propagates relevance through it as gradient x input (in every LRP explainer of the audit) and the
     report states the share of operations with a rule (``discovery.lrp_rule_share``, ``discovery.fallback_ops``)."""
-    batch_size: int = 64
-    """Images per explanation pass."""
+    batch_size: int | None = None
+    """Images per explanation pass; None: :func:`batch_for` the image size (64 at 32 px, 2 at 224 px)."""
     threshold: float = DEFAULT_THRESHOLD
     """Hijack rate at which a class is flagged if also significant (see :mod:`klugerhans.audit.ranking`)."""
     alpha: float = DEFAULT_ALPHA
@@ -86,6 +98,10 @@ class AuditConfig:
     progress: bool = True
     """Progress bars and stage messages on stderr."""
 
+    def explain_batch(self, size: int) -> int:
+        """Images per explanation pass for ``size`` px images: :attr:`batch_size`, else :func:`batch_for` ``size``."""
+        return batch_for(size, batch_size=self.batch_size)
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(tuple(self.methods)))
         checks = [
@@ -94,7 +110,7 @@ class AuditConfig:
             (self.split in ("test", "val", "train"), f"split must be 'test', 'val' or 'train', got {self.split!r}"),
             (self.max_images is None or self.max_images >= 1, f"max images must be positive, got {self.max_images}"),
             (self.max_per_class is None or self.max_per_class >= 3, "max per class must be at least 3"),
-            (self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
+            (self.batch_size is None or self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
             (0.0 < self.threshold <= 1.0, f"threshold must be in (0, 1] (a hijack rate), got {self.threshold}"),
             (0.0 < self.alpha < 1.0, f"alpha must be in (0, 1), got {self.alpha}"),
             (0.0 < self.patch <= 0.5, f"patch must be in (0, 0.5] of the image side, got {self.patch}"),

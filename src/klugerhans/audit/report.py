@@ -48,7 +48,7 @@ def write_audit(result: AuditResult, out_dir: str | os.PathLike[str]) -> dict[st
     if result.config.virelay:
         from klugerhans.audit.virelay import export_virelay
 
-        export_virelay(result, out / "virelay", result.config.batch_size)
+        export_virelay(result, out / "virelay", result.config.explain_batch(result.data.size))
         result.timings["virelay"] = round(time.perf_counter() - start, 3)
         start = time.perf_counter()
     figures = _draw_figures(result, out / "figures")

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from klugerhans.audit.collect import ClassHeatmaps, collect_heatmaps, select_explained
-from klugerhans.audit.config import AuditConfig
+from klugerhans.audit.config import PREDICT_PIXELS, AuditConfig, batch_for
 from klugerhans.audit.faithfulness import aopc, region_perturbation, uniform_fill
 from klugerhans.audit.localisation import localisation_scores
 from klugerhans.audit.methods import MethodOptions, attribute, make_attributor
@@ -226,9 +226,11 @@ def audit_classifier(
     norm = clf.meta.normalization
     if data.size != clf.input_size:
         raise KlugerhansError(f"images are {data.size} px but the model takes {clf.input_size} px")
+    # Batches by pixel count: what fits at 32 px (64 heatmaps) would need 10 GB for a 224 px ResNet-50.
+    predict_batch = batch_for(data.size, PREDICT_PIXELS)
 
     def predict(images: np.ndarray) -> np.ndarray:
-        return predict_labels(clf, images, batch_size=256)
+        return predict_labels(clf, images, batch_size=predict_batch)
 
     _say(f"predicting {len(data)} images", progress)
     with _stage(timings, "predict"):
@@ -246,7 +248,15 @@ def audit_classifier(
             fallback=config.fallback,
         )
         heatmaps = collect_heatmaps(
-            explainer, data.images, data.labels, index, config.spray_grid, side, norm, config.batch_size, progress
+            explainer,
+            data.images,
+            data.labels,
+            index,
+            config.spray_grid,
+            side,
+            norm,
+            config.explain_batch(data.size),
+            progress,
         )
 
     spray_cfg = SprayConfig(grid=config.spray_grid, seed=config.seed)
@@ -302,6 +312,7 @@ def audit_classifier(
             "composite": config.composite,
             "n_explained": len(heatmaps.index),
             "patch_px": side,
+            "batch_size": config.explain_batch(data.size),
             "placement": placement,
             "spray_grid": config.spray_grid,
         },
@@ -385,13 +396,22 @@ def _compare_methods(result: AuditResult, clf: Classifier, correct: np.ndarray) 
         n_examples = min(4, n_loc) if n_loc else min(4, len(images))
         for method in _bar(list(config.methods), "methods", progress):
             maps = attribute(
-                make_attributor(method, clf.model, options), x, torch.as_tensor(targets), config.batch_size
+                make_attributor(method, clf.model, options),
+                x,
+                torch.as_tensor(targets),
+                config.explain_batch(data.size),
             )
             example_maps[method] = maps[:n_examples].numpy()
             loc_scores[method] = localisation_scores(maps[:n_loc].numpy(), loc_masks)
             if len(faith_rows):
                 curves = region_perturbation(
-                    lambda t: clf.logits(t), x[n_loc:], maps[n_loc:], targets[n_loc:], fill[n_loc:], region, steps
+                    lambda t: clf.logits(t, batch_for(data.size, PREDICT_PIXELS)),
+                    x[n_loc:],
+                    maps[n_loc:],
+                    targets[n_loc:],
+                    fill[n_loc:],
+                    region,
+                    steps,
                 )
                 faith[method] = {"aopc": aopc(curves), "curve": curves.mean(0).tolist()}
         result.localisation = {
@@ -432,7 +452,7 @@ def _compare_methods(result: AuditResult, clf: Classifier, correct: np.ndarray) 
                     options,
                     config.sanity,
                     True,
-                    config.batch_size,
+                    config.explain_batch(data.size),
                     config.seed,
                 ),
             }

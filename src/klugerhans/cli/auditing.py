@@ -41,8 +41,21 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold", type=float, default=None, help="hijack rate at which a class is flagged (default 0.15)"
     )
+    p.add_argument(
+        "--placement",
+        choices=("auto", "random", "same"),
+        default="auto",
+        help="where the transplant test pastes a patch: random (anywhere on the sign or image: object-centred crops), "
+        "same (where it was cut: artefacts bound to a place, such as corner tags), auto (same on images without "
+        "sign boxes, else random)",
+    )
     p.add_argument("--max-per-class", type=_positive_int, default=100, help="images explained per class (100)")
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="images per explanation pass (default: 64 at 32 px, 2 at 224 px)",
+    )
     p.add_argument("--methods", default=None, help="comma-separated attribution methods to compare ('' for none)")
     p.add_argument("--virelay", action="store_true", help="also export heatmaps for the ViRelAy viewer")
     _add_progress_args(p)
@@ -88,6 +101,7 @@ def _run_audit(args: argparse.Namespace, checkpoint: str, extra: dict[str, Any])
             fallback=args.fallback,
             batch_size=args.batch_size,
             max_per_class=args.max_per_class,
+            placement=args.placement,
             virelay=args.virelay,
             progress=not args.no_progress,
             **extra,
