@@ -27,7 +27,7 @@ def test_bench_json_has_every_metric_for_the_audit_and_each_baseline(smoke):
     assert set(bench["baselines"]) == {"activation_clustering", "spectral_signatures", "strip"}
     for numbers in bench["baselines"].values():
         assert {*METRIC_KEYS, "by_axis"} <= set(numbers)
-    assert set(bench["by_axis"]) >= {"artefact", "size", "position", "fraction", "label", "arch", "data"}
+    assert set(bench["by_axis"]) >= {"artefact", "size", "position", "fraction", "label", "arch", "data", "learned"}
     assert 0.0 <= bench["auroc"] <= 1.0
 
 

@@ -30,7 +30,12 @@ from klugerhans.io import atomic_write_bytes, atomic_write_text
 from klugerhans.models.checkpoint import to_jsonable
 from klugerhans.report.html import Report, Section, write_report
 
-__all__ = ["collect_outcomes", "summarize_suite", "write_bench"]
+__all__ = ["LEARNED_FLIP_RATE", "collect_outcomes", "summarize_suite", "write_bench"]
+
+LEARNED_FLIP_RATE = 0.25
+"""A manipulated model *learned* its shortcut when gluing the artefact on other classes' test images turns at least
+this share into the target class. Models that did not learn it stay in the suite (a detector should not flag them
+either, ideally); the axis ``learned`` (yes/no) shows both groups apart."""
 
 
 def collect_outcomes(results: Sequence[dict[str, Any]]) -> dict[str, list[ModelOutcome]]:
@@ -46,10 +51,19 @@ def collect_outcomes(results: Sequence[dict[str, Any]]) -> dict[str, list[ModelO
                     target=r["target"],
                     scores=scores,
                     flagged=tuple(int(c) for c in d["flagged"]),
-                    axes=dict(r["axes"]),
+                    axes=_axes(r),
                 )
             )
     return by_detector
+
+
+def _axes(result: dict[str, Any]) -> dict[str, str]:
+    """The job's grid values, and for a manipulated model whether it learned the shortcut (see LEARNED_FLIP_RATE)."""
+    axes = dict(result["axes"])
+    if result["manipulated"]:
+        flip = result["evaluation"].get("flip_rate")
+        axes["learned"] = "yes" if flip is not None and flip >= LEARNED_FLIP_RATE else "no"
+    return axes
 
 
 def _shipped(outcomes: Sequence[ModelOutcome]) -> dict[str, Any]:
