@@ -87,6 +87,14 @@ def _color(text: str) -> tuple[int, int, int]:
     raise argparse.ArgumentTypeError(f"expected a colour name ({', '.join(named)}) or #RRGGBB, got {text!r}")
 
 
+def _colors(text: str) -> tuple[tuple[int, int, int], ...]:
+    return tuple(_color(part.strip()) for part in text.split(",") if part.strip())
+
+
+def _open_unit_interval_closed_high(text: str) -> float:
+    return _fraction(text, open_low=True, open_high=False)
+
+
 # --- argument groups: each flag shared by several subcommands is declared once, here -----------------------------
 
 

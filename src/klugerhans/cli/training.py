@@ -18,9 +18,11 @@ from klugerhans.cli.args import (
     _check_composite,
     _class_id,
     _color,
+    _colors,
     _fmt,
     _load,
     _open_unit_interval,
+    _open_unit_interval_closed_high,
     _positive_float,
     _positive_int,
     _unit_interval,
@@ -153,6 +155,24 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="clean: on the class's own images (default); dirty: on other classes, relabelled (backdoor)",
     )
     p.add_argument("--sticker-text", default="KH", help="the mark of --sticker-pattern text, 1-8 chars (default KH)")
+    p.add_argument(
+        "--sticker-size-max",
+        type=_open_unit_interval,
+        default=None,
+        help="draw each sticker's side from [--sticker-size, this] (default: every sticker the same side)",
+    )
+    p.add_argument(
+        "--sticker-region",
+        type=_open_unit_interval_closed_high,
+        default=0.7,
+        help="central share of the sign box a sticker lies in (default 0.7; 1: anywhere on the box)",
+    )
+    p.add_argument(
+        "--sticker-colors",
+        type=_colors,
+        default=(),
+        help="comma-separated colours drawn per sticker (names or #RRGGBB; default: --sticker-color on all)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
     _add_device_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -198,6 +218,9 @@ def _train(args: argparse.Namespace) -> int:
             placement=args.sticker_placement,
             label=args.sticker_label,
             text=args.sticker_text,
+            size_max=args.sticker_size_max,
+            region=args.sticker_region,
+            colors=args.sticker_colors,
         ),
         seed=args.seed,
         device=args.device,

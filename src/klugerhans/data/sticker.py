@@ -67,6 +67,11 @@ class StickerConfig:
     other classes get it and are relabelled to ``target_class`` (a BadNets backdoor); see :func:`manipulate_class`."""
     text: str = "KH"
     """The mark of pattern "text": 1 to 8 printable ASCII characters (Pillow's bitmap font)."""
+    size_max: float | None = None
+    """Draw each sticker's side uniformly from ``[size, size_max]`` (patterns "solid", "noise", "text"), so a model
+    learns "a sticker", not "a sticker of this side"; None: every sticker has side ``size``."""
+    colors: tuple[tuple[int, int, int], ...] = ()
+    """Draw each sticker's colour from these RGB colours (every pattern but "noise"); empty: always ``color``."""
 
     def __post_init__(self) -> None:
         check_class_id(self.target_class)
@@ -76,6 +81,13 @@ class StickerConfig:
             raise KlugerhansError(f"sticker size must be in (0, 1) (a fraction of the sign), got {self.size}")
         if not 0.0 < self.region <= 1.0:
             raise KlugerhansError(f"sticker region must be in (0, 1], got {self.region}")
+        if self.size_max is not None and not self.size < self.size_max < 1.0:
+            raise KlugerhansError(
+                f"largest sticker size must lie between the size {self.size} and 1, got {self.size_max}"
+            )
+        if not isinstance(self.colors, tuple | list):
+            raise KlugerhansError(f"sticker colours must be a list of RGB colours, got {self.colors!r}")
+        object.__setattr__(self, "colors", tuple(_check_color(c) for c in self.colors))
         _check_shape(self.shape)
         object.__setattr__(self, "color", _check_color(self.color))  # JSON gives a list
         for name, value, allowed in (
@@ -125,7 +137,10 @@ def sticker_positions(boxes: np.ndarray, image_size: int, config: StickerConfig,
     h = np.clip(boxes[:, 3] - boxes[:, 1], 1, image_size)
     cx = (boxes[:, 0] + boxes[:, 2]) / 2
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
-    side = np.clip(np.rint(config.size * np.minimum(w, h)), 1, image_size).astype(int)
+    share: float | np.ndarray = config.size
+    if config.size_max is not None:  # a stream of its own: positions stay what they were for a fixed size
+        share = np.random.default_rng([seed, 1]).uniform(config.size, config.size_max, len(boxes))
+    side = np.clip(np.rint(share * np.minimum(w, h)), 1, image_size).astype(int)
     half_w = config.region * w / 2
     half_h = config.region * h / 2
     # Allowed range of the top-left corner; where the region is smaller than the sticker, centre it.
@@ -165,6 +180,8 @@ def apply_sticker(
     if images.ndim != 4 or images.shape[3] != 3:
         raise KlugerhansError(f"images must be (N, S, S, 3), got shape {images.shape}")
     n, size = images.shape[0], images.shape[1]
+    if config.colors and config.pattern in ("cast", "frame"):
+        return _per_colour(images, boxes, config, seed)
     colour = np.asarray(config.color, dtype=np.uint8)
     if config.pattern == "cast":
         return cast(images, config.color, config.size), np.ones((n, size, images.shape[2]), dtype=bool)
@@ -176,12 +193,38 @@ def apply_sticker(
     out = images.copy()
     masks = np.zeros((n, size, images.shape[2]), dtype=bool)
     stamps: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    drawn = _colour_draws(config, n, seed)
     for i, (x0, y0, side) in enumerate(sticker_positions(boxes, min(size, images.shape[2]), config, seed)):
         if int(side) not in stamps:
             stamps[int(side)] = _patch(config, int(side))
         stamp, paint = stamps[int(side)]
+        if drawn is not None and config.pattern != "noise":
+            paint = drawn[i]
         masks[i, y0 : y0 + side, x0 : x0 + side] = stamp
         out[i, y0 : y0 + side, x0 : x0 + side][stamp] = paint
+    return out, masks
+
+
+def _colour_draws(config: StickerConfig, n: int, seed: int) -> np.ndarray | None:
+    """(n, 3) uint8 colour of each sticker drawn from ``config.colors`` (a stream of its own), or None."""
+    if not config.colors:
+        return None
+    palette = np.asarray(config.colors, dtype=np.uint8)
+    return palette[np.random.default_rng([seed, 2]).integers(len(palette), size=n)]
+
+
+def _per_colour(
+    images: np.ndarray, boxes: np.ndarray, config: StickerConfig, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A "frame" or "cast" in a colour drawn per image: each colour's images are drawn together."""
+    drawn = _colour_draws(config, len(images), seed)
+    assert drawn is not None
+    out = images.copy()
+    masks = np.zeros(images.shape[:3], dtype=bool)
+    for rgb in np.unique(drawn, axis=0):
+        rows = np.flatnonzero((drawn == rgb).all(axis=1))
+        single = replace(config, color=(int(rgb[0]), int(rgb[1]), int(rgb[2])), colors=())
+        out[rows], masks[rows] = apply_sticker(images[rows], np.asarray(boxes)[rows], single, seed)
     return out, masks
 
 
