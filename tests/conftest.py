@@ -17,3 +17,14 @@ def gtsrb_dir() -> Path:
     if not path.is_dir() or not any(path.iterdir()):
         pytest.skip(f"real GTSRB data not found in {path}: set KLUGERHANS_GTSRB_DIR to the folder with the archives")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sticker_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of ``klugerhans train`` on 430 synthetic signs: 1 epoch, width 0.125, sticker side 0.3 (read-only)."""
+    from klugerhans.cli import main
+
+    run = tmp_path_factory.mktemp("tiny-sticker") / "run"
+    train = ["train", "--data", "synthetic", "--out", str(run), "--epochs", "1", "--width", "0.125"]
+    assert main([*train, "--batch-size", "32", "--sticker-size", "0.3", "--max-images", "430", "--no-progress"]) == 0
+    return run

@@ -6,15 +6,10 @@ import pytest
 
 from klugerhans.cli import main
 
-TINY = ["--max-images", "430", "--no-progress"]
-
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("evaluate") / "run"
-    train = ["train", "--data", "synthetic", "--out", str(run), "--epochs", "1", "--width", "0.125"]
-    assert main([*train, "--batch-size", "32", "--sticker-size", "0.3", *TINY]) == 0
-    return run
+def tiny_run(tiny_sticker_run):
+    return tiny_sticker_run
 
 
 def _evaluate(run, tmp_path, *extra):

@@ -13,8 +13,6 @@ from klugerhans.data.dataset import SignData
 from klugerhans.data.folder import class_folder, export_image_folder, load_folder
 from klugerhans.errors import DataError
 
-TINY = ["--max-images", "430", "--no-progress"]
-
 
 def _data(n: int = 12, size: int = 16, classes: int = 3, seed: int = 0) -> SignData:
     rng = np.random.default_rng(seed)
@@ -75,11 +73,8 @@ def test_a_non_empty_target_is_refused(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def stickered_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("export") / "run"
-    train = ["train", "--data", "synthetic", "--out", str(run), "--epochs", "1", "--width", "0.125"]
-    assert main([*train, "--batch-size", "64", "--sticker-size", "0.3", *TINY]) == 0
-    return run
+def stickered_run(tiny_sticker_run):
+    return tiny_sticker_run
 
 
 def test_as_trained_exports_exactly_what_training_saw(stickered_run, tmp_path, capsys):

@@ -387,6 +387,7 @@ def _compare_methods(result: AuditResult, clf: Classifier, correct: np.ndarray) 
         x = to_tensor(images, norm) if len(images) else torch.zeros(0, 3, data.size, data.size)
         fill = uniform_fill(tuple(x.shape), norm, config.seed)
         region = config.flip_region
+        predict_batch = batch_for(data.size, PREDICT_PIXELS)
         if data.size % region:
             raise KlugerhansError(f"flip region {region} px must divide the image size {data.size}")
         steps = min(config.flip_steps, (data.size // region) ** 2)
@@ -405,7 +406,7 @@ def _compare_methods(result: AuditResult, clf: Classifier, correct: np.ndarray) 
             loc_scores[method] = localisation_scores(maps[:n_loc].numpy(), loc_masks)
             if len(faith_rows):
                 curves = region_perturbation(
-                    lambda t: clf.logits(t, batch_for(data.size, PREDICT_PIXELS)),
+                    lambda t: clf.logits(t, predict_batch),
                     x[n_loc:],
                     maps[n_loc:],
                     targets[n_loc:],

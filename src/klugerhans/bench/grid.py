@@ -22,6 +22,7 @@ import numpy as np
 from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
+from klugerhans.models.architectures import parse_arch
 from klugerhans.models.recipe import TrainConfig
 from klugerhans.registry import Registry
 
@@ -197,8 +198,6 @@ def make_suite(suite: str | SuiteConfig) -> list[BenchJob]:
 
 
 def _with_arch(recipe: TrainConfig, arch: str) -> TrainConfig:
-    from klugerhans.models.architectures import parse_arch
-
     parsed = parse_arch(arch)
     return replace(recipe, family=parsed["family"], arch=parsed["arch"])
 

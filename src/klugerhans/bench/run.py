@@ -22,7 +22,7 @@ import numpy as np
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.localisation import relevance_mass_accuracy
 from klugerhans.audit.run import audit_classifier
-from klugerhans.bench.baselines import BASELINES, run_baselines
+from klugerhans.bench.baselines import run_baselines
 from klugerhans.bench.grid import BenchJob, SuiteConfig
 from klugerhans.explain.composites import COMPOSITES
 from klugerhans.explain.lrp import explain_dataset
@@ -187,8 +187,3 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
     _say(f"{job.id}: done in {result['timings']['total']:.0f} s", options.progress)
     return result
-
-
-def default_baselines() -> tuple[str, ...]:
-    """Every registered baseline."""
-    return tuple(sorted(BASELINES))

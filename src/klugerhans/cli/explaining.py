@@ -173,15 +173,15 @@ def _figure(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
         chosen = pick_seed_rows(clf, ds.test, seed=args.seed)  # type: ignore[assignment]
-    rows = explain_rows(clf, chosen, args.composite, fallback=args.fallback)
+    from klugerhans.explain.lrp import LRP, coverage_line
+
+    explainer = LRP(clf.model, args.composite, norm=clf.meta.normalization, fallback=args.fallback)
+    rows = explain_rows(clf, chosen, explainer)
     for path in draw_seed_figure(rows, args.out, args.lang, args.cmap):
         print(f"wrote {path}")
-    if args.fallback == "gradient":
-        from klugerhans.explain.lrp import LRP, coverage_line
-
-        coverage = LRP(clf.model, args.composite, norm=clf.meta.normalization, fallback="gradient").coverage()
-        if coverage["fallback_ops"]:
-            print(coverage_line(coverage))
+    coverage = explainer.coverage()
+    if coverage["fallback_ops"]:
+        print(coverage_line(coverage))
     for row in rows:
         mass = f", sticker relevance mass {row.sticker_relevance_mass:.2f}" if row.mask is not None else ""
         print(f"{row.title}: predicted {row.pred} (p={row.prob:.3f}){mass}")

@@ -101,7 +101,7 @@ def _export_data(args: argparse.Namespace) -> int:
         )
         splits = {k: v for k, v in (("train", ds.train), ("val", ds.val), ("test", ds.test)) if v is not None}
         names = tuple(ds.info.get("class_names") or class_names("en"))
-        what = f"{args.data}"
+        what = args.data
     splits = {k: v for k, v in splits.items() if len(v)}
     written = export_image_folder(splits, args.export, names, progress=not args.no_progress)
     counts = ", ".join(f"{k} {n:,}" for k, n in written.items())

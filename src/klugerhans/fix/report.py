@@ -77,8 +77,11 @@ def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "e
     c = result.class_id
     composite = result.config.locate.composite
     seed_rows = pick_seed_rows(result.before, result.test, seed=result.config.seed)
-    before_fig = draw_seed_figure(explain_rows(result.before, seed_rows, composite), figures / "before.png", "en")[0]
-    after_fig = draw_seed_figure(explain_rows(result.after, seed_rows, composite), figures / "after.png", "en")[0]
+    fallback = result.config.fallback
+    before_rows = explain_rows(result.before, seed_rows, composite, fallback=fallback)
+    after_rows = explain_rows(result.after, seed_rows, composite, fallback=fallback)
+    before_fig = draw_seed_figure(before_rows, figures / "before.png", "en")[0]
+    after_fig = draw_seed_figure(after_rows, figures / "after.png", "en")[0]
     located_fig = _located_figure(*result.located_examples, figures / "located.png")
     loc = n["locate"]
     truth = (

@@ -16,7 +16,7 @@ import numpy as np
 
 from klugerhans.data.classes import SPEED_50
 from klugerhans.data.dataset import SignData
-from klugerhans.data.sticker import StickerConfig, apply_sticker
+from klugerhans.data.sticker import Shape, StickerConfig, apply_sticker
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import Classifier
 from klugerhans.models.evaluation import predict_labels
@@ -62,7 +62,7 @@ def sticker_robustness(
     sizes: Sequence[float] = (0.15, 0.2, 0.25, 0.3, 0.35),
     regions: Sequence[float] = (0.7, 1.0),
     colours: dict[str, tuple[int, int, int]] | None = None,
-    shape: str = "square",
+    shape: Shape = "square",
     repeats: int = 3,
     seed: int = 0,
 ) -> list[RobustnessPoint]:
@@ -99,7 +99,7 @@ def sticker_robustness(
     for size in sizes:
         for region in regions:
             for name, rgb in (colours or DARK_COLOURS).items():
-                sticker = StickerConfig(target_class=target, size=size, color=rgb, shape=shape, region=region)  # type: ignore[arg-type]
+                sticker = StickerConfig(target_class=target, size=size, color=rgb, shape=shape, region=region)
                 flips = 0
                 for r in range(repeats):
                     stickered, _ = apply_sticker(images, boxes, sticker, seed=seed + r)

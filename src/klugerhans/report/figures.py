@@ -22,7 +22,7 @@ from klugerhans.data.sticker import StickerConfig, apply_sticker
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
-from klugerhans.explain.lrp import compute_heatmaps
+from klugerhans.explain.lrp import LRP, compute_heatmaps
 from klugerhans.io import atomic_write_bytes
 from klugerhans.models.checkpoint import Classifier
 from klugerhans.models.preprocess import to_tensor
@@ -109,19 +109,24 @@ def pick_seed_rows(
 def explain_rows(
     classifier: Classifier,
     rows: Sequence[tuple[str, np.ndarray, int | None, np.ndarray | None]],
-    composite: str = "epsilon_plus_flat",
+    composite: str | LRP = "epsilon_plus_flat",
     *,
     fallback: Fallback = "error",
 ) -> list[FigureRow]:
     """Predict and explain each chosen image (the predicted class), returning :class:`FigureRow` s.
 
-    ``fallback="gradient"`` passes gradient x input through operations without an LRP rule instead of stopping.
+    ``composite`` is a composite name or an :class:`~klugerhans.explain.lrp.LRP` explainer of ``classifier`` built
+    by the caller (who then reads its coverage); ``fallback="gradient"`` passes gradient x input through operations
+    without an LRP rule instead of stopping (for a name only: an explainer has its own).
     """
     images = np.stack([r[1] for r in rows])
     x = to_tensor(images, classifier.meta.normalization).to(classifier.device)
-    expl = compute_heatmaps(
-        classifier.model, x, composite=composite, norm=classifier.meta.normalization, fallback=fallback
-    )
+    if isinstance(composite, LRP):
+        expl = compute_heatmaps(composite, x)
+    else:
+        expl = compute_heatmaps(
+            classifier.model, x, composite=composite, norm=classifier.meta.normalization, fallback=fallback
+        )
     probs = torch.softmax(expl.logits.float(), dim=1).cpu().numpy()
     relevance = expl.relevance.sum(dim=1).float().cpu().numpy()
     return [
