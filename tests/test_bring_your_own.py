@@ -168,5 +168,5 @@ def test_python_api_explains_and_audits_any_module(marked):
     expl = klugerhans.explain_model(model, images, target=0)
     assert tuple(expl.relevance.shape) == (4, 3, SIZE, SIZE) and expl.targets.tolist() == [0] * 4
     result = klugerhans.audit_model(model, pairs, class_names=names, methods=(), progress=False, max_per_class=30)
-    assert result.ranking.flagged == (1,)
+    assert result.ranking.flagged == (1,), {c: (t.probe, t.by_probe) for c, t in result.transplant.items()}
     assert result.to_json()["per_class"]["1"]["name"] == "cherry"

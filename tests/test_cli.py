@@ -320,3 +320,12 @@ def test_web_model_store_passes_fallback_to_its_explainers():
         ModelStore().explainer(clf, "epsilon_plus_flat").explain(x)
     relevance = ModelStore(fallback="gradient").explainer(clf, "epsilon_plus_flat").explain(x).relevance
     assert relevance.shape == (1, 3, 32, 32) and torch.isfinite(relevance).all()
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [(["--probes", "window,ruler"], "unknown transplant probe(s) ruler"), (["--probes", ","], "at least one")],
+)
+def test_audit_probes_are_checked_in_one_line(extra, words, checkpoint, tmp_path, capsys):
+    code = main(["audit", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "a"), "--no-progress", *extra])
+    assert words in _one_line_error(capsys, code)

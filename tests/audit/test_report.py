@@ -28,6 +28,7 @@ KEYS = {
     "accuracy",
     "threshold",
     "threshold_rationale",
+    "threshold_source",
     "suspicion_ranking",
     "flagged",
     "per_class",

@@ -41,8 +41,12 @@ def test_paste_and_random_windows_stay_inside() -> None:
     assert out[0, 5:7, 6:8].min() == 7 and out.sum() == 7 * 12 and rec.sum() == 0
 
 
-def _audit(classifier, data):
-    config = AuditConfig(checkpoint="hand-built", recipients=48, methods=(), tsne_classes=0, progress=False)
+def _audit(classifier, data, probes=("window", "pixels")):
+    # The colour probe is left out: these toy classes are defined by their colour alone, so carrying a donor's
+    # colours over rightly turns every recipient (test_colour_defined_classes_are_reported_by_the_colour_probe).
+    config = AuditConfig(
+        checkpoint="hand-built", recipients=48, methods=(), tsne_classes=0, progress=False, probes=probes
+    )
     return audit_classifier(classifier, data, config)
 
 
@@ -62,6 +66,13 @@ def test_control_model_flags_nothing(control_classifier, squares_with_patch) -> 
     assert max(result.ranking.scores.values()) < 0.1
 
 
+def test_colour_defined_classes_are_reported_by_the_colour_probe(control_classifier, squares) -> None:
+    result = _audit(control_classifier, squares, probes=("window", "colour"))
+    assert {t.probe for t in result.transplant.values()} == {"colour"}
+    assert sum(v >= 0.9 for v in result.ranking.scores.values()) >= 3  # red, green, blue: pure colours
+    assert all(t.by_probe["window"]["hijack_rate"] < 0.1 for t in result.transplant.values())
+
+
 def test_ranking_rules() -> None:
     def fake(c: int, hits: int, control: int) -> TransplantResult:
         h = np.zeros(40, bool)
@@ -77,7 +88,7 @@ def test_ranking_rules() -> None:
     # control-only pairs, p = 0.05 > 0.01 / 5
     assert ranking.flagged == (0, 2)
     assert ranking.untested == (9,)
-    assert "25%" in ranking.rationale()
+    assert "25.0%" in ranking.rationale() and "0.01 / (5 classes x 1 probes)" in ranking.rationale()
     with pytest.raises(KlugerhansError):
         rank_classes(results, threshold=0.0)
 

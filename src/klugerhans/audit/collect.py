@@ -1,9 +1,10 @@
 """One streaming LRP pass over the audited images, keeping only what the discovery stages need.
 
 For every explained image (correctly classified, explaining its own class) the pass keeps a ``grid x grid``
-downsampled heatmap (for SpRAy) and the corner and relevance share of its most relevant ``k x k`` window (for the
-transplant test); the full-resolution heatmap of a batch is dropped as soon as both are taken. Memory therefore
-grows with ``grid**2 + 3`` numbers per image, not with the image size.
+downsampled heatmap (for SpRAy), the corner and relevance share of its most relevant ``k x k`` window and a packed
+bit mask of its ``k * k`` most relevant pixels (for the transplant test's probes); the full-resolution heatmap of a
+batch is dropped as soon as they are taken. Memory therefore grows with ``grid**2 + 3`` numbers and ``S * S`` bits per
+image (6 KB at 224 px).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from klugerhans.audit.probes import top_pixels
 from klugerhans.audit.spray import downsample_maps
 from klugerhans.audit.transplant import best_windows
 from klugerhans.errors import KlugerhansError
@@ -35,6 +37,8 @@ class ClassHeatmaps:
     """(M, 2) int64 top-left ``(y, x)`` of the most relevant window."""
     share: np.ndarray
     """(M,) share of the positive relevance inside that window."""
+    pixels: np.ndarray
+    """(M, ceil(S * S / 8)) uint8 packed masks of the ``k * k`` most relevant pixels (:func:`top_pixels`)."""
 
     def rows_of(self, class_id: int) -> np.ndarray:
         """Positions (into these arrays) of the rows of ``class_id``."""
@@ -84,6 +88,8 @@ def collect_heatmaps(
     maps = np.zeros((m, grid, grid), dtype=np.float32)
     corners = np.zeros((m, 2), dtype=np.int64)
     share = np.zeros(m, dtype=np.float64)
+    size = images.shape[1]
+    pixels = np.zeros((m, -(-size * size // 8)), dtype=np.uint8)
     starts = range(0, m, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -96,4 +102,7 @@ def collect_heatmaps(
         sl = slice(start, start + len(rows))
         maps[sl] = downsample_maps(relevance, grid)
         corners[sl], share[sl] = best_windows(relevance, window)
-    return ClassHeatmaps(index=index, labels=np.asarray(labels)[index], maps=maps, corners=corners, share=share)
+        pixels[sl] = top_pixels(relevance, window * window)
+    return ClassHeatmaps(
+        index=index, labels=np.asarray(labels)[index], maps=maps, corners=corners, share=share, pixels=pixels
+    )

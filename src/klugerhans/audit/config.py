@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from klugerhans.audit.methods import DEFAULT_METHODS, check_methods
-from klugerhans.audit.ranking import DEFAULT_ALPHA, DEFAULT_THRESHOLD
+from klugerhans.audit.probes import DEFAULT_PROBES, check_probes
+from klugerhans.audit.ranking import DEFAULT_ALPHA
 from klugerhans.audit.sanity import Mode
 from klugerhans.audit.transplant import Placement
 from klugerhans.errors import KlugerhansError
@@ -59,8 +60,9 @@ class AuditConfig:
     report states the share of operations with a rule (``discovery.lrp_rule_share``, ``discovery.fallback_ops``)."""
     batch_size: int | None = None
     """Images per explanation pass; None: :func:`batch_for` the image size (64 at 32 px, 2 at 224 px)."""
-    threshold: float = DEFAULT_THRESHOLD
-    """Hijack rate at which a class is flagged if also significant (see :mod:`klugerhans.audit.ranking`)."""
+    threshold: float | None = None
+    """Hijack rate at which a class is flagged if also significant (see :mod:`klugerhans.audit.ranking`); None: the
+    shipped threshold of the placement, set on the benchmark's clean models (:mod:`klugerhans.audit.thresholds`)."""
     alpha: float = DEFAULT_ALPHA
     """Family-wise significance level of the flagging test."""
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -77,6 +79,10 @@ class AuditConfig:
     """Transplant placement: "random" (anywhere in the recipient's sign box), "same" (where it was cut) or "auto"
     ("same" on photos without object boxes, such as an image folder's, else "random"; see
     :mod:`klugerhans.audit.transplant`)."""
+    probes: tuple[str, ...] = DEFAULT_PROBES
+    """Transplant probes (:mod:`klugerhans.audit.probes`): "window" (compact artefacts) and, opt-in, "colour" (global
+    ones, such as a colour cast; it also reports classes told apart by their colours) and "pixels" (thin or spread
+    ones, such as a frame; it also carries a class's own shape); a class scores its best probe."""
     spray_grid: int = 8
     """SpRAy downsamples heatmaps to this grid."""
     tsne_classes: int = 4
@@ -104,6 +110,7 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(tuple(self.methods)))
+        object.__setattr__(self, "probes", check_probes(tuple(self.probes)))
         checks = [
             (bool(self.checkpoint), "give a checkpoint (--checkpoint FILE or RUN_DIR)"),
             (bool(self.out), "give an output folder (--out DIR)"),
@@ -111,7 +118,10 @@ class AuditConfig:
             (self.max_images is None or self.max_images >= 1, f"max images must be positive, got {self.max_images}"),
             (self.max_per_class is None or self.max_per_class >= 3, "max per class must be at least 3"),
             (self.batch_size is None or self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}"),
-            (0.0 < self.threshold <= 1.0, f"threshold must be in (0, 1] (a hijack rate), got {self.threshold}"),
+            (
+                self.threshold is None or 0.0 < self.threshold <= 1.0,
+                f"threshold must be in (0, 1] (a hijack rate), got {self.threshold}",
+            ),
             (0.0 < self.alpha < 1.0, f"alpha must be in (0, 1), got {self.alpha}"),
             (0.0 < self.patch <= 0.5, f"patch must be in (0, 0.5] of the image side, got {self.patch}"),
             (self.recipients >= 1, f"recipients must be at least 1, got {self.recipients}"),

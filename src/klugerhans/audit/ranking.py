@@ -1,24 +1,21 @@
 """Ranking classes by suspicion and deciding which to flag.
 
 The suspicion score of a class is its *hijack rate* from the transplant test: the share of other classes'
-correctly classified signs that its most relevant patch (1/16 of the image, pasted anywhere on the sign) turns
-into it. The control patch (same size, same donors, same recipients and places, cut elsewhere on the sign) guards
-what the score means: a class is flagged only if its hijack rate reaches the threshold *and* the relevant patch
+correctly classified signs that a small part of its own signs turns into it (the most relevant window, 1/16 of the
+image, pasted anywhere on the sign; or their colours: the probes of :mod:`klugerhans.audit.probes`; the best probe
+counts). The control (same size, same donors, same recipients and places, cut elsewhere on the sign) guards
+what the score means: a class is flagged only if its hijack rate reaches the threshold *and* the relevant part
 hijacks significantly more often than the control (one-sided exact McNemar test on the paired outcomes, at ``alpha``
-Bonferroni-corrected over the tested classes). A class that any patch of its signs hijacks (the model's default
-under occlusion, say) therefore ranks high but is not flagged; the excess (hijack minus control) and the ratio are
-reported next to the score.
+Bonferroni-corrected over the tested classes and probes). A class that any patch of its signs hijacks (the model's
+default under occlusion, say) therefore ranks high but is not flagged; the excess (hijack minus control) and the
+ratio are reported next to the score.
 
-Why the default threshold is 0.15. From first principles: the recipient keeps its own evidence on 15/16 of the
-image, which the model classifies correctly. A model that reads the whole sign should almost never switch;
-legitimate local parts (a digit that also occurs on a neighbouring speed limit, a colour unique to one sign) switch
-only the few recipients where the part is plausible, and pasting at a random place removes most of those. A patch
-that decides about one sign in seven wherever it is pasted is a feature sufficient on its own: a shortcut.
-Measured (200 recipients per class, all 43 classes): control VGG11-BN models trained without stickers reached at
-most 0.07 (synthetic signs, width 0.5) and 0.04 (real GTSRB, width 0.5), half the threshold or less. The
-unmanipulated classes of sticker-trained models reached at most 0.105 (class 12, priority road, whose yellow centre
-alone decides it in a weakly trained synthetic model with 40% accuracy) and 0.04 (GTSRB), while the sticker class
-reached 0.165 to 0.18 (synthetic, sticker flip rates near 20%) and 0.315 (GTSRB, flip rate 48%).
+The threshold is set on clean models, never on manipulated ones: ``klugerhans bench`` audits clean controls and the
+shipped value lies above their top hijack rates at a stated false-positive rate, one value per placement
+(:mod:`klugerhans.audit.thresholds`; ``audit.json`` reports it as ``threshold_source``). First principles say why a
+hijack rate means anything at all: the recipient keeps its own evidence everywhere but the pasted part, which the
+model classified correctly, so a model that reads the whole sign should almost never switch; a small part that
+switches many signs wherever it is pasted is a sufficient feature on its own, i.e. a shortcut.
 """
 
 from __future__ import annotations
@@ -29,21 +26,15 @@ from dataclasses import dataclass
 from klugerhans.audit.transplant import TransplantResult
 from klugerhans.errors import KlugerhansError
 
-__all__ = ["DEFAULT_ALPHA", "DEFAULT_THRESHOLD", "THRESHOLD_RATIONALE", "Ranking", "rank_classes"]
+__all__ = ["DEFAULT_ALPHA", "THRESHOLD_RATIONALE", "Ranking", "rank_classes"]
 
-DEFAULT_THRESHOLD = 0.15
-"""Hijack rate at or above which a class is flagged, if also significant vs the control (see the module docstring)."""
 DEFAULT_ALPHA = 0.01
-"""Family-wise significance level of the relevant-vs-control test (Bonferroni over the tested classes)."""
+"""Family-wise significance level of the relevant-vs-control test (Bonferroni over the tested classes and probes)."""
 THRESHOLD_RATIONALE = (
-    "A class is flagged when its most relevant patch ({area:.1%} of the image), pasted at a random place, turns at "
-    "least {threshold:.0%} of the other classes' correctly classified signs into it (hijack rate >= "
-    "{threshold:.2f}) and does so significantly more often than a random patch of the same size from the same "
-    "signs (one-sided exact McNemar test, p <= {alpha:g} / {n_tested} tested classes). A model that reads the "
-    "whole sign keeps the rest of each recipient's evidence and should almost never switch; a small patch that "
-    "switches that many signs wherever it is pasted is a sufficient feature on its own, i.e. a shortcut. The "
-    f"default threshold, {DEFAULT_THRESHOLD:.2f}, is at least twice the largest hijack rate that control models "
-    "without stickers reached (0.07 on synthetic signs, 0.04 on GTSRB)."
+    "A class is flagged when a small part of its correctly classified signs, carried over by the transplant test's "
+    "best probe ({probes}; a window is {area:.1%} of the image), turns at least {threshold:.1%} of the other "
+    "classes' correctly classified signs into it (hijack rate >= {threshold:.4g}), significantly more often than its "
+    "control (one-sided exact McNemar test, p <= {alpha:g} / ({n_tested} classes x {n_probes} probes)). {source}"
 )
 
 
@@ -61,24 +52,29 @@ class Ranking:
     """Classes present in the data but not tested (too few correctly classified images)."""
     threshold: float
     alpha: float
+    n_probes: int = 1
+    """Transplant probes run per class (the Bonferroni correction counts every class-probe test)."""
 
     @property
     def corrected_alpha(self) -> float:
-        """Per-class significance level after the Bonferroni correction."""
-        return self.alpha / max(1, len(self.order))
+        """Per-test significance level after the Bonferroni correction over classes and probes."""
+        return self.alpha / max(1, len(self.order) * self.n_probes)
 
-    def rationale(self, patch_area: float = 1 / 16) -> str:
-        """One paragraph saying what the threshold means; ``patch_area`` is the patch's share of the image."""
+    def rationale(self, patch_area: float = 1 / 16, probes: tuple[str, ...] = ("window",), source: str = "") -> str:
+        """One paragraph saying what the threshold means; ``patch_area`` is the window's share of the image,
+        ``source`` says where the threshold comes from."""
         return THRESHOLD_RATIONALE.format(
-            threshold=self.threshold, alpha=self.alpha, n_tested=len(self.order), area=patch_area
-        )
+            threshold=self.threshold, alpha=self.alpha, n_tested=len(self.order), area=patch_area,
+            probes=", ".join(probes), n_probes=self.n_probes, source=source,
+        ).strip()  # fmt: skip
 
 
 def rank_classes(
     results: Mapping[int, TransplantResult],
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float,
     alpha: float = DEFAULT_ALPHA,
     present: tuple[int, ...] | list[int] = (),
+    n_probes: int = 1,
 ) -> Ranking:
     """Order tested classes by hijack rate (ties: larger excess, then lower id) and flag the clear ones.
 
@@ -87,6 +83,8 @@ def rank_classes(
         threshold: hijack rate at or above which a class is flagged if also significant, in (0, 1].
         alpha: family-wise significance level, in (0, 1).
         present: every class id in the audited data (those without a result are listed as untested).
+        n_probes: transplant probes run per class; each class's result is its best probe, so the significance
+            level is divided by classes times probes.
     """
     if not 0.0 < threshold <= 1.0:
         raise KlugerhansError(f"threshold must be in (0, 1] (a hijack rate), got {threshold}")
@@ -94,7 +92,9 @@ def rank_classes(
         raise KlugerhansError(f"alpha must be in (0, 1), got {alpha}")
     scores = {int(c): float(r.hijack_rate) for c, r in results.items()}
     order = tuple(sorted(scores, key=lambda c: (-scores[c], -results[c].excess, c)))
-    level = alpha / max(1, len(order))
+    if n_probes < 1:
+        raise KlugerhansError(f"n_probes must be at least 1, got {n_probes}")
+    level = alpha / max(1, len(order) * n_probes)
     flagged = tuple(c for c in order if scores[c] >= threshold and results[c].p_value <= level)
     untested = tuple(sorted(int(c) for c in set(present) - set(scores)))
-    return Ranking(order, flagged, scores, untested, float(threshold), float(alpha))
+    return Ranking(order, flagged, scores, untested, float(threshold), float(alpha), int(n_probes))

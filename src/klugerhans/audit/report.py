@@ -99,9 +99,10 @@ def _draw_figures(result: AuditResult, folder: Path) -> dict[str, list[tuple[str
 
 
 _RANKING_CAPTION = (
-    "Transplant test per class, most suspicious first: share of other classes' signs switched to the class by its "
-    "most relevant patch (bars: the hijack rate, the suspicion score; red: flagged) and by a random patch of the "
-    "same size from the same signs (control). Dashed: the flagging threshold."
+    "Transplant test per class, most suspicious first: share of other classes' signs switched to the class by a small "
+    "part of its own signs, with its best probe (the most relevant patch, its most relevant pixels or its colours; "
+    "bars: the hijack rate, the suspicion score; red: flagged) and by that probe's control (a random patch or random "
+    "pixels from the same signs, or another class's colours). Dashed: the flagging threshold."
 )
 _SPRAY_CAPTION = (
     "Top: smallest eigenvalues of the heatmap graph's Laplacian (a large gap after k values = k distinct "
@@ -306,9 +307,8 @@ def _build_report(result: AuditResult, s: dict[str, Any], figures: dict[str, lis
 
 
 def _ranking_table(result: AuditResult) -> list[list[object]]:
-    rows: list[list[object]] = [
-        ["rank", "class", "name", "hijack", "control", "excess", "p", "SpRAy k", "eigengap", "patch share", "flagged"]
-    ]
+    header = ["rank", "class", "name", "probe", "hijack", "control", "excess", "p", "SpRAy k", "eigengap"]
+    rows: list[list[object]] = [[*header, "window share", "flagged"]]
     for i, c in enumerate(result.ranking.order, start=1):
         t = result.transplant[c]
         sp = result.spray.get(c)
@@ -317,6 +317,7 @@ def _ranking_table(result: AuditResult) -> list[list[object]]:
                 i,
                 c,
                 _name(result, c, 32),
+                t.probe,
                 t.hijack_rate,
                 t.control_rate,
                 t.excess,

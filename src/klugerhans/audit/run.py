@@ -35,6 +35,7 @@ from klugerhans.audit.methods import MethodOptions, attribute, make_attributor
 from klugerhans.audit.ranking import Ranking, rank_classes
 from klugerhans.audit.sanity import sanity_check
 from klugerhans.audit.spray import SprayConfig, SprayResult, spray_class, tsne_view
+from klugerhans.audit.thresholds import ShippedThreshold, shipped_threshold
 from klugerhans.audit.transplant import (
     TransplantConfig,
     TransplantResult,
@@ -129,10 +130,13 @@ class AuditResult:
                 "threshold": self.ranking.threshold,
                 "alpha": self.ranking.alpha,
                 "corrected_alpha": self.ranking.corrected_alpha,
-                "threshold_rationale": self.ranking.rationale(self.config.patch**2),
-                "suspicion_score": "hijack rate: share of other classes' correctly classified signs that the "
-                "class's most relevant patch, pasted at a random place, turns into the class; flagged if at least the "
-                "threshold and significantly above a random patch of the same size from the same donors",
+                "threshold_rationale": self.ranking.rationale(
+                    self.config.patch**2, self.config.probes, _source_sentence(self.info.get("threshold_source"))
+                ),
+                "suspicion_score": "hijack rate: share of other classes' correctly classified signs that a small "
+                "part of the class's signs (its best transplant probe: the most relevant window pasted at a random "
+                "place, its most relevant pixels, or its colours) turns into the class; flagged if at least the "
+                "threshold and significantly above that probe's control",
                 "suspicion_ranking": list(self.ranking.order),
                 "flagged": list(self.ranking.flagged),
                 "untested": list(self.ranking.untested),
@@ -144,6 +148,15 @@ class AuditResult:
                 "timings": self.timings,
             }
         )
+
+
+def _source_sentence(source: dict[str, Any] | None) -> str:
+    if not source or "value" not in source:
+        return "The threshold was set by the user."
+    return (
+        f"The threshold was set on {source['n_clean']} clean models of the benchmark suite {source['suite']!r} "
+        f"({source['command']}), never on manipulated ones: {source['rationale']}."
+    )
 
 
 def _say(message: str, progress: bool) -> None:
@@ -272,6 +285,7 @@ def audit_classifier(
         recipients=config.recipients,
         placement=placement,
         seed=config.seed,
+        probes=config.probes,
     )
     results: dict[int, TransplantResult] = {}
     with _stage(timings, "transplant"):
@@ -291,8 +305,15 @@ def audit_classifier(
                 heatmaps.share[rows],
                 recipients,
                 transplant_cfg,
+                heatmaps.pixels[rows],
             )
-        ranking = rank_classes(results, config.threshold, config.alpha, present)
+        source: ShippedThreshold | None = None
+        if config.threshold is None:
+            source = shipped_threshold(placement)
+            threshold = source.value
+        else:
+            threshold = config.threshold
+        ranking = rank_classes(results, threshold, config.alpha, present, n_probes=len(config.probes))
     _say(f"most suspicious classes: {list(ranking.order[:5])}; flagged: {list(ranking.flagged)}", progress)
 
     tsne: dict[int, np.ndarray] = {}
@@ -314,8 +335,10 @@ def audit_classifier(
             "patch_px": side,
             "batch_size": config.explain_batch(data.size),
             "placement": placement,
+            "probes": list(config.probes),
             "spray_grid": config.spray_grid,
         },
+        "threshold_source": source.to_dict() if source is not None else {"set_by": "the user (--threshold)"},
     }
     if config.fallback == "gradient":
         coverage = explainer.coverage()

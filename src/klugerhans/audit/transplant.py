@@ -8,6 +8,9 @@ control, paste a window of the same size cut at a random place inside the donor'
 relevant window (so the control never carries part of what is tested), onto the *same* recipients at the *same*
 place. A shortcut shows as a hijack rate far above the control's; the design is paired, so
 the one-sided exact McNemar test (a binomial test on the discordant pairs) says whether the gap is more than chance.
+The window is one of the test's probes (:mod:`klugerhans.audit.probes`: also the most relevant pixels in any shape,
+and the colours); every probe runs on the same donors and recipients with its own control, and a class keeps the
+probe that hijacks most.
 
 Where the patch goes (``placement``): on signs, anywhere inside the recipient's sign box ("random"): a sticker works
 wherever it is glued, while a legitimate part of a sign (a digit) only works in its place, and every sign has its
@@ -20,12 +23,20 @@ random otherwise; the control patch always goes to the same place as the relevan
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from klugerhans.audit.probes import (
+    DEFAULT_PROBES,
+    check_probes,
+    paste_pixels,
+    random_pixels,
+    transfer_colour,
+    unpack_pixels,
+)
 from klugerhans.errors import KlugerhansError
 
 __all__ = [
@@ -62,8 +73,12 @@ class TransplantConfig:
     """Transplanted images kept per class for the report."""
     seed: int = 0
     """Seed of donors, recipients and positions."""
+    probes: tuple[str, ...] = DEFAULT_PROBES
+    """What is carried over (:mod:`klugerhans.audit.probes`): "window", "pixels", "colour"; a class's hijack rate
+    is that of the probe that hijacks most."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "probes", check_probes(tuple(self.probes)))
         if not 0.0 < self.patch <= 0.5:
             raise KlugerhansError(f"transplant patch must be in (0, 0.5] of the image side, got {self.patch}")
         if self.recipients < 1 or self.min_donors < 1 or self.n_examples < 0:
@@ -173,7 +188,7 @@ def paste_patches(
 
 @dataclass(frozen=True)
 class TransplantResult:
-    """Transplant test of one class."""
+    """Transplant test of one class: the outcomes of the probe that hijacked most, and every probe's numbers."""
 
     class_id: int
     n_donors: int
@@ -188,6 +203,10 @@ class TransplantResult:
     """(e, S, S, 3) uint8 recipients with the relevant patch, for the report."""
     example_preds: np.ndarray
     """(e,) predictions on ``examples``."""
+    probe: str = "window"
+    """The probe these outcomes are from (the one with the highest hijack rate)."""
+    by_probe: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Probe -> ``hijack_rate``, ``control_rate``, ``p_value`` of every probe run."""
 
     @property
     def n_recipients(self) -> int:
@@ -223,7 +242,7 @@ class TransplantResult:
             return 1.0
         return float(binomtest(only_relevant, only_relevant + only_control, 0.5, alternative="greater").pvalue)
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, Any]:
         """JSON-ready numbers."""
         return {
             "n_donors": self.n_donors,
@@ -234,6 +253,8 @@ class TransplantResult:
             "ratio": self.ratio,
             "p_value": self.p_value,
             "window_share": self.window_share,
+            "probe": self.probe,
+            "by_probe": self.by_probe,
         }
 
 
@@ -247,8 +268,12 @@ def transplant_class(
     donor_share: np.ndarray,
     recipients: np.ndarray,
     config: TransplantConfig | None = None,
+    donor_pixels: np.ndarray | None = None,
 ) -> TransplantResult:
-    """Run the transplant test for one class.
+    """Run the transplant test for one class with every probe of ``config`` and keep the one that hijacks most.
+
+    Every probe uses the same recipients and donors (recipient ``i`` gets donor ``i``'s part), so their rates are
+    comparable; ties go to the earlier probe in :data:`~klugerhans.audit.probes.PROBES`.
 
     Args:
         predict: the model on uint8 images.
@@ -260,6 +285,8 @@ def transplant_class(
         donor_share: (len(donors),) share of positive relevance in that window.
         recipients: indices of correctly classified images of other classes to draw recipients from.
         config: test settings.
+        donor_pixels: (len(donors), ceil(S * S / 8)) packed masks of each donor's most relevant pixels
+            (:func:`~klugerhans.audit.probes.top_pixels`); needed for the "pixels" probe, which is skipped without.
     """
     config = config or TransplantConfig()
     donors = np.asarray(donors, dtype=np.int64)
@@ -270,6 +297,8 @@ def transplant_class(
         )
     if len(donor_corners) != len(donors) or len(donor_share) != len(donors):
         raise KlugerhansError("need one window corner and share per donor")
+    if donor_pixels is not None and len(donor_pixels) != len(donors):
+        raise KlugerhansError("need one pixel mask per donor")
     if len(recipients) == 0:
         raise KlugerhansError("the transplant test needs correctly classified images of other classes")
     rng = np.random.default_rng([config.seed, int(class_id)])
@@ -282,20 +311,47 @@ def transplant_class(
     control_src = random_windows(boxes[donor_rows], side, size, rng, avoid=relevant_src)
     placement = resolve_placement(config.placement, boxes, size)
     dst = relevant_src if placement == "same" else random_windows(boxes[chosen], side, size, rng)
-    with_relevant = paste_patches(images[chosen], images[donor_rows], relevant_src, dst, side)
-    with_control = paste_patches(images[chosen], images[donor_rows], control_src, dst, side)
-    relevant_preds = predict(with_relevant)
-    hijacked = relevant_preds == class_id
-    control = predict(with_control) == class_id
-    keep = min(config.n_examples, len(chosen))
-    # show hijacked examples first: they are what a reader needs to see
-    order = np.argsort(~hijacked, kind="stable")[:keep]
-    return TransplantResult(
-        class_id=int(class_id),
-        n_donors=len(donors),
-        hijacked=hijacked,
-        control_hijacked=control,
-        window_share=float(np.mean(donor_share)),
-        examples=with_relevant[order],
-        example_preds=relevant_preds[order],
-    )
+    targets, sources = images[chosen], images[donor_rows]
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if "window" in config.probes:
+        pairs["window"] = (
+            paste_patches(targets, sources, relevant_src, dst, side),
+            paste_patches(targets, sources, control_src, dst, side),
+        )
+    if "pixels" in config.probes and donor_pixels is not None:
+        masks = unpack_pixels(np.asarray(donor_pixels)[pick], size)
+        pairs["pixels"] = (
+            paste_pixels(targets, sources, masks),
+            paste_pixels(targets, sources, random_pixels(masks, boxes[donor_rows], rng)),
+        )
+    if "colour" in config.probes:
+        others = rng.choice(recipients, size=len(chosen))
+        pairs["colour"] = (transfer_colour(targets, sources), transfer_colour(targets, images[others]))
+    if not pairs:
+        raise KlugerhansError("no transplant probe could run: the pixels probe needs the donors' pixel masks")
+    # one prediction pass over every probe's images: fewer, fuller batches
+    n = len(chosen)
+    preds = predict(np.concatenate([x for pair in pairs.values() for x in pair]))
+    results = {}
+    for i, (name, (with_relevant, _)) in enumerate(pairs.items()):
+        relevant_preds = preds[2 * i * n : (2 * i + 1) * n]
+        hijacked = relevant_preds == class_id
+        keep = min(config.n_examples, len(chosen))
+        # show hijacked examples first: they are what a reader needs to see
+        order = np.argsort(~hijacked, kind="stable")[:keep]
+        results[name] = TransplantResult(
+            class_id=int(class_id),
+            n_donors=len(donors),
+            hijacked=hijacked,
+            control_hijacked=preds[(2 * i + 1) * n : (2 * i + 2) * n] == class_id,
+            window_share=float(np.mean(donor_share)),
+            examples=with_relevant[order],
+            example_preds=relevant_preds[order],
+            probe=name,
+        )
+    best = max(results.values(), key=lambda r: r.hijack_rate)  # max keeps the first of equals: probe order
+    by_probe = {
+        name: {"hijack_rate": r.hijack_rate, "control_rate": r.control_rate, "p_value": r.p_value}
+        for name, r in results.items()
+    }
+    return replace(best, by_probe=by_probe)

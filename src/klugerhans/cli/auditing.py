@@ -39,7 +39,16 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
         help="audit the images as they are: do not glue the checkpoint's training stickers on (folders always are)",
     )
     p.add_argument(
-        "--threshold", type=float, default=None, help="hijack rate at which a class is flagged (default 0.15)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="hijack rate at which a class is flagged (default: the one set on the benchmark's clean models)",
+    )
+    p.add_argument(
+        "--probes",
+        default=None,
+        help="comma-separated transplant probes: window (compact artefacts), pixels (thin ones, e.g. frames), "
+        "colour (global ones, e.g. a colour cast); default window",
     )
     p.add_argument(
         "--placement",
@@ -69,6 +78,8 @@ def _audit(args: argparse.Namespace) -> int:
         extra["threshold"] = args.threshold
     if args.methods is not None:
         extra["methods"] = tuple(m for m in args.methods.split(",") if m)
+    if args.probes is not None:
+        extra["probes"] = tuple(p.strip() for p in args.probes.split(",") if p.strip())
     with _checkpoint_source(args) as checkpoint:
         result = _run_audit(args, checkpoint or args.model, extra)
     per_class = result.get("per_class", {})
