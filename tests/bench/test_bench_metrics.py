@@ -281,8 +281,8 @@ def test_summarize_payload_is_json_ready():
         {"klugerhans": 0.25, "spectral_signatures": 0.5},
         primary="klugerhans",
     )
-    assert set(summary) == {*METRIC_KEYS, "by_axis", "baselines"}
-    assert set(summary["baselines"]) == {"spectral_signatures"}
+    assert set(summary) == {*METRIC_KEYS, "by_axis", "baselines", "variants"}
+    assert set(summary["baselines"]) == {"spectral_signatures"} and summary["variants"] == {}
     base = summary["baselines"]["spectral_signatures"]
     assert set(base) == {*METRIC_KEYS, "by_axis"}
     assert summary["auroc"] == pytest.approx(8 / 12) and summary["n_manipulated"] == 4
@@ -295,6 +295,18 @@ def test_summarize_payload_is_json_ready():
         summarize({"a": hand_outcomes()}, {"a": 0.25}, primary="b")
     with pytest.raises(KlugerhansError, match="threshold"):
         summarize({"a": hand_outcomes(), "b": hand_outcomes()}, {"a": 0.25}, primary="a")
+
+
+def test_variants_are_reported_apart_and_not_compared_as_baselines():
+    summary = summarize(
+        {"klugerhans": hand_outcomes(), "klugerhans@same": baseline_outcomes()},
+        {"klugerhans": 0.25, "klugerhans@same": 0.5},
+        primary="klugerhans",
+        variants=("klugerhans@same",),
+    )
+    assert set(summary["variants"]) == {"klugerhans@same"} and summary["baselines"] == {}
+    assert summary["variants"]["klugerhans@same"]["by_axis"]["artefact"]["frame"]["auroc"] == 1.0
+    assert compare_to_baselines(summary) == ["No baseline detector was run, so klugerhans was compared with nothing."]
 
 
 def test_compare_to_baselines_names_where_klugerhans_is_worse():

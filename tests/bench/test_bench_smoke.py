@@ -10,7 +10,7 @@ from klugerhans.bench.grid import make_suite
 from klugerhans.bench.metrics import METRIC_KEYS
 from klugerhans.cli import main
 
-TOP_KEYS = {*METRIC_KEYS, "by_axis", "baselines"}
+TOP_KEYS = {*METRIC_KEYS, "by_axis", "baselines", "variants"}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def test_bench_json_has_every_metric_for_the_audit_and_each_baseline(smoke):
     assert set(bench) >= TOP_KEYS
     assert bench["n_manipulated"] == 1 and bench["n_clean"] == 1 and bench["n_finished"] == 2
     assert set(bench["baselines"]) == {"activation_clustering", "spectral_signatures", "strip"}
-    for numbers in bench["baselines"].values():
+    assert set(bench["variants"]) == {"klugerhans@same", "klugerhans+colour", "klugerhans+pixels"}
+    for numbers in [*bench["baselines"].values(), *bench["variants"].values()]:
         assert {*METRIC_KEYS, "by_axis"} <= set(numbers)
     assert set(bench["by_axis"]) >= {"artefact", "size", "position", "fraction", "label", "arch", "data", "learned"}
     assert 0.0 <= bench["auroc"] <= 1.0
@@ -36,7 +37,7 @@ def test_thresholds_come_from_the_clean_model_only(smoke):
     clean = json.loads((smoke / "jobs" / "c00" / "result.json").read_text())
     top_clean = max(v for v in clean["detectors"]["klugerhans"]["scores"].values() if v is not None)
     threshold = bench["thresholds"]["klugerhans"]
-    assert threshold["n_clean"] == 1 and threshold["value"] > top_clean
+    assert threshold["n_clean"] == 1 and threshold["value"] > top_clean == threshold["clean_max"]
     assert "clean" in threshold["rationale"] and bench["false_positive_rate"] == 0.0
 
 
@@ -48,6 +49,24 @@ def test_each_manipulated_model_is_localised_and_repaired(smoke):
     assert {"before", "after", "class_id"} <= set(result["fix"])
     report = (smoke / "report.html").read_text()
     assert "data:image/png;base64," in report and "Thresholds (set on clean models only)" in report
+
+
+def test_rescore_audits_again_and_keeps_the_rest(smoke, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "smoke"
+    shutil.copytree(smoke, copy)
+    path = copy / "jobs" / "c00" / "result.json"
+    before = json.loads(path.read_text())
+    stale = {**before, "detectors": {**before["detectors"], "klugerhans": {"scores": {}, "flagged": [], "order": []}}}
+    path.write_text(json.dumps(stale))
+    assert main(["bench", "--suite", "smoke", "--out", str(copy), "--no-progress", "--device", "cpu", "--rescore"]) == 0
+    after = json.loads(path.read_text())
+    assert after["detectors"]["klugerhans"]["scores"] == before["detectors"]["klugerhans"]["scores"]  # seeded
+    assert after["detectors"]["strip"] == before["detectors"]["strip"] and after["evaluation"] == before["evaluation"]
+    assert (copy / "jobs" / "c00" / "run" / "best.safetensors").stat().st_mtime_ns == (
+        smoke / "jobs" / "c00" / "run" / "best.safetensors"
+    ).stat().st_mtime_ns
 
 
 def test_a_finished_suite_is_reused_not_retrained(smoke, capsys):

@@ -248,14 +248,16 @@ def summarize(
     outcomes_by_detector: Mapping[str, Sequence[ModelOutcome]],
     threshold_by_detector: Mapping[str, float],
     primary: str,
+    variants: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The ``bench.json`` payload: the primary detector's metrics and ``by_axis`` at top level, and the same for
-    every other detector under ``baselines[name]``. NaN becomes None.
+    """The ``bench.json`` payload: the primary detector's metrics and ``by_axis`` at top level, the same for each of
+    ``variants`` under ``variants[name]`` and for every other detector under ``baselines[name]``. NaN becomes None.
 
     Args:
         outcomes_by_detector: every model's outcome, per detector name.
         threshold_by_detector: each detector's flag threshold (from :func:`null_threshold` on its clean models).
         primary: the detector reported at top level (klugerhans' audit).
+        variants: other settings of the primary detector (reported, not compared as baselines).
     """
     if primary not in outcomes_by_detector:
         raise KlugerhansError(f"primary detector {primary!r} has no outcomes; have {sorted(outcomes_by_detector)}")
@@ -268,7 +270,9 @@ def summarize(
         return {**detection_metrics(outcomes, threshold), "by_axis": metrics_by_axis(outcomes, threshold)}
 
     summary = one(primary)
-    summary["baselines"] = {name: one(name) for name in sorted(outcomes_by_detector) if name != primary}
+    others = sorted(set(outcomes_by_detector) - {primary})
+    summary["variants"] = {name: one(name) for name in others if name in variants}
+    summary["baselines"] = {name: one(name) for name in others if name not in variants}
     return _jsonable(summary)
 
 

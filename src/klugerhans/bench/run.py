@@ -21,6 +21,7 @@ import numpy as np
 
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.localisation import relevance_mass_accuracy
+from klugerhans.audit.probes import PROBES
 from klugerhans.audit.run import audit_classifier
 from klugerhans.bench.baselines import run_baselines
 from klugerhans.bench.grid import BenchJob, SuiteConfig
@@ -33,10 +34,18 @@ from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.training import train
 from klugerhans.models.trainset import PreparedData, prepare_data
 
-__all__ = ["RunOptions", "job_dir", "load_result", "run_job"]
+__all__ = ["PRIMARY", "VARIANTS", "RunOptions", "job_dir", "load_result", "run_job"]
 
 PRIMARY = "klugerhans"
 """The detector name of klugerhans' own audit in results and ``bench.json``."""
+VARIANTS: dict[str, dict[str, Any]] = {
+    f"{PRIMARY}@same": {"placement": "same"},
+    f"{PRIMARY}+colour": {"probes": ("window", "colour")},
+    f"{PRIMARY}+pixels": {"probes": PROBES},
+}
+"""Audit settings measured beside the shipped audit (detector name -> changed :class:`AuditConfig` fields):
+pasting where the part was cut (the placement used for photos without object boxes; its clean models set that
+placement's threshold), the opt-in colour probe, and all probes."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,9 @@ class RunOptions:
     """Repair each manipulated model (the suite's ``fix_epochs``) and measure before/after."""
     progress: bool = True
     """Say what runs on stderr."""
+    rescore: bool = False
+    """For finished jobs, run klugerhans' audit again (after the audit changed) and keep the rest of ``result.json``;
+    the repair is redone only where the audit's top class changed, since it repairs that class."""
 
 
 def job_dir(out: str | Path, job: BenchJob) -> Path:
@@ -85,15 +97,25 @@ def _detector(scores: dict[int, float], flagged: tuple[int, ...] | list[int], **
     return {"scores": {str(c): float(v) for c, v in scores.items()}, "flagged": [int(c) for c in flagged], **extra}
 
 
-def _audit(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob) -> dict[str, Any]:
+def _audits(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob) -> dict[str, Any]:
+    """klugerhans' audit as it ships (:data:`PRIMARY`) and each of :data:`VARIANTS`, by detector name."""
+    return {name: _audit(clf, prepared, suite, job, **change) for name, change in {PRIMARY: {}, **VARIANTS}.items()}
+
+
+def _audit(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob, **change: Any) -> dict[str, Any]:
     config = AuditConfig(
         checkpoint=job.id, data=job.recipe.data, split="train", artefacts=False, methods=(), n_sanity=0,
-        tsne_classes=0, max_per_class=suite.audit_per_class, seed=job.recipe.seed, progress=False,
+        tsne_classes=0, max_per_class=suite.audit_per_class, seed=job.recipe.seed, progress=False, **change,
     )  # fmt: skip
     result = audit_classifier(clf, prepared.train, config)
     ranking = result.ranking
     return _detector(
-        ranking.scores, ranking.flagged, threshold=ranking.threshold, order=[int(c) for c in ranking.order]
+        ranking.scores,
+        ranking.flagged,
+        threshold=ranking.threshold,
+        order=[int(c) for c in ranking.order],
+        probe={str(c): r.probe for c, r in result.transplant.items()},
+        by_probe={str(c): r.by_probe for c, r in result.transplant.items()},
     )
 
 
@@ -145,7 +167,7 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     """
     done = load_result(options.out, job)
     if done is not None:
-        return done
+        return _rescore(job, suite, options, done) if options.rescore else done
     folder = job_dir(options.out, job)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -156,7 +178,7 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     evaluation = evaluate_model(clf, prepared.test, job.recipe.sticker, seed=job.recipe.seed)
     _say(f"{job.id}: audit", options.progress)
     t = time.perf_counter()
-    detectors = {PRIMARY: _audit(clf, prepared, suite, job)}
+    detectors = _audits(clf, prepared, suite, job)
     timings["audit"] = time.perf_counter() - t
     if options.baselines:
         _say(f"{job.id}: baselines {', '.join(options.baselines)}", options.progress)
@@ -186,4 +208,25 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     result["timings"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - start, 2)}
     atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
     _say(f"{job.id}: done in {result['timings']['total']:.0f} s", options.progress)
+    return result
+
+
+def _rescore(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[str, Any]) -> dict[str, Any]:
+    """``done`` with klugerhans' audit run again on the job's trained model (and its repair, if the top class moved)."""
+    folder = job_dir(options.out, job)
+    _say(f"{job.id}: audit again", options.progress)
+    clf = load_classifier(folder / "run" / "best.safetensors", device=options.device)
+    prepared = prepare_data(replace(job.recipe, progress=False))
+    t = time.perf_counter()
+    audits = _audits(clf, prepared, suite, job)
+    audit = audits[PRIMARY]
+    result = {**done, "detectors": {**done["detectors"], **audits}}
+    result["timings"] = {**done.get("timings", {}), "audit": round(time.perf_counter() - t, 2)}
+    top = audit["order"][0] if audit["order"] else job.target
+    if "fix" in done and top is not None and int(top) != int(done["fix"]["class_id"]):
+        _say(f"{job.id}: repair of the new top class {top}", options.progress)
+        t = time.perf_counter()
+        result["fix"] = _repair(job, folder / "run", folder / "fix", suite, int(top), options)
+        result["timings"]["fix"] = round(time.perf_counter() - t, 2)
+    atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
     return result

@@ -24,7 +24,7 @@ from klugerhans.bench.metrics import (
     null_threshold,
     summarize,
 )
-from klugerhans.bench.run import PRIMARY, load_result
+from klugerhans.bench.run import PRIMARY, VARIANTS, load_result
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_bytes, atomic_write_text
 from klugerhans.models.checkpoint import to_jsonable
@@ -132,8 +132,10 @@ def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: 
             raise KlugerhansError("no finished clean control: thresholds are set on clean models only")
         t = null_threshold(clean, fpr)
         thresholds[name] = t.value
-        rationale[name] = {"value": t.value, "fpr": t.fpr, "n_clean": t.n_clean, "rationale": t.rationale}
-    payload = summarize(by_detector, thresholds, PRIMARY)
+        rationale[name] = {
+            "value": t.value, "fpr": t.fpr, "n_clean": t.n_clean, "clean_max": max(clean), "rationale": t.rationale,
+        }  # fmt: skip
+    payload = summarize(by_detector, thresholds, PRIMARY, tuple(VARIANTS))
     payload["thresholds"] = rationale
     payload["shipped"] = _shipped(by_detector[PRIMARY])
     payload["localisation"] = _localisation(results)
@@ -174,7 +176,7 @@ def _axis_figure(payload: dict[str, Any], axis: str, metric: str, path: Path) ->
 
 def _table(payload: dict[str, Any]) -> list[list[object]]:
     rows: list[list[object]] = [["detector", *METRIC_KEYS]]
-    for name, d in {PRIMARY: payload, **payload.get("baselines", {})}.items():
+    for name, d in {PRIMARY: payload, **payload.get("variants", {}), **payload.get("baselines", {})}.items():
         rows.append([name, *(d.get(k) for k in METRIC_KEYS)])
     return rows
 

@@ -24,6 +24,11 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-fix", action="store_true", help="skip the repair of each manipulated model")
     p.add_argument(
+        "--rescore",
+        action="store_true",
+        help="finished jobs: run klugerhans' audit again on the trained models (keeps baselines and training)",
+    )
+    p.add_argument(
         "--fpr", type=_open_unit_interval, default=0.05, help="false-positive rate the thresholds aim at (0.05)"
     )
     _add_device_args(p)
@@ -49,7 +54,12 @@ def _bench(args: argparse.Namespace) -> int:
     for name in baselines:
         BASELINES.get_or_raise(name)
     options = RunOptions(
-        out=args.out, device=args.device, baselines=baselines, fix=not args.no_fix, progress=not args.no_progress
+        out=args.out,
+        device=args.device,
+        baselines=baselines,
+        fix=not args.no_fix,
+        progress=not args.no_progress,
+        rescore=args.rescore,
     )
     if not args.summarize:
         chosen = jobs
