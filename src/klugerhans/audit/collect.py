@@ -1,10 +1,10 @@
 """One streaming LRP pass over the audited images, keeping only what the discovery stages need.
 
 For every explained image (correctly classified, explaining its own class) the pass keeps a ``grid x grid``
-downsampled heatmap (for SpRAy), the corner and relevance share of its most relevant ``k x k`` window and a packed
-bit mask of its ``k * k`` most relevant pixels (for the transplant test's probes); the full-resolution heatmap of a
-batch is dropped as soon as they are taken. Memory therefore grows with ``grid**2 + 3`` numbers and ``S * S`` bits per
-image (6 KB at 224 px).
+downsampled heatmap (for SpRAy), the corner and relevance share of its most relevant ``k x k`` window and, for the
+transplant test's pixels probe, a packed bit mask of its ``k * k`` most relevant pixels; the full-resolution heatmap
+of a batch is dropped as soon as they are taken. Memory therefore grows with ``grid**2 + 3`` numbers per image (and
+``S * S`` bits with the pixels probe, 6 KB at 224 px), not with the image size.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class ClassHeatmaps:
     share: np.ndarray
     """(M,) share of the positive relevance inside that window."""
     pixels: np.ndarray
-    """(M, ceil(S * S / 8)) uint8 packed masks of the ``k * k`` most relevant pixels (:func:`top_pixels`)."""
+    """(M, ceil(S * S / 8)) uint8 packed masks of the ``k * k`` most relevant pixels (:func:`top_pixels`); (M, 0)
+    when they were not kept."""
 
     def rows_of(self, class_id: int) -> np.ndarray:
         """Positions (into these arrays) of the rows of ``class_id``."""
@@ -67,6 +68,7 @@ def collect_heatmaps(
     norm: Normalization | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    keep_pixels: bool = False,
 ) -> ClassHeatmaps:
     """Explain ``images[index]`` (each for its label) batch by batch and keep the reduced heatmaps.
 
@@ -80,6 +82,7 @@ def collect_heatmaps(
         norm: the model's input normalisation.
         batch_size: images per LRP pass.
         progress: show a tqdm bar on stderr.
+        keep_pixels: also keep each map's most relevant pixels (the transplant test's "pixels" probe).
     """
     index = np.asarray(index, dtype=np.int64)
     if batch_size < 1:
@@ -89,7 +92,7 @@ def collect_heatmaps(
     corners = np.zeros((m, 2), dtype=np.int64)
     share = np.zeros(m, dtype=np.float64)
     size = images.shape[1]
-    pixels = np.zeros((m, -(-size * size // 8)), dtype=np.uint8)
+    pixels = np.zeros((m, -(-size * size // 8) if keep_pixels else 0), dtype=np.uint8)
     starts = range(0, m, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -102,7 +105,8 @@ def collect_heatmaps(
         sl = slice(start, start + len(rows))
         maps[sl] = downsample_maps(relevance, grid)
         corners[sl], share[sl] = best_windows(relevance, window)
-        pixels[sl] = top_pixels(relevance, window * window)
+        if keep_pixels:
+            pixels[sl] = top_pixels(relevance, window * window)
     return ClassHeatmaps(
         index=index, labels=np.asarray(labels)[index], maps=maps, corners=corners, share=share, pixels=pixels
     )

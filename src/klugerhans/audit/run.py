@@ -270,6 +270,7 @@ def audit_classifier(
             norm,
             config.explain_batch(data.size),
             progress,
+            keep_pixels="pixels" in config.probes,
         )
 
     spray_cfg = SprayConfig(grid=config.spray_grid, seed=config.seed)
@@ -305,7 +306,7 @@ def audit_classifier(
                 heatmaps.share[rows],
                 recipients,
                 transplant_cfg,
-                heatmaps.pixels[rows],
+                heatmaps.pixels[rows] if heatmaps.pixels.shape[1] else None,
             )
         source: ShippedThreshold | None = None
         if config.threshold is None:

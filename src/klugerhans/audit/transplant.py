@@ -308,6 +308,7 @@ def transplant_class(
     pick = rng.integers(0, len(donors), size=len(chosen))
     donor_rows = donors[pick]
     relevant_src = np.asarray(donor_corners, dtype=np.int64)[pick]
+    # drawn whatever the probes, so that each probe's outcomes do not depend on which others run
     control_src = random_windows(boxes[donor_rows], side, size, rng, avoid=relevant_src)
     placement = resolve_placement(config.placement, boxes, size)
     dst = relevant_src if placement == "same" else random_windows(boxes[chosen], side, size, rng)
