@@ -20,9 +20,9 @@ turn other classes' signs into it. What "a small part" is depends on the shortcu
   other classes (hijack rate 0.45 against a control of 0.26).
 
 Each probe has its own paired control on the same recipients, so each is read the same way: hijack rate, control
-rate, one-sided exact McNemar test. On the benchmark suite (docs/BENCH.md) the window alone gave models that a frame
-flipped 98-100% of the time a hijack rate of 0.04-0.08 and a cast model (56% flip rate) 0.0; the pixels probe gave
-the frames 0.48-0.57 and the colour probe the cast 0.33.
+rate, one-sided exact McNemar test. On the benchmark suite (docs/BENCH.md, the models' target classes) the window
+gave the two models that a frame flipped 98-100% of the time a hijack rate of 0.04-0.065 and the four cast models
+(flip rates 56-95%) 0.0-0.065; the pixels probe gave the frames 0.49-0.57 and the colour probe the casts 0.225-0.55.
 """
 
 from __future__ import annotations

@@ -333,11 +333,11 @@ def transplant_class(
     # one prediction pass over every probe's images: fewer, fuller batches
     n = len(chosen)
     preds = predict(np.concatenate([x for pair in pairs.values() for x in pair]))
+    keep = min(config.n_examples, n)
     results = {}
     for i, (name, (with_relevant, _)) in enumerate(pairs.items()):
         relevant_preds = preds[2 * i * n : (2 * i + 1) * n]
         hijacked = relevant_preds == class_id
-        keep = min(config.n_examples, len(chosen))
         # show hijacked examples first: they are what a reader needs to see
         order = np.argsort(~hijacked, kind="stable")[:keep]
         results[name] = TransplantResult(
