@@ -1,6 +1,6 @@
 import pytest
 
-from klugerhans.io import atomic_write, atomic_write_text
+from klugerhans.io import atomic_write, atomic_write_figure, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -19,3 +19,21 @@ def test_failure_keeps_old_content_and_leaves_no_temp(tmp_path):
         raise OSError(28, "No space left on device")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_a_figure_is_rendered_then_written_atomically(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(1, 1))
+    fig.subplots().plot([0, 1], [1, 0])
+    path = atomic_write_figure(tmp_path / "f.png", fig, dpi=50)
+    assert path == tmp_path / "f.png" and path.read_bytes().startswith(b"\x89PNG")
+    assert atomic_write_figure(tmp_path / "f.pdf", fig, fmt="pdf").read_bytes().startswith(b"%PDF")
+
+    class Broken:
+        def savefig(self, *args, **kwargs):
+            raise RuntimeError("no renderer")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_figure(path, Broken())
+    assert path.read_bytes().startswith(b"\x89PNG") and sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]

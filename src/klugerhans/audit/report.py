@@ -6,7 +6,6 @@ pyplot state) into ``<out>/figures/`` and embedded in the HTML as data URIs, so 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ from klugerhans.data.classes import class_name
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import coverage_line
-from klugerhans.io import atomic_write_bytes, atomic_write_text
+from klugerhans.io import atomic_write_figure, atomic_write_text
 from klugerhans.report.html import Report, Section, write_report
 
 __all__ = ["run_audit", "write_audit"]
@@ -65,10 +64,7 @@ def write_audit(result: AuditResult, out_dir: str | os.PathLike[str]) -> dict[st
 
 
 def _save(fig: Any, path: Path) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())
-    return str(path)
+    return str(atomic_write_figure(path, fig, dpi=110))
 
 
 def _name(result: AuditResult, c: int, width: int = 24) -> str:

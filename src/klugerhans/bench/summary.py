@@ -7,7 +7,6 @@ threshold plus its significance test) are reported beside, as ``shipped``.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from klugerhans.bench.metrics import (
 )
 from klugerhans.bench.run import PRIMARY, VARIANTS, load_result
 from klugerhans.errors import KlugerhansError
-from klugerhans.io import atomic_write_bytes, atomic_write_text
+from klugerhans.io import atomic_write_figure, atomic_write_text
 from klugerhans.models.checkpoint import to_jsonable
 from klugerhans.report.html import Report, Section, write_report
 
@@ -168,10 +167,8 @@ def _axis_figure(payload: dict[str, Any], axis: str, metric: str, path: Path) ->
     ax.set_title(f"{metric.replace('_', ' ')} by {axis}", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
+    atomic_write_figure(path, fig, dpi=100)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _table(payload: dict[str, Any]) -> list[list[object]]:

@@ -3,7 +3,6 @@ for the model before and after the repair (on the same four images)."""
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from klugerhans.data.classes import class_name
 from klugerhans.fix.run import FixResult, save_fixed, write_numbers
-from klugerhans.io import atomic_write_bytes
+from klugerhans.io import atomic_write_figure
 from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
 from klugerhans.report.html import Report, Section, write_report
 
@@ -43,10 +42,8 @@ def _located_figure(images: np.ndarray, masks: np.ndarray, path: Path) -> str:
     axes[0, 0].set_ylabel("image", fontsize=8)
     axes[1, 0].set_ylabel("located", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    atomic_write_figure(path, fig, dpi=120)
     plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
     return str(path)
 
 

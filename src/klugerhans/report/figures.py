@@ -7,7 +7,6 @@ sticker* that the manipulated model calls 70 km/h because of the sticker, while 
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import LRP, compute_heatmaps
-from klugerhans.io import atomic_write_bytes
+from klugerhans.io import atomic_write_figure
 from klugerhans.models.checkpoint import Classifier
 from klugerhans.models.preprocess import to_tensor
 
@@ -179,11 +178,7 @@ def draw_seed_figure(
     written = []
     base = Path(out)
     for fmt in formats:
-        path = base.with_suffix(f".{fmt}")
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=150)
-        atomic_write_bytes(path, buf.getvalue())
-        written.append(path)
+        written.append(atomic_write_figure(base.with_suffix(f".{fmt}"), fig, dpi=150, fmt=fmt))
     plt.close(fig)
     return written
 
