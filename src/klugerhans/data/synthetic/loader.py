@@ -3,8 +3,11 @@
 Each image is one frame of a physical sign: a clean template (:mod:`klugerhans.data.synthetic.signs`) is turned
 (rotation, shear, foreshortening) and stretched into the crop the way GTSRB crops are cut around their boxes,
 pasted on a cluttered backdrop (:mod:`klugerhans.data.synthetic.scenes`) at ``supersample`` times the final size and
-averaged down (anti-aliasing), then blurred, lit, noised and sometimes JPEG-compressed like real frames.
-Exposure, contrast, colourfulness and sign size are calibrated against GTSRB's training images. Signs come
+averaged down (anti-aliasing), brought to the camera resolution of a real sign of that size, blurred, lit, noised
+and sometimes JPEG-compressed like real frames, then cut out of that image file the way the GTSRB loader cuts
+real ones (:mod:`klugerhans.data.synthetic.capture`). Sign sizes follow GTSRB's measured distribution; exposure,
+contrast, colourfulness and sharpness are calibrated against its training images
+(:mod:`klugerhans.data.synthetic.statistics`). Signs come
 in tracks of a few frames (same sign, backdrop and light; small changes in place, light and sharpness), so
 :func:`~klugerhans.data.dataset.split_by_track` works as on GTSRB.
 
@@ -28,6 +31,7 @@ from klugerhans.data.synthetic.rendering import (
     PhysicalSign,
     SyntheticConfig,
     compose_frame,
+    crop_like_loader,
     draw_frame,
     draw_sign,
     finish_frames,
@@ -85,7 +89,7 @@ def render_sign(
     background = draw_background(np.random.default_rng(sign.background_seed), size, config.clutter)
     img, box = compose_frame(check_class_id(class_id), size, sign, frame, background, config)
     noise = rng.random((1, size, size, 4), dtype=np.float32) if config.noise > 0 else None
-    return finish_frames(np.asarray(img)[None], [frame], noise)[0], box
+    return crop_like_loader(finish_frames(np.asarray(img)[None], [frame], noise)[0], frame), box
 
 
 def render_signs(
@@ -157,7 +161,8 @@ def render_signs(
             if noise is not None:
                 noise[j] = rng.random((size, size, 4), dtype=np.float32)
             batch.append(frame)
-        images[start:stop] = finish_frames(raw, batch, noise)
+        for j, file in enumerate(finish_frames(raw, batch, noise)):
+            images[start + j] = crop_like_loader(file, batch[j])
     return images, boxes
 
 

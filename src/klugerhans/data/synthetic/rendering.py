@@ -1,10 +1,12 @@
 """How one synthetic frame is drawn: the random look of a physical sign and its frames, and the pipeline.
 
-:func:`draw_sign` draws what all frames of a track share (design variant, paint, pose, backdrop, light),
-:func:`draw_frame` what changes from frame to frame (exact place, exposure, blur, noise, JPEG); then
-:func:`compose_frame` pastes the posed template on its backdrop like a camera would see it, and
-:func:`finish_frames` lights, noises and compresses a batch at once. :mod:`klugerhans.data.synthetic.loader` turns
-this into datasets.
+:func:`draw_sign` draws what all frames of a track share (design variant, paint, pose, backdrop, light, how far
+away the sign is), :func:`draw_frame` what changes from frame to frame (exact place, size, exposure, blur, noise,
+JPEG); then :func:`compose_frame` makes the image file GTSRB would hold (the posed template on its backdrop, at
+the camera's resolution, with the release's border), :func:`finish_frames` lights, noises and compresses a batch
+of files at once, and :func:`crop_like_loader` cuts each sign out of its file the way the GTSRB loader does
+(GTSRB's capture chain, measured in :mod:`klugerhans.data.synthetic.capture`).
+:mod:`klugerhans.data.synthetic.loader` turns this into datasets.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
+from klugerhans.data.images import resize_square
+from klugerhans.data.synthetic.capture import LOADER_MARGIN, capture_table, file_width
 from klugerhans.data.synthetic.pictograms import NUM_ROLES, STYLES
 from klugerhans.data.synthetic.scenes import (
     Lighting,
@@ -109,8 +113,8 @@ class PhysicalSign:
     pose: Pose
     background_seed: int
     light: Lighting
-    resolution: float  # pixels the camera had across the crop in the track's first frame
-    growth: float  # resolution gain per frame as the car approaches
+    distance: float  # the track's first frame in the real distribution of sign sizes (a probability, 0..1)
+    approach: float  # share of the remaining way to the largest size gained per frame as the car approaches
     surroundings: np.ndarray  # (8,) uniforms choosing the post and neighbouring signs
 
 
@@ -119,10 +123,11 @@ class Frame:
     """One frame's small changes to its sign's pose and light, and the camera's degradations."""
 
     pose: Pose
-    box: tuple[float, float, float, float]  # where the sign lands, in crop units
+    box: tuple[float, float, float, float]  # where the sign lands in the loader's crop, in crop units
+    window: tuple[float, float, float, float]  # the loader's crop (sign box + margin) in file units
     light: Lighting
-    resolution: float
-    blur: float  # blur radius in pixels at S = 32
+    resolution: float  # camera pixels across the file (inf: no resolution loss)
+    blur: float  # blur radius in pixels of the loader's crop at S = 32
     noise: float
     jpeg_quality: int  # 0: no JPEG
 
@@ -149,7 +154,7 @@ def draw_sign(rng: np.random.Generator, config: SyntheticConfig) -> PhysicalSign
     """Draw the design, paint, pose, scene and illumination of one physical sign."""
     c, k = config, config.lighting
     z = rng.standard_normal(12)
-    u = rng.random(4)
+    u = rng.random(5)
     pose = Pose(
         angle=_clamp(c.rotation / 2.5 * z[3], -c.rotation, c.rotation),
         yaw=_clamp(c.perspective / 2 * z[4], -c.perspective, c.perspective),
@@ -159,10 +164,11 @@ def draw_sign(rng: np.random.Generator, config: SyntheticConfig) -> PhysicalSign
     light = Lighting(
         exposure=min(math.exp(k * (-0.3 + 0.6 * z[7])), 1.8),
         gamma=math.exp(k * (0.25 + 0.25 * z[8])),
-        contrast=_clamp(1.0 + k * (0.05 + 0.2 * z[9]), 0.3, 1.5),
-        saturation=_clamp(1.0 + k * (-0.3 + 0.25 * z[10]), 0.1, 1.3),
+        contrast=_clamp(1.0 + k * (0.25 + 0.2 * z[9]), 0.3, 1.5),
+        saturation=_clamp(1.0 + k * (-0.45 + 0.1 * z[10]), 0.1, 1.3),
         cast=(math.exp(0.07 * k * z[0]), math.exp(0.07 * k * z[1]), math.exp(0.07 * k * z[2])),
-        haze=0.3 * k * u[1] if u[0] < 0.15 else 0.0,
+        # Lens flare lifts every frame's blacks a little: it is what keeps real dark frames' colours dull.
+        haze=(0.3 * k * u[1] if u[0] < 0.15 else 0.0) + 0.1 * k * u[4],
         haze_level=0.4 + 0.6 * u[2],
     )
     return PhysicalSign(
@@ -171,8 +177,8 @@ def draw_sign(rng: np.random.Generator, config: SyntheticConfig) -> PhysicalSign
         pose=pose,
         background_seed=int(rng.integers(2**63)),
         light=light,
-        resolution=_clamp(math.exp(math.log(40) + 0.45 * z[11]), 14, 250),
-        growth=1.0 + 0.25 * u[3],
+        distance=float(rng.random()),
+        approach=0.1 * u[3],
         surroundings=rng.random(8),
     )
 
@@ -186,15 +192,21 @@ def draw_frame(sign: PhysicalSign, rng: np.random.Generator, step: int, config: 
     inset = c.margin / (1 + 2 * c.margin)
     jitter = c.box_jitter * (1 - 2 * inset)
     box = (inset + jitter * z[0], inset + jitter * z[1], 1 - inset + jitter * z[2], 1 - inset + jitter * z[3])
+    # The camera's sign box (ROI) in pixels, from GTSRB's size distribution; later frames come closer.
+    quantile = 1.0 - (1.0 - sign.distance) * (1.0 - sign.approach) ** step
+    roi = capture_table().roi_width(quantile)
+    # Without blur the file is the crop (no second resampling, so nothing softens the sign).
+    half = (0.5 + LOADER_MARGIN) * roi / file_width(roi) if c.blur > 0 else 0.5
     return Frame(
         pose=replace(sign.pose, angle=sign.pose.angle + 0.05 * c.rotation * z[7]),
         box=box,
+        window=(0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half),
         light=replace(
             sign.light,
             exposure=sign.light.exposure * math.exp(0.08 * k * z[4]),
             gradient=(0.25 * k * z[5], 0.25 * k * z[6]),
         ),
-        resolution=sign.resolution * sign.growth**step if c.blur > 0 else math.inf,
+        resolution=file_width(roi) if c.blur > 0 else math.inf,
         blur=c.blur * (0.1 + abs(0.4 * rng.standard_normal())),
         noise=c.noise * u[0],
         jpeg_quality=int(30 + 60 * u[2]) if u[1] < c.jpeg else 0,
@@ -209,16 +221,25 @@ def _template_image(class_id: int, resolution: int, variant: int) -> Image.Image
 def compose_frame(
     class_id: int, size: int, sign: PhysicalSign, frame: Frame, background: Image.Image, config: SyntheticConfig
 ) -> tuple[Image.Image, np.ndarray]:
-    """Place the sign on (a copy of) its background and blur it like the camera: (S, S) RGB image, (4,) box."""
+    """The S x S image file of one frame: the sign on (a copy of) its background, blurred like the camera.
+
+    Returns:
+        ``(file, box)``: the (S, S) RGB file, which :func:`crop_like_loader` turns into the model's crop, and the
+        (4,) sign box in pixels of that crop.
+    """
     k = config.supersample
     canvas = size * k
-    affine = fit_box(frame.pose, sign_support(class_id), frame.box)
+    x0, y0, x1, y1 = frame.window
+    wx, wy = x1 - x0, y1 - y0
+    b = frame.box
+    in_file = (x0 + b[0] * wx, y0 + b[1] * wy, x0 + b[2] * wx, y0 + b[3] * wy)
+    affine = fit_box(frame.pose, sign_support(class_id), in_file)
     warped = warp_template(_template_image(class_id, canvas, sign.variant), affine, canvas)
     box = np.clip(np.array(frame.box, dtype=np.float32) * size, 0, size)
     warped.putpalette(sign.palette, rawmode="RGBA")
     img = background.copy()
     if config.clutter > 0:
-        draw_surroundings(img, (float(box[0]), float(box[1]), float(box[2]), float(box[3])), sign.surroundings)
+        draw_surroundings(img, tuple(v * size for v in in_file), sign.surroundings)  # type: ignore[arg-type]
     # Paste the hard-edged sign onto the backdrop at the supersampled size, then box-average: anti-aliased
     # edges without a separate coverage pass. The backdrop has no fine detail worth supersampling.
     layer = warped.convert("RGBA")
@@ -228,7 +249,22 @@ def compose_frame(
     res = round(frame.resolution) if math.isfinite(frame.resolution) else size
     if res < size:
         img = img.resize((res, res), Image.Resampling.BILINEAR).resize((size, size), Image.Resampling.BILINEAR)
-    return blur(img, frame.blur * size / 32), box
+    # The loader's crop magnifies the file by 1 / wx; the blur is meant in pixels of that crop.
+    return blur(img, frame.blur * size / 32 * wx), box
+
+
+def crop_like_loader(file: np.ndarray, frame: Frame) -> np.ndarray:
+    """Cut the sign box plus the loader's margin out of an (S, S, 3) uint8 file and resample it to S x S.
+
+    The same call as the GTSRB loader's (:func:`klugerhans.data.images.resize_square`), so synthetic crops go
+    through the second resampling that softens every real one.
+    """
+    size = file.shape[0]
+    if frame.window == (0.0, 0.0, 1.0, 1.0):
+        return file
+    x0, y0, x1, y1 = frame.window
+    window = (x0 * size, y0 * size, x1 * size, y1 * size)
+    return resize_square(Image.fromarray(file), size, window)
 
 
 def finish_frames(raw: np.ndarray, frames: list[Frame], noise: np.ndarray | None) -> np.ndarray:
@@ -242,11 +278,12 @@ def finish_frames(raw: np.ndarray, frames: list[Frame], noise: np.ndarray | None
     """
     x = relight(raw, [f.light for f in frames])
     if noise is not None:
-        # Uniform noise of the given standard deviation (sqrt(12) * (u - 1/2) has unit variance), mostly
-        # luminance with a little per-channel (chroma) noise as from a Bayer sensor.
+        # Uniform noise of the given standard deviation (sqrt(12) * (u - 1/2) has unit variance): as much
+        # per-channel (chroma) noise as luminance noise, as from a Bayer sensor; the chroma noise is what keeps
+        # GTSRB's grey signs from being grey (its saturation statistic never falls near 0).
         sigma = np.array([f.noise for f in frames], dtype=np.float32)[:, None, None, None] * np.float32(math.sqrt(12))
         noise -= np.float32(0.5)
-        x += (noise[..., :1] + np.float32(0.4) * noise[..., 1:]) * sigma
+        x += (noise[..., :1] + noise[..., 1:]) * sigma
     np.clip(x, 0.0, 1.0, out=x)
     x *= 255.0
     x += 0.5

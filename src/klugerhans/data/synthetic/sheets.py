@@ -14,10 +14,11 @@ from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.data.dataset import SignData
 from klugerhans.data.synthetic.loader import SyntheticConfig, render_signs
 from klugerhans.data.synthetic.pictograms import load_font
+from klugerhans.data.synthetic.statistics import STATISTICS, distribution_distance
 from klugerhans.errors import KlugerhansError
-from klugerhans.io import atomic_write_bytes
+from klugerhans.io import atomic_write_bytes, atomic_write_figure
 
-__all__ = ["contact_sheet", "pick_examples", "save_contact_sheet"]
+__all__ = ["contact_sheet", "pick_examples", "save_contact_sheet", "save_statistics_figure"]
 
 
 def _small_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -133,3 +134,40 @@ def save_contact_sheet(path: str | os.PathLike[str], *args: Any, **kwargs: Any) 
     sheet.save(buf, format="PNG", optimize=True)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
+
+
+def save_statistics_figure(
+    path: str | os.PathLike[str],
+    real: dict[str, np.ndarray],
+    synthetic: dict[str, np.ndarray],
+    real_label: str = "real",
+) -> Path:
+    """Histograms of each image statistic, real beside synthetic, with their KS distance; written as a PNG.
+
+    Args:
+        path: PNG to write (atomically).
+        real, synthetic: name -> (N,) values per image (:func:`klugerhans.data.synthetic.statistics.image_statistics`).
+        real_label: legend entry of the real set.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    missing = [name for name in STATISTICS if name not in real or name not in synthetic]
+    if missing:
+        raise KlugerhansError(f"statistics missing for the figure: {', '.join(missing)}")
+    fig, axes = plt.subplots(1, len(STATISTICS), figsize=(4 * len(STATISTICS), 3.2))
+    for ax, name in zip(axes, STATISTICS, strict=True):
+        both = np.concatenate([real[name], synthetic[name]])
+        lo, hi = np.percentile(both, [0.5, 99.5])
+        bins = np.linspace(float(lo), float(hi), 41)
+        ax.hist(real[name], bins=bins, density=True, alpha=0.55, label=f"{real_label} ({len(real[name]):,})")
+        ax.hist(synthetic[name], bins=bins, density=True, alpha=0.55, label=f"synthetic ({len(synthetic[name]):,})")
+        ax.set_title(f"{name} (KS {distribution_distance(synthetic[name], real[name]):.2f})")
+        ax.set_yticks([])
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    written = atomic_write_figure(path, fig, dpi=100)
+    plt.close(fig)
+    return written
