@@ -5,8 +5,9 @@ instead of a colour, so one cached template serves every sign of its class and t
 faded, jittered colours. Drawing is hard-edged (anti-aliasing would blend indices); the renderer supersamples.
 All coordinates are in units of the template side (0..1, y down).
 
-Lettering uses matplotlib's bundled DejaVu Sans (no font files shipped here), squeezed towards the narrow
-DIN 1451 proportions of German road signs; Pillow's built-in font is the fallback.
+Digits are stroked in the style of DIN 1451 (:mod:`klugerhans.data.synthetic.digits`); words ("STOP") use
+matplotlib's bundled DejaVu Sans (no font files shipped here), squeezed towards DIN 1451's narrow proportions;
+Pillow's built-in font is the fallback.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from klugerhans.data.synthetic.digits import digits_mask
 
 TRANSPARENT, WHITE, RED, BLUE, YELLOW, BLACK, GREY, GREEN = range(8)
 """Palette indices (colour roles) of a template; 0 is outside the sign."""
@@ -38,7 +41,7 @@ class Style:
     digit_height: float = 1.0
     """Height of digits and lettering relative to the standard."""
     bold: bool = True
-    """DejaVu Sans Bold (True) or Regular (False) for digits and lettering."""
+    """Heavier digit strokes and DejaVu Sans Bold lettering (True), or the standard stroke and Regular (False)."""
     stroke: float = 1.0
     """Line width of pictograms and arrows relative to the standard."""
     pictogram: float = 1.0
@@ -174,11 +177,19 @@ class Pen:
         self.polygon([(x1, y1), (bx - uy * half, by + ux * half), (bx + uy * half, by - ux * half)], role)
 
     def text(self, text: str, cx: float, cy: float, width: float, height: float, role: int) -> None:
-        """Lettering centred on (cx, cy), ``height`` tall and ``width`` (times the style's digit width) wide."""
+        """Lettering centred on (cx, cy), ``height`` tall and ``width`` (times the style's digit width) wide.
+
+        Digits are stroked in the style of the signs' DIN 1451 (:mod:`klugerhans.data.synthetic.digits`; bold
+        variants with a heavier stroke), words are set in DejaVu Sans.
+        """
         w = round(self._px(width * self.style.digit_width))
         h = round(self._px(height * self.style.digit_height))
         ((x, y),) = self._xy([(cx, cy)])
-        self.paint(text_mask(text, w, h, self.style.bold), round(x - w / 2), round(y - h / 2), role)
+        if text.isdigit():
+            mask = digits_mask(text, w, h, 1.15 if self.style.bold else 0.95)
+        else:
+            mask = text_mask(text, w, h, self.style.bold)
+        self.paint(mask, round(x - w / 2), round(y - h / 2), role)
 
     def paint(self, mask: np.ndarray, x0: int, y0: int, role: int) -> None:
         """Set ``role`` where the bool pixel ``mask`` is True, its top-left corner at pixel (x0, y0)."""
