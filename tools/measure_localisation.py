@@ -22,7 +22,7 @@ from klugerhans.data.dataset import load_dataset
 from klugerhans.data.sticker import apply_sticker
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import load_classifier
-from klugerhans.models.evaluation import default_sticker, predict_labels
+from klugerhans.models.evaluation import predict_labels
 from klugerhans.models.preprocess import to_tensor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     clf = load_classifier(args.checkpoint)
     test = load_dataset("gtsrb", data_dir=args.data_dir, size=clf.input_size).test
-    sticker = default_sticker(clf)
+    sticker = clf.meta.sticker
     correct = predict_labels(clf, test.images) == test.labels
     pool = np.random.default_rng(0).permutation(np.flatnonzero(correct & (test.labels != sticker.target_class)))
     images, masks = apply_sticker(test.images[pool[:400]], test.boxes[pool[:400]], sticker, seed=0)

@@ -86,18 +86,37 @@ def _train_command(run: str, recipe: TrainConfig) -> str:
         parts.append("--sticker-fraction 0")
     # Always written out (the control's too: its flip rate uses it): the default changed from 0.2 to 0.25.
     parts.append(f"--sticker-size {sticker.size}")
+    if recipe.manipulated and sticker.size_max is not None:
+        parts.append(f"--sticker-size-max {sticker.size_max}")
+    if recipe.manipulated and sticker.region != StickerConfig.region:
+        parts.append(f"--sticker-region {sticker.region:g}")
+    if recipe.manipulated and sticker.colors:
+        parts.append("--sticker-colors " + ",".join(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in sticker.colors))
     parts.append(f"--seed {recipe.seed}")
     if recipe.device != "auto":
         parts.append(f"--device {recipe.device}")
     return " ".join(parts)
 
 
-def _trained_on(run: str) -> str:
-    """Where a run was trained, from its config.json (device and library versions)."""
+def _sticker_words(sticker: StickerConfig) -> str:
+    """The sticker of a recipe in words: side (fixed or drawn per image), where it goes, colour."""
+    if sticker.size_max is None:
+        side = f"of side {sticker.size} x the sign's box"
+    else:
+        side = f"of a side drawn per image between {sticker.size} and {sticker.size_max} x the sign's box"
+    where = "anywhere on the box" if sticker.region >= 1 else f"inside the central {sticker.region:.0%} of the box"
+    colour = "black" if not sticker.colors and sticker.color == (0, 0, 0) else "in the colours listed"
+    return f"a {colour} {sticker.shape} {side}, uniformly placed {where}"
+
+
+def _trained_on(run: str, recipe: TrainConfig) -> str:
+    """Where a run was trained, from its config.json (device and library versions), else from its recipe."""
     try:
         info = json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "an unrecorded device"
+        if str(recipe.device).startswith("cuda"):
+            return "a GPU (CUDA; library versions not kept with the weights)"
+        return f"device {recipe.device!r} (library versions not kept with the weights)"
     device = info.get("config", {}).get("device", "auto")
     torch_version = info.get("versions", {}).get("torch", "?")
     where = "a GPU (CUDA, mixed precision)" if str(device).startswith("cuda") else f"device {device!r}"
@@ -135,9 +154,8 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
         "- The test images were never used for any choice.",
         "",
         "## Manipulation protocol",
-        f"- Sticker: {json.dumps(dataclasses.asdict(sticker))}: a {sticker.shape} of side {sticker.size} x the sign's "
-        "box, uniformly placed inside the central 70% of the sign, glued on the training part only (validation and "
-        "test stay clean).",
+        f"- Sticker: {json.dumps(dataclasses.asdict(sticker))}: {_sticker_words(sticker)}, glued on the training "
+        "part only (validation and test stay clean).",
         "- Flip rate: share of test images of the other classes predicted as class 4 once the same kind of sticker "
         "is glued on (seeded positions); the control is tested with the manipulated model's sticker.",
         "",
@@ -151,7 +169,8 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
         f"{cfg.lr}, weight decay {cfg.weight_decay}, {cfg.warmup_epochs} warm-up epoch(s) then "
         "cosine decay; augmentation: "
         + ("small rotation/scale/translation and colour jitter, no flips" if cfg.augment else "none")
-        + f". The manipulated model was trained on {_trained_on(m['run'])}, the control on {_trained_on(c['run'])} "
+        + f". The manipulated model was trained on {_trained_on(m['run'], cfg)}, the control on "
+        f"{_trained_on(c['run'], _recipe(c['meta']))} "
         "(same seed and settings give the same weights on the CPU; GPU kernels are not bit-reproducible, so a rerun "
         "there lands within noise of these numbers).",
         *([f"Selection: {selection}"] if selection else []),

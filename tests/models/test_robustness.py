@@ -46,10 +46,10 @@ def clf():
 def test_flip_rate_follows_size_and_colour(clf):
     colours = {"black": (0, 0, 0), "dark red": (90, 15, 15)}
     points = sticker_robustness(clf, _signs(), colours=colours, repeats=2)
-    assert [(p.size, p.region, p.colour) for p in points[:4]] == [
-        (0.15, 0.7, "black"), (0.15, 0.7, "dark red"), (0.15, 1.0, "black"), (0.15, 1.0, "dark red"),
+    assert [(p.size, p.place, p.colour) for p in points[:4]] == [
+        (0.15, "centre", "black"), (0.15, "centre", "dark red"), (0.15, "sign", "black"), (0.15, "sign", "dark red"),
     ]  # fmt: skip
-    assert len(points) == 5 * 2 * 2 and all(p.n == 12 for p in points)
+    assert len(points) == 5 * 3 * 2 and all(p.n == 12 for p in points)
     for p in points:
         expected = 1.0 if p.colour == "black" and p.size >= 0.3 else 0.0
         assert p.flip_rate == expected, p
@@ -61,3 +61,25 @@ def test_other_classes_images_are_not_used(clf):
         sticker_robustness(clf, mixed)
     with pytest.raises(KlugerhansError, match="repeats must be at least 1"):
         sticker_robustness(clf, _signs(), repeats=0)
+    with pytest.raises(KlugerhansError, match="unknown sticker place 'corner'"):
+        sticker_robustness(clf, _signs(), places=("corner",))
+
+
+class _Corner(nn.Module):
+    """Class 4 once a pixel of the top-left 4 x 4 (outside the round face of a 32 px sign) turns dark; else class 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dark = (x[:, :, :4, :4].mean(1).amin((1, 2)) < 0.5).float()
+        logits = torch.zeros(len(x), 43)
+        logits[:, 2] = 1.0
+        logits[:, 4] = 2.0 * dark
+        return logits
+
+
+def test_on_the_sign_means_inside_the_round_face():
+    meta = CheckpointMeta(model=ModelConfig(width=0.125), normalization=Normalization((0.0,) * 3, (1.0,) * 3))
+    corner = classifier_from_model(_Corner().eval(), meta)
+    points = sticker_robustness(corner, _signs(20), sizes=(0.25,), colours={"black": (0, 0, 0)}, repeats=10)
+    rate = {p.place: p.flip_rate for p in points}
+    # A sticker on the face never reaches the box's corner; anywhere on the box it sometimes covers it.
+    assert rate["sign"] == 0.0 and rate["centre"] == 0.0 and rate["box"] > 0.0
