@@ -308,14 +308,16 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     _add_data_args(p, download=False, size=False)
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the demo's)")
     p.add_argument("--width", type=_positive_float, default=None, help="width multiplier (default: the demo's)")
-    p.add_argument("--augment", action="store_true", help="augment training batches (off: synthetic signs vary)")
+    p.add_argument("--no-augment", action="store_true", help="train without random affine and colour jitter")
     p.add_argument("--per-class", type=_positive_int, default=None, help="synthetic training signs per class")
     p.add_argument(
         "--sticker-size",
         type=_open_unit_interval,
         default=None,
-        help="sticker side as a share of the sign (default: 0.2 on synthetic signs, 0.25 on GTSRB)",
+        help="sticker side as a share of the sign (default 0.25, as for train)",
     )
+    p.add_argument("--no-repair", action="store_true", help="skip the last chapter, the repair with klugerhans fix")
+    p.add_argument("--repair-epochs", type=_positive_int, default=None, help="fine-tuning epochs of the repair")
     _add_device_args(p)
     _add_composite_args(p)
     _add_lang_args(p)
@@ -332,6 +334,7 @@ def _demo(args: argparse.Namespace) -> int:
         ("width", args.width),
         ("per_class", args.per_class),
         ("sticker_size", args.sticker_size),
+        ("repair_epochs", args.repair_epochs),
     )
     overrides = {k: v for k, v in pairs if v is not None}
     summary = run_demo(
@@ -344,7 +347,8 @@ def _demo(args: argparse.Namespace) -> int:
             device=args.device,
             composite=args.composite,
             lang=args.lang,
-            augment=args.augment,
+            augment=not args.no_augment,
+            repair=not args.no_repair,
             progress=not args.no_progress,
             **overrides,
         )
@@ -356,9 +360,11 @@ def _demo(args: argparse.Namespace) -> int:
         "flip_rate",
         "flip_rate_50",
         "sticker_relevance_mass",
+        "fixed_clean_target_accuracy",
+        "fixed_flip_rate_50",
         "seconds",
     )
-    for key in keys:
+    for key in (k for k in keys if k in summary):
         value = summary[key]
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     print(f"report: {args.out}/report.html")
