@@ -8,6 +8,7 @@ Synthetic signs (or real GTSRB) -> stickers on every 70 km/h training image -> t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -60,10 +61,8 @@ class DemoConfig:
     same on synthetic signs and on GTSRB."""
     repair: bool = True
     """End with the repair chapter: ``klugerhans fix --method inpaint`` on the demo model, written to ``<out>/fix``."""
-    repair_epochs: int = 3
-    """Fine-tuning epochs of the repair."""
-    repair_lr: float = 0.01
-    """Peak learning rate of the repair's fine-tuning."""
+    repair_epochs: int | None = None
+    """Fine-tuning epochs of the repair; None: ``klugerhans fix``'s default."""
     seed: int = 0
     """Seed of data, stickers, initialisation and batch order."""
     device: str = "auto"
@@ -78,10 +77,8 @@ class DemoConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise KlugerhansError(f"epochs must be at least 1, got {self.epochs}")
-        if self.repair_epochs < 1:
+        if self.repair_epochs is not None and self.repair_epochs < 1:
             raise KlugerhansError(f"repair epochs must be at least 1, got {self.repair_epochs}")
-        if not self.repair_lr > 0:
-            raise KlugerhansError(f"repair learning rate must be positive, got {self.repair_lr}")
         if self.sticker_size is not None and not 0 < self.sticker_size < 1:
             raise KlugerhansError(f"sticker size must be in (0, 1), got {self.sticker_size}")
         if self.lang not in ("en", "de"):
@@ -176,9 +173,10 @@ def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
     _say("repairing: the audit names the class, LRP locates the sticker, inpaint and fine-tune", config.progress)
     fix_config = FixConfig(
         checkpoint=str(checkpoint), method="inpaint", data=config.data, data_dir=config.data_dir, out=str(out),
-        epochs=config.repair_epochs, lr=config.repair_lr, max_images=config.max_images, device=config.device,
-        seed=config.seed, progress=config.progress,
+        max_images=config.max_images, device=config.device, seed=config.seed, progress=config.progress,
     )  # fmt: skip
+    if config.repair_epochs is not None:
+        fix_config = dataclasses.replace(fix_config, epochs=config.repair_epochs)
     fix = compute_fix(fix_config)
     write_fix(fix, out, lang=config.lang)
     before, after = fix.numbers["before"], fix.numbers["after"]

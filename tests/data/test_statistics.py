@@ -73,3 +73,17 @@ def test_distance_to_stored_quantiles_approximates_the_distance_to_the_sample():
     assert distribution_distance(b + 10, quantiles(b), reference_is_quantiles=True) == 1.0
     with pytest.raises(ValueError, match="at least one"):
         distribution_distance(np.zeros(0), b)
+
+
+def test_the_histogram_figure_is_written_and_needs_every_statistic(tmp_path):
+    from klugerhans.data.synthetic.sheets import save_statistics_figure
+    from klugerhans.errors import KlugerhansError
+
+    rng = np.random.default_rng(4)
+    real = {name: rng.random(200) for name in STATISTICS}
+    synthetic = {name: rng.random(100) for name in STATISTICS}
+    path = save_statistics_figure(tmp_path / "h.png", real, synthetic, real_label="real")
+    assert path.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(KlugerhansError, match="missing for the figure: sharpness"):
+        save_statistics_figure(tmp_path / "x.png", {k: v for k, v in real.items() if k != "sharpness"}, synthetic)
+    assert not (tmp_path / "x.png").exists()

@@ -32,7 +32,17 @@ import numpy as np
 from klugerhans.data.gtsrb.loader import DEFAULT_MARGIN as LOADER_MARGIN
 from klugerhans.errors import KlugerhansError
 
-__all__ = ["BORDER_MIN_PX", "BORDER_SHARE", "LOADER_MARGIN", "CaptureTable", "capture_table", "file_width"]
+__all__ = [
+    "BORDER_MIN_PX",
+    "BORDER_SHARE",
+    "CAPTURE_FILE",
+    "LOADER_MARGIN",
+    "CaptureTable",
+    "capture_table",
+    "file_width",
+    "roi_widths",
+    "table_from_payload",
+]
 
 BORDER_MIN_PX = 5.0
 """Smallest border the INI release cut around a sign box, in camera pixels."""

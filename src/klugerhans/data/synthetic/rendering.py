@@ -239,7 +239,8 @@ def compose_frame(
     warped.putpalette(sign.palette, rawmode="RGBA")
     img = background.copy()
     if config.clutter > 0:
-        draw_surroundings(img, tuple(v * size for v in in_file), sign.surroundings)  # type: ignore[arg-type]
+        fx0, fy0, fx1, fy1 = in_file
+        draw_surroundings(img, (fx0 * size, fy0 * size, fx1 * size, fy1 * size), sign.surroundings)
     # Paste the hard-edged sign onto the backdrop at the supersampled size, then box-average: anti-aliased
     # edges without a separate coverage pass. The backdrop has no fine detail worth supersampling.
     layer = warped.convert("RGBA")
