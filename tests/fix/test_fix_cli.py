@@ -79,3 +79,38 @@ def test_bad_fix_input_is_one_line(tiny_run, tmp_path, capsys, args, needle):
         code = exit_.code
     err = capsys.readouterr().err.strip()
     assert code != 0 and needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def untrained_run(tiny_run, tmp_path_factory):
+    """``tiny_run``'s checkpoint with its last layer zeroed: equal logits, so every image is called class 0."""
+    import torch
+
+    from klugerhans.models.checkpoint import save_checkpoint
+
+    clf = load_classifier(tiny_run)
+    last = [m for m in clf.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+    return save_checkpoint(tmp_path_factory.mktemp("untrained") / "untrained.safetensors", clf.model, clf.meta)
+
+
+def test_fix_on_an_untrained_model_says_what_the_audit_found_in_one_line(untrained_run, tmp_path, capsys):
+    code = main(["fix", "--checkpoint", str(untrained_run), "--out", str(tmp_path / "x"), *TINY])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "the audit could test none of the 43 classes" in err and "give --class ID" in err
+    assert not (tmp_path / "x" / "fix.json").exists()
+
+
+def test_the_class_to_repair_is_the_first_flagged_one_and_nothing_flagged_is_nothing_to_repair():
+    from klugerhans.fix import NothingToRepair, suspect_class
+
+    audit = {"suspicion_ranking": [7, 4, 1], "flagged": [4], "hijack_rate": {"7": 0.3, "4": 0.25, "1": 0.0},
+             "threshold": 0.24, "n_classes": 43, "accuracy": 0.9}  # fmt: skip
+    assert suspect_class(audit) == 4  # ranked second, but the first that is flagged (significant)
+    with pytest.raises(NothingToRepair, match=r"flagged no class \(the most suspicious, class 7, hijack rate 0\.300"):
+        suspect_class(audit | {"flagged": []})
+    with pytest.raises(NothingToRepair, match=r"could test none of the 43 classes: .* 2\.0% .* give --class ID"):
+        suspect_class(audit | {"flagged": [], "suspicion_ranking": [], "accuracy": 0.02})

@@ -8,7 +8,7 @@ repair the model from those masks (never from ground truth); :func:`compute_fix`
 from klugerhans.fix.inpaint import inpaint
 from klugerhans.fix.locate import LocateConfig, LocatedArtifacts, locate_artifacts
 from klugerhans.fix.methods import FIX_METHODS, FixInputs, FixOutcome, register_fix
-from klugerhans.fix.run import FixConfig, FixResult, compute_fix
+from klugerhans.fix.run import FixConfig, FixResult, NothingToRepair, compute_fix, suspect_class
 
 __all__ = [
     "FIX_METHODS",
@@ -18,10 +18,12 @@ __all__ = [
     "FixResult",
     "LocateConfig",
     "LocatedArtifacts",
+    "NothingToRepair",
     "compute_fix",
     "inpaint",
     "locate_artifacts",
     "register_fix",
+    "suspect_class",
     "write_fix",
 ]
 

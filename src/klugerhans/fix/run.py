@@ -43,7 +43,16 @@ from klugerhans.models.checkpoint import (
 from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.trainset import prepare_data
 
-__all__ = ["FixConfig", "FixResult", "compute_fix"]
+__all__ = ["FixConfig", "FixResult", "NothingToRepair", "compute_fix", "suspect_class"]
+
+
+class NothingToRepair(KlugerhansError):
+    """No class was given and the audit flagged none: there is no shortcut to repair."""
+
+    def __init__(self, finding: str, advice: str) -> None:
+        super().__init__(f"{finding}; {advice}")
+        self.finding = finding
+        """What the audit found, as a clause ("the audit flagged no class (...)")."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,35 @@ def _measure(clf: Classifier, test: Any, sticker: Any, seed: int) -> dict[str, A
     return {k: m[k] for k in keep} | {"n_images": m["n_images"]}
 
 
+def suspect_class(audit: dict[str, Any]) -> int:
+    """The class to repair when none is given: the audit's most suspicious *flagged* class.
+
+    Args:
+        audit: the audit's summary as :func:`compute_fix` records it (``suspicion_ranking``, ``flagged``,
+            ``hijack_rate``, ``threshold``, ``accuracy``, ``n_classes``).
+
+    Raises:
+        NothingToRepair: the audit could test no class (an untrained model classifies too few images correctly
+            for the transplant test), or tested classes but flagged none. The message says what the audit found
+            and that ``--class ID`` repairs a class anyway.
+    """
+    if audit["flagged"]:
+        return int(audit["flagged"][0])
+    if not audit["suspicion_ranking"]:
+        raise NothingToRepair(
+            f"the audit could test none of the {audit['n_classes']} classes: the model classifies "
+            f"{audit['accuracy']:.1%} of the audited training images correctly, too few per class for the transplant "
+            "test (is it trained?)",
+            "give --class ID to repair a class of your choice",
+        )
+    top = int(audit["suspicion_ranking"][0])
+    raise NothingToRepair(
+        f"the audit flagged no class (the most suspicious, class {top}, hijack rate "
+        f"{audit['hijack_rate'][str(top)]:.3f}, threshold {audit['threshold']:.3f}): there is no shortcut to repair",
+        "give --class ID to repair a class anyway",
+    )
+
+
 def _audit(clf: Classifier, config: FixConfig) -> dict[str, Any]:
     audit_config = AuditConfig(
         checkpoint=config.checkpoint, data=config.data, data_dir=config.data_dir, out=config.out,
@@ -156,10 +194,15 @@ def _audit(clf: Classifier, config: FixConfig) -> dict[str, Any]:
     data, masks, info = load_audit_data(audit_config, clf)
     result = audit_classifier(clf, data, audit_config, masks, info)
     ranking = result.ranking
+    labels = result.data.labels
     return {
         "suspicion_ranking": [int(c) for c in ranking.order],
         "flagged": [int(c) for c in ranking.flagged],
         "hijack_rate": {str(c): float(v) for c, v in ranking.scores.items()},
+        "threshold": ranking.threshold,
+        "untested": [int(c) for c in ranking.untested],
+        "n_classes": len(np.unique(labels)),
+        "accuracy": float((result.preds == labels).mean()) if len(labels) else 0.0,
     }
 
 
@@ -176,7 +219,7 @@ def compute_fix(config: FixConfig) -> FixResult:
     _say("loading the training data as the model saw it", config.progress)
     prepared, true_masks = _training_data(before, config)
     audit_before = _audit(before, config)
-    class_id = config.class_id if config.class_id is not None else audit_before["suspicion_ranking"][0]
+    class_id = config.class_id if config.class_id is not None else suspect_class(audit_before)
     _say(f"locating the artefact of class {class_id} with LRP ({config.locate.composite})", config.progress)
     rows = np.flatnonzero(prepared.train.labels == class_id)
     if len(rows) < 2:
