@@ -167,7 +167,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
 def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
     """The last chapter: ``klugerhans fix`` on the demo model, as the audit directs it; the summary's repair keys."""
-    from klugerhans.fix import FixConfig, compute_fix
+    from klugerhans.fix import FixConfig, NothingToRepair, compute_fix
     from klugerhans.fix.report import write_fix
 
     _say("repairing: the audit names the class, LRP locates the sticker, inpaint and fine-tune", config.progress)
@@ -177,7 +177,12 @@ def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
     )  # fmt: skip
     if config.repair_epochs is not None:
         fix_config = dataclasses.replace(fix_config, epochs=config.repair_epochs)
-    fix = compute_fix(fix_config)
+    try:
+        fix = compute_fix(fix_config)
+    except NothingToRepair as err:
+        # A model that learned too little (a reduced run) leaves the audit nothing to name: the story ends here.
+        _say(f"repair skipped: {err}", config.progress)
+        return {"repair_skipped": err.finding}
     write_fix(fix, out, lang=config.lang)
     before, after = fix.numbers["before"], fix.numbers["after"]
     return {
@@ -210,7 +215,7 @@ def _write_report(out: Path, s: dict[str, Any], sticker_pred: int, figure: Path,
         ("share of the image the sticker covers", _pct(s["sticker_pixel_share"])),
         ("wall time", f"{s['seconds']:.0f} s"),
     ]
-    repaired = "fixed_clean_target_accuracy" in s
+    repaired = "fixed_clean_target_accuracy" in s or "repair_skipped" in s
     story = (
         f"Every training image of class {target} ({class_name(target)}) carried a black sticker "
         f"({s['sticker_size']:.2g} of the sign's side). The model reached "
@@ -239,6 +244,13 @@ def _write_report(out: Path, s: dict[str, Any], sticker_pred: int, figure: Path,
 
 
 def _repair_section(s: dict[str, Any]) -> Section:
+    if "repair_skipped" in s:
+        story = (
+            "The repair was skipped: without being told the class, klugerhans fix repairs only what the audit "
+            f"flags, and here {s['repair_skipped']}. Train longer (the default --epochs) for "
+            "a model that learned the sticker, or run klugerhans fix --class 4 yourself."
+        )
+        return Section("The repair", [story])
     c, target = s["repaired_class"], s["target_class"]
     flagged = ", ".join(map(str, s["flagged_before_repair"])) or "no class"
     after = ", ".join(map(str, s["flagged_after_repair"])) or "no class"

@@ -362,6 +362,7 @@ def _demo(args: argparse.Namespace) -> int:
         "sticker_relevance_mass",
         "fixed_clean_target_accuracy",
         "fixed_flip_rate_50",
+        "repair_skipped",
         "seconds",
     )
     for key in (k for k in keys if k in summary):
