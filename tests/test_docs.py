@@ -66,3 +66,37 @@ def test_howto_runs(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
         code = compile(block, f"{HOWTO / page}: python block {i + 1}", "exec")
         exec(code, namespace)
     assert set(REGISTRIES[kind]) - before, f"{page}: the example registered no {kind}"
+
+
+def _demo_numbers_tool():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "demo_numbers", Path(__file__).parents[1] / "tools" / "demo_numbers.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_demo_numbers_in_readme_and_demo_md_are_the_tools_blocks() -> None:
+    tool = _demo_numbers_tool()
+    root = Path(__file__).parents[1]
+    for page in (root / "README.md", root / "docs" / "DEMO.md"):
+        assert page.read_text().count(tool.MARKER) == 2, page  # the tool rewrites what lies between them
+    summary = {
+        "config": {"per_class": 400, "width": 0.25, "epochs": 12}, "sticker_size": 0.25, "seconds": 123.4,
+        "accuracy_non_target": 0.9612, "flip_rate_50": 0.62, "flip_rate": 0.388, "clean_target_accuracy": 0.6,
+        "n_test_images": 2150, "sticker_relevance_mass": 0.21, "sticker_pixel_share": 0.035,
+        "repair_skipped": "the audit flagged no class (a test)",
+    }  # fmt: skip
+    wrapped = tool.readme_block(summary)
+    readme = " ".join(wrapped.split())
+    assert "in 123 s" in readme and "96.1% accuracy" in readme and "turns 62% of the 50 km/h" in readme
+    assert "the repair was skipped: the audit flagged no class (a test)." in readme
+    assert max(map(len, wrapped.splitlines())) <= tool.WIDTH
+    demo = tool.demo_block(summary, None)
+    assert "| **50 km/h + sticker -> 70** (`flip_rate_50`) | **62%** |" in demo
+    replaced = tool.replace_block(f"a\n{tool.MARKER}\nold\n{tool.MARKER}\nb", "new", Path("x"))
+    assert replaced == f"a\n{tool.MARKER}\nnew\n{tool.MARKER}\nb"
