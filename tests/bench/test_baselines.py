@@ -25,7 +25,7 @@ COLOURS = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220], [220, 220, 40],
 """Square colour of classes 0..4: red, green, blue, yellow, magenta."""
 TARGET = 4
 NORM = Normalization()
-NAMES = ("activation_clustering", "spectral_signatures", "strip")
+NAMES = ("activation_clustering", "spectral_signatures", "strip", "neural_cleanse")
 
 
 def squares(per_class: int, seed: int, poison_share: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -116,6 +116,11 @@ def test_dirty_label_backdoor_target_ranks_first(backdoor_results: dict[str, Bas
     assert TARGET in backdoor_results["activation_clustering"].flagged  # a small, well-separated cluster
 
 
+def test_neural_cleanse_finds_the_dirty_label_target(backdoor_results: dict[str, BaselineResult]) -> None:
+    result = backdoor_results["neural_cleanse"]
+    assert top(result) == TARGET and TARGET in result.flagged, result.scores
+
+
 def test_backdoored_model_scores_above_control(
     backdoor_results: dict[str, BaselineResult], control: tuple[nn.Module, np.ndarray, np.ndarray]
 ) -> None:
@@ -147,7 +152,7 @@ def test_runs_on_project_and_torchvision_architectures(family: str) -> None:
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images, labels, _ = squares(per_class=12, seed=2)
-    results = run_baselines(model, images, labels, NORM, max_per_class=12)
+    results = run_baselines(model, images, labels, NORM, max_per_class=12, settings={"neural_cleanse": {"steps": 10}})
     check_shape(results)
     assert "penultimate" in results["spectral_signatures"].note
     assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -19,7 +19,8 @@ ART detectors considered and left out, since they do not fit "a PyTorch model an
 ``ProvenanceDefense`` needs provenance (data-source) features; ``RONIDefense`` needs a trusted clean set and retrains
 the model once per suspect point; ``ActivationDefence(ex_re_threshold=...)`` (exclusionary reclassification)
 retrains it too; ``NeuralCleanse`` (Wang et al. 2019, trigger reverse-engineering per class) exists for Keras
-models only; the ``art.defences.detector.evasion`` detectors look for adversarial examples, not backdoors.
+models only, so :mod:`klugerhans.bench.neural_cleanse` implements it and registers it here as ``neural_cleanse``;
+the ``art.defences.detector.evasion`` detectors look for adversarial examples, not backdoors.
 
 Where ART 1.20.1 forced a choice: its "relative-size" and "silhouette-scores" cluster analyses raise (an empty float
 index; with numpy 2 the truth value of an empty array), so Activation Clustering applies the paper's rule to ART's
@@ -40,7 +41,7 @@ import logging
 import math
 import time
 import unittest.mock
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -160,8 +161,8 @@ class BaselineInputs:
 
 Outcome = tuple[dict[int, float], tuple[int, ...], str]
 """``(scores, flagged, note)`` of one baseline."""
-BASELINES: Registry[Callable[[BaselineInputs], Outcome]] = Registry("baseline")
-"""Baseline detectors ``fn(inputs) -> (scores, flagged, note)`` by name; see :func:`run_baselines`."""
+BASELINES: Registry[Callable[..., Outcome]] = Registry("baseline")
+"""Baseline detectors ``fn(inputs, **settings) -> (scores, flagged, note)`` by name; see :func:`run_baselines`."""
 register_baseline = BASELINES.register
 
 
@@ -176,6 +177,7 @@ def run_baselines(
     batch_size: int = 64,
     device: str = "cpu",
     max_per_class: int | None = 200,
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, BaselineResult]:
     """Run ART's poison detectors on a trained model and its training set, scoring every class.
 
@@ -189,6 +191,8 @@ def run_baselines(
         batch_size: images per forward pass.
         device: "cpu" or "cuda[:i]".
         max_per_class: at most this many images per class (a seeded random subset); None for all.
+        settings: keyword arguments per baseline name (e.g. ``{"neural_cleanse": {"steps": 20}}``); a baseline
+            not named runs with its defaults.
 
     Returns:
         Each baseline's :class:`BaselineResult` by name, in the order asked for.
@@ -217,7 +221,7 @@ def run_baselines(
         shared, inputs.used_features = inputs._features is not None, False
         with _quiet_art(), _seeded(seed):
             start = time.perf_counter()
-            scores, flagged, note = runner(inputs)
+            scores, flagged, note = runner(inputs, **(settings or {}).get(name, {}))
         # each baseline is charged the feature pass it needs, even when an earlier one already paid for it
         seconds = time.perf_counter() - start + (inputs.feature_seconds if shared and inputs.used_features else 0.0)
         results[name] = BaselineResult(name, scores, flagged, note, seconds)
@@ -381,3 +385,7 @@ def _quiet_art() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
+
+
+# Registers itself; imported last, since it builds on what this module defines.
+from klugerhans.bench import neural_cleanse as _neural_cleanse_module  # noqa: E402, F401

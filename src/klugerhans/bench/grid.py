@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from klugerhans.bench.neural_cleanse import CleanseConfig
 from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
@@ -72,6 +73,8 @@ class SuiteConfig:
     """Heatmaps per class in each model's audit."""
     fix_epochs: int = 2
     """Fine-tuning epochs of each manipulated model's repair (0: no repair)."""
+    cleanse_steps: int = CleanseConfig.steps
+    """Neural Cleanse's optimisation steps per class (the baseline ``neural_cleanse``)."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.artefacts) - set(ARTEFACTS))
@@ -219,6 +222,7 @@ register_suite(
         labels=("clean",),
         audit_per_class=10,
         fix_epochs=1,
+        cleanse_steps=20,  # a smoke check of the baseline, not a search that finds triggers
     )
 )
 register_suite(

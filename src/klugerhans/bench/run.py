@@ -107,11 +107,13 @@ def _audit(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: Ben
         checkpoint=job.id, data=job.recipe.data, split="train", artefacts=False, methods=(), n_sanity=0,
         tsne_classes=0, max_per_class=suite.audit_per_class, seed=job.recipe.seed, progress=False, **change,
     )  # fmt: skip
+    start = time.perf_counter()
     result = audit_classifier(clf, prepared.train, config)
     ranking = result.ranking
     return _detector(
         ranking.scores,
         ranking.flagged,
+        seconds=time.perf_counter() - start,
         threshold=ranking.threshold,
         order=[int(c) for c in ranking.order],
         probe={str(c): r.probe for c, r in result.transplant.items()},
@@ -185,6 +187,7 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
         found = run_baselines(
             clf.model, prepared.train.images, prepared.train.labels, clf.meta.normalization,
             names=options.baselines, seed=job.recipe.seed, device=str(clf.device),
+            settings={"neural_cleanse": {"steps": suite.cleanse_steps}},
         )  # fmt: skip
         for name, res in found.items():
             detectors[name] = _detector(res.scores, res.flagged, note=res.note, seconds=res.seconds)
