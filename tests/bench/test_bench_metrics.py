@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
 from klugerhans.bench.metrics import (
+    BOOTSTRAP_DRAWS,
     METRIC_KEYS,
     ModelOutcome,
     Threshold,
+    auroc_interval,
     compare_to_baselines,
     detection_metrics,
+    held_out_false_positive_rate,
     metrics_by_axis,
     null_threshold,
     roc_auc,
@@ -233,10 +236,50 @@ def test_detection_metrics_with_a_missing_side_and_bad_input():
         detection_metrics(hand_outcomes(), NAN)
 
 
+CORE = ("auroc", "false_positive_rate", "true_positive_rate", "top1_hit_rate", "n_manipulated", "n_clean")
+
+
 def expected(auroc, fpr, tpr, top1, n_manipulated, n_clean):
     """Metrics computed by hand, compared approximately."""
-    keys = ("auroc", "false_positive_rate", "true_positive_rate", "top1_hit_rate", "n_manipulated", "n_clean")
-    return pytest.approx(dict(zip(keys, (auroc, fpr, tpr, top1, n_manipulated, n_clean), strict=True)))
+    return pytest.approx(dict(zip(CORE, (auroc, fpr, tpr, top1, n_manipulated, n_clean), strict=True)))
+
+
+def core(metrics):
+    """The metrics :func:`expected` states (the interval and the held-out rate are tested on their own)."""
+    return {k: metrics[k] for k in CORE}
+
+
+def test_auroc_interval_brackets_the_estimate_and_narrows_with_more_models():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(1.0, 1.0, 24), rng.normal(0.0, 1.0, 12)
+    lo, hi = auroc_interval(pos, neg)
+    assert lo <= roc_auc(pos, neg) <= hi and 0.0 <= lo < hi <= 1.0
+    many = auroc_interval(rng.normal(1.0, 1.0, 240), rng.normal(0.0, 1.0, 120))
+    assert many[1] - many[0] < (hi - lo) / 2  # ~1/sqrt(10) as wide
+    assert auroc_interval([2.0, 3.0], [0.0, 1.0]) == (1.0, 1.0)  # every resample separates perfectly
+    assert auroc_interval(pos, neg) == (lo, hi)  # seeded
+    assert all(math.isnan(v) for v in auroc_interval([], neg))
+    # a naive bootstrap by hand, same draws: the same interval
+    draw = np.random.default_rng(0)
+    naive = []
+    for _ in range(BOOTSTRAP_DRAWS):
+        p, n = pos[draw.integers(24, size=24)], neg[draw.integers(12, size=12)]
+        naive.append(np.mean([(a > b) + 0.5 * (a == b) for a in p for b in n]))
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(naive, [0.025, 0.975])))
+
+
+def test_held_out_false_positive_rate_leaves_each_control_out_of_its_own_threshold():
+    # 19 controls 0.01..0.19 and one at 0.9: in-sample the threshold sits just above 0.9 (n = 20 < 19 / 0.05 + 1),
+    # flagging none; left out, 0.9 meets a threshold just above 0.19, and is flagged.
+    scores = [*(i / 100 for i in range(1, 20)), 0.9]
+    assert held_out_false_positive_rate(scores, 0.05) == pytest.approx(1 / 20)
+    assert null_threshold(scores, 0.05).value > 0.9
+    assert held_out_false_positive_rate([0.1] * 10, 0.05) == 0.0  # ties: the threshold is just above them
+    assert math.isnan(held_out_false_positive_rate([0.3], 0.05))
+    got = detection_metrics(hand_outcomes(), threshold=0.25)
+    # clean tops 0.2, 0.3, 0.1: each above both others is flagged, only 0.3 is
+    assert got["held_out_false_positive_rate"] == pytest.approx(1 / 3)
+    assert got["auroc_ci"][0] <= got["auroc"] <= got["auroc_ci"][1]
 
 
 def test_metrics_by_axis_by_hand():
@@ -244,14 +287,14 @@ def test_metrics_by_axis_by_hand():
     assert set(got) == {"artefact", "data"} and set(got["artefact"]) == {"frame", "noise"}
     # artefact is not carried by clean models: every clean model (0.2, 0.3, 0.1) is a control
     frame = got["artefact"]["frame"]  # m2, m3: 0.3, 0.3 -> 2.5 + 2.5 of 6
-    assert frame == expected(5 / 6, 1 / 3, 1.0, 0.5, 2, 3)
+    assert core(frame) == expected(5 / 6, 1 / 3, 1.0, 0.5, 2, 3)
     noise = got["artefact"]["noise"]  # m1, m4: 0.5, -inf -> 3 + 0 of 6
-    assert noise == expected(0.5, 1 / 3, 0.5, 0.5, 2, 3)
+    assert core(noise) == expected(0.5, 1 / 3, 0.5, 0.5, 2, 3)
     # data is carried by clean models: matched
     gtsrb = got["data"]["gtsrb"]  # m3, m4 (0.3, -inf) vs c2 (0.3): 0.5 + 0 of 2
-    assert gtsrb == expected(0.25, 1.0, 0.5, 0.0, 2, 1)
+    assert core(gtsrb) == expected(0.25, 1.0, 0.5, 0.0, 2, 1)
     synth = got["data"]["synth"]  # m1, m2 (0.5, 0.3) vs c1, c3 (0.2, 0.1): 4 of 4
-    assert synth == expected(1.0, 0.0, 1.0, 1.0, 2, 2)
+    assert core(synth) == expected(1.0, 0.0, 1.0, 1.0, 2, 2)
 
 
 def test_metrics_by_axis_counts_a_clean_model_without_the_axis_for_every_value():

@@ -24,7 +24,12 @@ def test_bench_json_has_every_metric_for_the_audit_and_each_baseline(smoke):
     bench = json.loads((smoke / "bench.json").read_text())
     assert set(bench) >= TOP_KEYS
     assert bench["n_manipulated"] == 1 and bench["n_clean"] == 1 and bench["n_finished"] == 2
-    assert set(bench["baselines"]) == {"activation_clustering", "spectral_signatures", "strip"}
+    assert set(bench["baselines"]) == {"activation_clustering", "spectral_signatures", "strip", "neural_cleanse"}
+    assert set(bench["seconds_per_model"]) == {"klugerhans", *bench["baselines"], *bench["variants"]}
+    assert all(seconds > 0 for seconds in bench["seconds_per_model"].values())
+    lo, hi = bench["auroc_ci"]  # one model a side: every resample is that pair
+    assert lo == hi == bench["auroc"] and bench["baselines"]["neural_cleanse"]["auroc"] is not None
+    assert bench["held_out_false_positive_rate"] is None  # one clean control leaves none to set a threshold on
     assert set(bench["variants"]) == {"klugerhans@same", "klugerhans+colour", "klugerhans+pixels"}
     for numbers in [*bench["baselines"].values(), *bench["variants"].values()]:
         assert {*METRIC_KEYS, "by_axis"} <= set(numbers)

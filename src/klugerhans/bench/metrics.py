@@ -25,16 +25,29 @@ __all__ = [
     "METRIC_KEYS",
     "ModelOutcome",
     "Threshold",
+    "auroc_interval",
     "compare_to_baselines",
     "detection_metrics",
+    "held_out_false_positive_rate",
     "metrics_by_axis",
     "null_threshold",
     "roc_auc",
     "summarize",
 ]
 
-METRIC_KEYS = ("auroc", "false_positive_rate", "true_positive_rate", "top1_hit_rate", "n_manipulated", "n_clean")
+METRIC_KEYS = (
+    "auroc",
+    "auroc_ci",
+    "false_positive_rate",
+    "held_out_false_positive_rate",
+    "true_positive_rate",
+    "top1_hit_rate",
+    "n_manipulated",
+    "n_clean",
+)
 """The keys of :func:`detection_metrics`, in the order the report shows them."""
+BOOTSTRAP_DRAWS = 2000
+"""Resamples behind each AUROC interval."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,49 @@ def roc_auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | 
     return u / (pos.size * neg.size)
 
 
+def auroc_interval(
+    positive: Sequence[float] | np.ndarray,
+    negative: Sequence[float] | np.ndarray,
+    level: float = 0.95,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of :func:`roc_auc` (Efron and Tibshirani 1993), resampling each side apart.
+
+    Manipulated and clean models are drawn with replacement within their own group (a stratified bootstrap: every
+    resample keeps both group sizes, so every resample has an AUROC). Seeded, so a summary is reproducible.
+    Returns ``(nan, nan)`` if either side is empty.
+    """
+    pos = np.asarray(positive, dtype=np.float64).ravel()
+    neg = np.asarray(negative, dtype=np.float64).ravel()
+    if pos.size == 0 or neg.size == 0:
+        return math.nan, math.nan
+    if not 0.0 < level < 1.0:
+        raise KlugerhansError(f"the interval's level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    values = [
+        roc_auc(pos[rng.integers(pos.size, size=pos.size)], neg[rng.integers(neg.size, size=neg.size)])
+        for _ in range(draws)
+    ]
+    lo, hi = np.quantile(values, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(lo), float(hi)
+
+
+def held_out_false_positive_rate(clean_scores: Sequence[float] | np.ndarray, fpr: float = 0.05) -> float:
+    """Share of clean models flagged by a threshold set on the *other* clean models (leave-one-out).
+
+    The in-sample false positive rate judges a threshold on the controls that set it, which :func:`null_threshold`
+    keeps at or below ``fpr`` by construction; leaving each control out of its own threshold measures what a new
+    clean model meets. NaN with fewer than two clean models.
+    """
+    s = np.asarray(clean_scores, dtype=np.float64).ravel()
+    if s.size < 2:
+        return math.nan
+    finite = np.where(np.isfinite(s), s, -np.inf)
+    flagged = [s[i] >= null_threshold(np.delete(finite, i), fpr).value for i in range(s.size)]
+    return float(np.mean(flagged))
+
+
 def null_threshold(clean_scores: Sequence[float] | np.ndarray, fpr: float = 0.05) -> Threshold:
     """The flag threshold that clean models' top scores exceed at most a share ``fpr`` of the time.
 
@@ -185,8 +241,11 @@ def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
 
-def detection_metrics(outcomes: Sequence[ModelOutcome], threshold: float) -> dict[str, float | int]:
-    """AUROC (manipulated vs clean, by top score), the rates at ``threshold`` and the top-1 hit rate.
+def detection_metrics(
+    outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = 0.05
+) -> dict[str, float | int | list[float]]:
+    """AUROC (manipulated vs clean, by top score) with its 95% bootstrap interval, the rates at ``threshold``, the
+    held-out false positive rate at a threshold set like ``threshold`` (target ``fpr``) and the top-1 hit rate.
 
     A model is flagged when its top score is ``>= threshold``. Rates needing a side that has no model are NaN.
     Keys: :data:`METRIC_KEYS`.
@@ -199,9 +258,12 @@ def detection_metrics(outcomes: Sequence[ModelOutcome], threshold: float) -> dic
         raise KlugerhansError(f"each model may appear once per detector, but these jobs repeat: {dupes}")
     manip = [o for o in outcomes if o.manipulated]
     clean = [o for o in outcomes if not o.manipulated]
+    positive, negative = [o.top_score for o in manip], [o.top_score for o in clean]
     return {
-        "auroc": roc_auc([o.top_score for o in manip], [o.top_score for o in clean]),
+        "auroc": roc_auc(positive, negative),
+        "auroc_ci": list(auroc_interval(positive, negative)),
         "false_positive_rate": _share([o.top_score >= threshold for o in clean]),
+        "held_out_false_positive_rate": held_out_false_positive_rate(negative, fpr),
         "true_positive_rate": _share([o.top_score >= threshold for o in manip]),
         "top1_hit_rate": _share([o.top_class == o.target for o in manip]),
         "n_manipulated": len(manip),
@@ -209,7 +271,9 @@ def detection_metrics(outcomes: Sequence[ModelOutcome], threshold: float) -> dic
     }
 
 
-def metrics_by_axis(outcomes: Sequence[ModelOutcome], threshold: float) -> dict[str, dict[str, dict[str, Any]]]:
+def metrics_by_axis(
+    outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = 0.05
+) -> dict[str, dict[str, dict[str, Any]]]:
     """:func:`detection_metrics` per grid axis and value: ``{axis: {value: metrics}}``.
 
     The manipulated models with that value are set against the clean controls. Axes that clean models also carry
@@ -225,7 +289,7 @@ def metrics_by_axis(outcomes: Sequence[ModelOutcome], threshold: float) -> dict[
         for value in sorted({o.axes[axis] for o in manip if axis in o.axes}):
             group = [o for o in manip if o.axes.get(axis) == value]
             controls = [o for o in clean if o.axes.get(axis, value) == value]
-            out[axis][value] = detection_metrics(group + controls, threshold)
+            out[axis][value] = detection_metrics(group + controls, threshold, fpr)
     return out
 
 
@@ -249,6 +313,7 @@ def summarize(
     threshold_by_detector: Mapping[str, float],
     primary: str,
     variants: Sequence[str] = (),
+    fpr: float = 0.05,
 ) -> dict[str, Any]:
     """The ``bench.json`` payload: the primary detector's metrics and ``by_axis`` at top level, the same for each of
     ``variants`` under ``variants[name]`` and for every other detector under ``baselines[name]``. NaN becomes None.
@@ -258,6 +323,7 @@ def summarize(
         threshold_by_detector: each detector's flag threshold (from :func:`null_threshold` on its clean models).
         primary: the detector reported at top level (klugerhans' audit).
         variants: other settings of the primary detector (reported, not compared as baselines).
+        fpr: the false positive rate the thresholds were set for (for the held-out rate).
     """
     if primary not in outcomes_by_detector:
         raise KlugerhansError(f"primary detector {primary!r} has no outcomes; have {sorted(outcomes_by_detector)}")
@@ -267,7 +333,8 @@ def summarize(
 
     def one(name: str) -> dict[str, Any]:
         outcomes, threshold = outcomes_by_detector[name], float(threshold_by_detector[name])
-        return {**detection_metrics(outcomes, threshold), "by_axis": metrics_by_axis(outcomes, threshold)}
+        metrics = detection_metrics(outcomes, threshold, fpr)
+        return {**metrics, "by_axis": metrics_by_axis(outcomes, threshold, fpr)}
 
     summary = one(primary)
     others = sorted(set(outcomes_by_detector) - {primary})

@@ -56,6 +56,16 @@ def collect_outcomes(results: Sequence[dict[str, Any]]) -> dict[str, list[ModelO
     return by_detector
 
 
+def _seconds_per_model(results: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Median wall-clock seconds each detector took per model (jobs measured before detectors were timed skipped)."""
+    times: dict[str, list[float]] = {}
+    for r in results:
+        for name, d in r["detectors"].items():
+            if d.get("seconds") is not None:
+                times.setdefault(name, []).append(float(d["seconds"]))
+    return {name: float(np.median(values)) for name, values in sorted(times.items())}
+
+
 def _axes(result: dict[str, Any]) -> dict[str, str]:
     """The job's grid values, and for a manipulated model whether it learned the shortcut (see LEARNED_FLIP_RATE)."""
     axes = dict(result["axes"])
@@ -134,7 +144,7 @@ def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: 
         rationale[name] = {
             "value": t.value, "fpr": t.fpr, "n_clean": t.n_clean, "clean_max": max(clean), "rationale": t.rationale,
         }  # fmt: skip
-    payload = summarize(by_detector, thresholds, PRIMARY, tuple(VARIANTS))
+    payload = summarize(by_detector, thresholds, PRIMARY, tuple(VARIANTS), fpr)
     payload["thresholds"] = rationale
     payload["shipped"] = _shipped(by_detector[PRIMARY])
     payload["localisation"] = _localisation(results)
@@ -144,6 +154,7 @@ def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: 
     payload["n_finished"] = len(results)
     payload["comparison"] = compare_to_baselines(payload)
     payload["seconds"] = {"total": float(sum(r["timings"]["total"] for r in results))}
+    payload["seconds_per_model"] = _seconds_per_model(results)
     return to_jsonable(payload)
 
 
@@ -171,10 +182,14 @@ def _axis_figure(payload: dict[str, Any], axis: str, metric: str, path: Path) ->
     plt.close(fig)
 
 
+def _interval(bounds: list[float | None]) -> str:
+    return "n/a" if None in bounds else f"{bounds[0]:.2f}-{bounds[1]:.2f}"
+
+
 def _table(payload: dict[str, Any]) -> list[list[object]]:
     rows: list[list[object]] = [["detector", *METRIC_KEYS]]
     for name, d in {PRIMARY: payload, **payload.get("variants", {}), **payload.get("baselines", {})}.items():
-        rows.append([name, *(d.get(k) for k in METRIC_KEYS)])
+        rows.append([name, *(_interval(v) if isinstance(v := d.get(k), list) else v for k in METRIC_KEYS)])
     return rows
 
 
@@ -190,8 +205,13 @@ def write_bench(payload: dict[str, Any], out: str | Path) -> list[Path]:
             path = figures / f"{axis}_{metric}.png"
             _axis_figure(payload, axis, metric, path)
             shown.append((str(path), f"{metric} by {axis}"))
+    timing = ", ".join(f"{name} {sec:.1f} s" for name, sec in payload.get("seconds_per_model", {}).items())
     sections = [
-        Section("Detection over all models", payload["comparison"], _table(payload)),
+        Section(
+            "Detection over all models",
+            [*payload["comparison"], *([f"Median time per model: {timing}."] if timing else [])],
+            _table(payload),
+        ),
         Section(
             "Thresholds (set on clean models only)",
             [f"{name}: {t['rationale']}" for name, t in payload["thresholds"].items()],
