@@ -385,7 +385,3 @@ def _quiet_art() -> Iterator[None]:
             yield
     finally:
         logger.setLevel(level)
-
-
-# Registers itself; imported last, since it builds on what this module defines.
-from klugerhans.bench import neural_cleanse as _neural_cleanse_module  # noqa: E402, F401
