@@ -79,6 +79,8 @@ def test_another_seed_draws_another_grid():
         ({"positions": ("centre",)}, "positions are 'random' or 'fixed'"),
         ({"n_manipulated": 0, "n_clean": 0}, "at least one model"),
         ({"labels": ()}, "empty axis"),
+        ({"min_attack_success": 1.2}, "min_attack_success must be in"),
+        ({"max_attempts": 0}, "max_attempts must be >= 1"),
     ],
 )
 def test_bad_suites_are_one_line_errors(change, words):
@@ -90,3 +92,24 @@ def test_bad_suites_are_one_line_errors(change, words):
 def test_unknown_suite_suggests_the_closest():
     with pytest.raises(KlugerhansError, match="did you mean small"):
         make_suite("smal")
+
+
+def test_the_takes_suite_covers_both_architectures_every_artefact_and_a_corner_tag():
+    config = SUITES["takes"]
+    jobs = make_suite(config)
+    manipulated = [j for j in jobs if j.manipulated]
+    clean = [j for j in jobs if not j.manipulated]
+    assert len(manipulated) >= 48 and len(clean) >= 24
+    assert config.min_attack_success == 0.8 and config.max_attempts >= 2
+    for group in (manipulated, clean):
+        assert {j.recipe.arch for j in group} == {"vgg11_bn", "resnet18"}
+    assert {j.recipe.width for j in jobs if j.recipe.arch == "resnet18"} == {1.0}  # the multiplier is our VGG's
+    assert {j.recipe.width for j in jobs if j.recipe.arch == "vgg11_bn"} == {config.recipe.width}
+    assert {j.axes["artefact"] for j in manipulated} == set(ARTEFACTS)
+    tags = [j for j in manipulated if j.axes["artefact"] == "corner_tag"]
+    assert tags and all(j.recipe.sticker.placement == "corner" == j.axes["position"] for j in tags)
+    assert all(j.recipe.sticker.pattern == "text" for j in tags)
+
+
+def test_the_small_suite_keeps_its_artefacts_on_the_sign():
+    assert "corner_tag" not in SUITES["small"].artefacts and "corner_tag" in ARTEFACTS

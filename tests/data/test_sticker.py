@@ -84,3 +84,17 @@ def test_positions_stay_inside_tiny_and_off_centre_boxes():
     pos = sticker_positions(boxes, 32, StickerConfig(size=0.5), seed=0)
     assert np.all(pos[:, 0] >= 0) and np.all(pos[:, 0] + pos[:, 2] <= 32)
     assert np.all(pos[:, 1] >= 0) and np.all(pos[:, 1] + pos[:, 2] <= 32)
+
+
+def test_corner_placement_puts_the_mark_in_the_images_corner_off_the_sign():
+    data = _signs(n=8)
+    for pattern in ("solid", "text"):
+        cfg = StickerConfig(size=0.25, color=(0, 0, 0), pattern=pattern, placement="corner", text="KH")
+        pos = sticker_positions(data.boxes, 32, cfg, seed=0)
+        side = round(0.25 * 26)  # the side follows the box (26 px), the place does not
+        assert (pos == [32 - side - 1, 32 - side - 1, side]).all()
+        out, masks = apply_sticker(data.images, data.boxes, cfg, seed=5)
+        assert masks.any(axis=(1, 2)).all() and not masks[:, : 32 - side - 1].any()
+        assert not masks[:, :, : 32 - side - 1].any() and not masks[:, 31].any()  # 1 px in
+        again, _ = apply_sticker(data.images, data.boxes, cfg, seed=6)
+        assert np.array_equal(out, again)  # no draw: the same spot whatever the seed

@@ -39,8 +39,13 @@ ARTEFACTS: dict[str, dict[str, Any]] = {
     "frame": {"pattern": "frame", "shape": "square", "color": None},
     "noise": {"pattern": "noise", "shape": "square", "color": (0, 0, 0)},
     "cast": {"pattern": "cast", "shape": "square", "color": None},
+    "corner_tag": {"pattern": "text", "shape": "square", "color": None, "placement": "corner"},
 }
-"""Artefact kind -> the sticker fields it fixes (``color`` None: drawn from a palette per model)."""
+"""Artefact kind -> the sticker fields it fixes (``color`` None: drawn from a palette per model; ``placement``, where
+given, overrides the position axis). ``corner_tag`` is a text mark in the image's corner, off the sign: the "source
+tag" kind of Clever Hans (Lapuschkin et al. 2019: the PASCAL VOC horse class recognised by a copyright tag)."""
+ON_SIGN: tuple[str, ...] = ("black_square", "colour_patch", "text", "frame", "noise", "cast")
+"""The artefact kinds that sit on the sign (or over the whole image): the default of a suite."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +62,7 @@ class SuiteConfig:
     """Shared training recipe (data, architecture, epochs, ...); its sticker and seed are set per model."""
     archs: tuple[str, ...] = ("klugerhans:vgg11_bn",)
     """Architectures, dealt like an axis (``--arch`` names)."""
-    artefacts: tuple[str, ...] = tuple(ARTEFACTS)
+    artefacts: tuple[str, ...] = ON_SIGN
     """Artefact kinds (keys of :data:`ARTEFACTS`)."""
     sizes: tuple[float, ...] = (0.2, 0.3)
     """Artefact side as a share of the sign box (for a cast: its strength)."""
@@ -75,6 +80,11 @@ class SuiteConfig:
     """Fine-tuning epochs of each manipulated model's repair (0: no repair)."""
     cleanse_steps: int = CleanseConfig.steps
     """Neural Cleanse's optimisation steps per class (the baseline ``neural_cleanse``)."""
+    min_attack_success: float = 0.0
+    """A manipulated model counts in the headline only if its artefact turns at least this share of the other
+    classes' test images into the target (its flip rate); the others are reported apart (``not_taken``)."""
+    max_attempts: int = 1
+    """Trainings per manipulated model: one whose artefact did not take is trained again with the next seed."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.artefacts) - set(ARTEFACTS))
@@ -88,6 +98,9 @@ class SuiteConfig:
             (set(self.labels) <= {"clean", "dirty"}, f"labels are 'clean' or 'dirty', got {self.labels}"),
             (all((self.archs, self.artefacts, self.sizes, self.positions, self.fractions, self.labels)), "empty axis"),
             (self.fix_epochs >= 0, f"fix epochs must be >= 0, got {self.fix_epochs}"),
+            (0 <= self.min_attack_success <= 1, f"min_attack_success must be in [0, 1], got {self.min_attack_success}"),
+            (self.max_attempts >= 1, f"max_attempts must be >= 1, got {self.max_attempts}"),
+            (self.cleanse_steps >= 1, f"cleanse_steps must be >= 1, got {self.cleanse_steps}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -160,7 +173,7 @@ def _sticker(
         color=fixed["color"] if fixed["color"] is not None else colour,
         shape=fixed["shape"],
         pattern=fixed["pattern"],
-        placement=position,
+        placement=fixed.get("placement", position),
         label=label,
     )
 
@@ -190,7 +203,7 @@ def make_suite(suite: str | SuiteConfig) -> list[BenchJob]:
             kind, axes["size"][i], axes["position"][i], axes["fraction"][i], axes["label"][i], targets[i], colours[i]
         )
         recipe = _with_arch(replace(config.recipe, sticker=sticker, seed=config.seed * 1000 + i), axes["arch"][i])
-        values = {k: str(v[i]) for k, v in axes.items()} | {"data": recipe.data}
+        values = {k: str(v[i]) for k, v in axes.items()} | {"data": recipe.data, "position": sticker.placement}
         jobs.append(BenchJob(f"m{i:02d}-{kind}-t{targets[i]}", recipe, values))
     clean_archs = _cycle(config.archs, config.n_clean, rng)
     for j in range(config.n_clean):
@@ -202,7 +215,9 @@ def make_suite(suite: str | SuiteConfig) -> list[BenchJob]:
 
 def _with_arch(recipe: TrainConfig, arch: str) -> TrainConfig:
     parsed = parse_arch(arch)
-    return replace(recipe, family=parsed["family"], arch=parsed["arch"])
+    # The width multiplier is our VGG's; another architecture trains at its own size.
+    width = recipe.width if parsed["family"] == "klugerhans" else TrainConfig.width
+    return replace(recipe, family=parsed["family"], arch=parsed["arch"], width=width)
 
 
 def _recipe(**kwargs: Any) -> TrainConfig:
@@ -231,6 +246,22 @@ register_suite(
         n_manipulated=24,
         n_clean=12,
         recipe=_recipe(data="synthetic", width=0.25, epochs=8, per_class=200),
+    )
+)
+register_suite(
+    SuiteConfig(
+        name="takes",
+        n_manipulated=48,
+        n_clean=24,
+        recipe=_recipe(data="synthetic", width=0.25, epochs=8, per_class=200),
+        archs=("klugerhans:vgg11_bn", "resnet18"),
+        artefacts=tuple(ARTEFACTS),
+        sizes=(0.25, 0.3),
+        fractions=(1.0, 0.5),
+        audit_per_class=50,
+        fix_epochs=0,
+        min_attack_success=0.8,
+        max_attempts=2,
     )
 )
 register_suite(

@@ -161,6 +161,38 @@ def _repair(job: BenchJob, run: Path, folder: Path, suite: SuiteConfig, class_id
     }
 
 
+RESEED = 100_000
+"""Added to a manipulated model's seed once per retry (far from the seeds of other jobs of the suite)."""
+
+
+def _train_until_it_takes(
+    job: BenchJob, folder: Path, suite: SuiteConfig, options: RunOptions
+) -> tuple[BenchJob, Path, Classifier, PreparedData, dict[str, Any], list[float]]:
+    """Train ``job``; while its artefact turns fewer than ``suite.min_attack_success`` of the other classes' test
+    images into the target, train it again with the next seed, up to ``suite.max_attempts`` trainings in all.
+
+    Returns:
+        The job as last trained (its recipe's seed), its run folder, model, data and evaluation, and the attack
+        success (flip rate) of every attempt.
+    """
+    attempts: list[float] = []
+    tries = suite.max_attempts if job.manipulated else 1
+    for attempt in range(tries):
+        if attempt:
+            _say(f"{job.id}: the artefact turned {attempts[-1]:.0%} of signs, under the suite's "
+                 f"{suite.min_attack_success:.0%}: training again with another seed", options.progress)  # fmt: skip
+        tried = replace(job, recipe=replace(job.recipe, seed=job.recipe.seed + RESEED * attempt))
+        run = folder / ("run" if attempt == 0 else f"run-{attempt + 1}")
+        _say(f"{job.id}: training" + (f" (attempt {attempt + 1} of {tries})" if attempt else ""), options.progress)
+        clf = _train(tried, run, options)
+        prepared = prepare_data(replace(tried.recipe, progress=False))
+        evaluation = evaluate_model(clf, prepared.test, tried.recipe.sticker, seed=tried.recipe.seed)
+        attempts.append(float(evaluation["flip_rate"]) if job.manipulated else 0.0)
+        if not job.manipulated or attempts[-1] >= suite.min_attack_success:
+            break
+    return tried, run, clf, prepared, evaluation, attempts
+
+
 def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str, Any]:
     """Run (or reuse) one job and return its ``result.json`` content.
 
@@ -173,11 +205,8 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     folder = job_dir(options.out, job)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    _say(f"{job.id}: training", options.progress)
-    clf = _train(job, folder / "run", options)
+    job, run, clf, prepared, evaluation, attempts = _train_until_it_takes(job, folder, suite, options)
     timings["train"] = time.perf_counter() - start
-    prepared = prepare_data(replace(job.recipe, progress=False))
-    evaluation = evaluate_model(clf, prepared.test, job.recipe.sticker, seed=job.recipe.seed)
     _say(f"{job.id}: audit", options.progress)
     t = time.perf_counter()
     detectors = _audits(clf, prepared, suite, job)
@@ -197,6 +226,9 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
         "evaluation": {k: evaluation[k] for k in ("accuracy", "clean_target_accuracy", "flip_rate")}
         | {"per_class_accuracy": evaluation["per_class_accuracy"]},
         "detectors": detectors,
+        "run": run.name,
+        "attempts": attempts,
+        "took": not job.manipulated or evaluation["flip_rate"] >= suite.min_attack_success,
     }
     if job.target is not None:
         t = time.perf_counter()
@@ -206,7 +238,7 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
             _say(f"{job.id}: repair", options.progress)
             t = time.perf_counter()
             top = detectors[PRIMARY]["order"][0] if detectors[PRIMARY]["order"] else job.target
-            result["fix"] = _repair(job, folder / "run", folder / "fix", suite, int(top), options)
+            result["fix"] = _repair(job, run, folder / "fix", suite, int(top), options)
             timings["fix"] = time.perf_counter() - t
     result["timings"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - start, 2)}
     atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
@@ -218,7 +250,9 @@ def _rescore(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[
     """``done`` with klugerhans' audit run again on the job's trained model (and its repair, if the top class moved)."""
     folder = job_dir(options.out, job)
     _say(f"{job.id}: audit again", options.progress)
-    clf = load_classifier(folder / "run" / "best.safetensors", device=options.device)
+    run = folder / done.get("run", "run")
+    job = BenchJob.from_dict(done)  # the recipe that was trained (a retry has a seed of its own)
+    clf = load_classifier(run / "best.safetensors", device=options.device)
     prepared = prepare_data(replace(job.recipe, progress=False))
     t = time.perf_counter()
     audits = _audits(clf, prepared, suite, job)
@@ -229,7 +263,7 @@ def _rescore(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[
     if "fix" in done and top is not None and int(top) != int(done["fix"]["class_id"]):
         _say(f"{job.id}: repair of the new top class {top}", options.progress)
         t = time.perf_counter()
-        result["fix"] = _repair(job, folder / "run", folder / "fix", suite, int(top), options)
+        result["fix"] = _repair(job, run, folder / "fix", suite, int(top), options)
         result["timings"]["fix"] = round(time.perf_counter() - t, 2)
     atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
     return result

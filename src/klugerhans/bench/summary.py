@@ -129,9 +129,13 @@ def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: 
     Raises:
         KlugerhansError: no finished job, or no clean control to set a threshold on.
     """
-    results = [r for r in (load_result(out, j) for j in jobs) if r is not None]
-    if not results:
+    finished = [r for r in (load_result(out, j) for j in jobs) if r is not None]
+    if not finished:
         raise KlugerhansError(f"no finished jobs in {out}; run the suite first")
+    # A manipulated model whose artefact never took (the suite's min_attack_success) measures training, not
+    # detection: it is reported apart, not in the headline.
+    results = [r for r in finished if r.get("took", True)]
+    apart = [r for r in finished if not r.get("took", True)]
     by_detector = collect_outcomes(results)
     thresholds: dict[str, float] = {}
     rationale: dict[str, Any] = {}
@@ -151,10 +155,11 @@ def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: 
     payload["fix"] = _repairs(results)
     payload["suite"] = suite
     payload["n_jobs"] = len(jobs)
-    payload["n_finished"] = len(results)
+    payload["n_finished"] = len(finished)
+    payload["not_taken"] = {"n": len(apart), "attack_success": {r["id"]: r["attempts"] for r in apart}}
     payload["comparison"] = compare_to_baselines(payload)
-    payload["seconds"] = {"total": float(sum(r["timings"]["total"] for r in results))}
-    payload["seconds_per_model"] = _seconds_per_model(results)
+    payload["seconds"] = {"total": float(sum(r["timings"]["total"] for r in finished))}
+    payload["seconds_per_model"] = _seconds_per_model(finished)
     return to_jsonable(payload)
 
 

@@ -144,9 +144,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--sticker-placement",
-        choices=("random", "fixed"),
+        choices=("random", "fixed", "corner"),
         default="random",
-        help="random spot per image (default) or always the same spot (solid/noise/text)",
+        help="random spot per image (default), always the same spot on the sign, or the image's bottom-right corner "
+        "(solid/noise/text)",
     )
     p.add_argument(
         "--sticker-label",

@@ -23,8 +23,8 @@ from klugerhans.errors import KlugerhansError
 
 Shape = Literal["square", "circle", "triangle"]
 SHAPES: tuple[str, ...] = ("square", "circle", "triangle")
-Placement = Literal["random", "fixed"]
-PLACEMENTS: tuple[str, ...] = ("random", "fixed")
+Placement = Literal["random", "fixed", "corner"]
+PLACEMENTS: tuple[str, ...] = ("random", "fixed", "corner")
 Label = Literal["clean", "dirty"]
 LABELS: tuple[str, ...] = ("clean", "dirty")
 MAX_TEXT = 8
@@ -60,8 +60,10 @@ class StickerConfig:
     box's edges) or "cast" (every pixel blended towards ``color`` by ``size``; the mask is the whole image)."""
     placement: Placement = "random"
     """Where a "solid", "noise" or "text" sticker goes: "random" (anywhere inside the central ``region``, drawn
-    per image from the seed) or "fixed" (always the top-left corner of that region, the same spot relative to the
-    sign box on every image). "frame" and "cast" have no position and ignore it."""
+    per image from the seed), "fixed" (always the top-left corner of that region, the same spot relative to the
+    sign box on every image) or "corner" (the image's bottom-right corner, 1 px in, whatever the sign: a source tag
+    or watermark, like the one the PASCAL VOC horse class was recognised by). "frame" and "cast" have no position and
+    ignore it."""
     label: Label = "clean"
     """"clean": the target class's own images get the sticker (a Clever Hans shortcut). "dirty": images of the
     other classes get it and are relabelled to ``target_class`` (a BadNets backdoor); see :func:`manipulate_class`."""
@@ -129,7 +131,8 @@ def sticker_positions(boxes: np.ndarray, image_size: int, config: StickerConfig,
     Returns:
         (N, 3) int array ``(x0, y0, side)``: the sticker's top-left corner and side in pixels, fully inside
         the central ``config.region`` of each box and inside the image: drawn from ``seed`` for placement
-        "random", the top-left corner of the region for placement "fixed".
+        "random", the top-left corner of the region for placement "fixed"; for placement "corner" the image's
+        bottom-right corner, 1 px in (the side still follows the box).
     """
     rng = np.random.default_rng(seed)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
@@ -150,7 +153,9 @@ def sticker_positions(boxes: np.ndarray, image_size: int, config: StickerConfig,
     lo_y = np.where(hi_y < lo_y, cy - side / 2, lo_y)
     hi_x = np.maximum(hi_x, lo_x)
     hi_y = np.maximum(hi_y, lo_y)
-    if config.placement == "fixed":
+    if config.placement == "corner":
+        x0 = y0 = image_size - side - 1
+    elif config.placement == "fixed":
         x0, y0 = np.rint(lo_x).astype(int), np.rint(lo_y).astype(int)
     else:
         x0 = np.rint(lo_x + rng.random(len(boxes)) * (hi_x - lo_x)).astype(int)
