@@ -268,7 +268,7 @@ def test_dirty_labels_with_fraction_zero_are_a_control():
     ("kwargs", "words"),
     [
         ({"pattern": "stripes"}, ["pattern", "stripes", "solid"]),
-        ({"placement": "corner"}, ["placement", "random, fixed"]),
+        ({"placement": "centre"}, ["placement", "random, fixed, corner"]),
         ({"label": "poison"}, ["label", "clean, dirty"]),
         ({"text": ""}, ["text", "1 to 8"]),
         ({"text": "   "}, ["text"]),
