@@ -14,8 +14,8 @@ at 1e-3 and is multiplied by 1.5 after ``patience`` epochs at or above the 99% a
 mini-batches of the clean images, and the search stops after ``steps`` steps (the paper runs up to 80 epochs of the
 whole clean set). A class whose search never reaches the goal gets the mask norm of the whole image (S * S).
 
-Maintained implementations were considered: ART's ``NeuralCleanse`` is Keras-only; trojanzoo's needs its own
-dataset and model wrappers and pins older torch releases.
+Maintained implementations: ART's ``NeuralCleanse`` is Keras-only; trojanzoo (2.0.3 on PyPI) has a PyTorch one that
+runs inside its own dataset, model and attack wrappers, and is not (yet) set beside this one as a second oracle.
 """
 
 from __future__ import annotations
