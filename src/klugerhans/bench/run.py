@@ -228,7 +228,7 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
         "detectors": detectors,
         "run": run.name,
         "attempts": attempts,
-        "took": not job.manipulated or evaluation["flip_rate"] >= suite.min_attack_success,
+        "took": not job.manipulated or attempts[-1] >= suite.min_attack_success,
     }
     if job.target is not None:
         t = time.perf_counter()
