@@ -7,7 +7,7 @@ stickers glued on), the shipped audit (defaults, as ``klugerhans audit`` runs it
     python benchmarks/audit_vs_neural_cleanse.py --data-dir ../shared/gtsrb [--checkpoint manipulated control]
 
 Per model it prints the audit's flags and its top classes by hijack rate, Neural Cleanse's flags and its top classes
-by anomaly index, both wall-clock times, and ``time_ratio_audit_over_nc`` (below 1: the audit is the faster).
+by anomaly index, both wall-clock times, and ``time_ratio_audit_over_nc_<model>: X`` (below 1: the audit is faster).
 
 ``--norms-only 4,1,2`` skips the audit and the anomaly index and prints the smallest mask norm Neural Cleanse finds
 for just those classes (a look at what a larger ``--steps`` budget finds, at a fraction of the cost of all 43).
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         )["neural_cleanse"]  # fmt: skip
         print(f"{name}: audit flags {list(ranking.flagged)}, top {_top(ranking.scores)}, {audit_seconds:.0f} s")
         print(f"{name}: neural_cleanse flags {list(found.flagged)}, top {_top(found.scores)}, {found.seconds:.0f} s")
-        print(f"{name}: time_ratio_audit_over_nc {audit_seconds / found.seconds:.2f}", flush=True)
+        print(f"time_ratio_audit_over_nc_{name}: {audit_seconds / found.seconds:.2f}", flush=True)
 
 
 def _norms(args: argparse.Namespace, classes: list[int]) -> None:
