@@ -93,7 +93,7 @@ def demo_block(s: dict[str, Any], fix: dict[str, Any] | None) -> str:
     before, after, c = fix["before"]["audit"], fix["after"]["audit"], str(fix["class_id"])
 
     def audit(a: dict[str, Any]) -> str:
-        return f"{a['flagged'] or 'none'} ({a['hijack_rate'].get(c, 0.0):.3f})".replace("'", "")
+        return f"{a['flagged'] or 'none'} ({a['broad_rate'].get(c, 0.0):.3f})".replace("'", "")
 
     locate = fix["locate"]
     lines += [
@@ -105,7 +105,7 @@ def demo_block(s: dict[str, Any], fix: dict[str, Any] | None) -> str:
         f"| sticker flip rate -> 70 (all other classes) | {_pct(s['flip_rate'])} | {_pct(s['fixed_flip_rate'])} |",
         f"| **50 km/h + sticker -> 70** (`flip_rate_50`) | **{_pct(s['flip_rate_50'], 0)}** | "
         f"{_pct(s['fixed_flip_rate_50'], 0)} |",
-        f"| audit flags (hijack rate of class {c}) | {audit(before)} | {audit(after)} |",
+        f"| audit flags (broad hijack rate of class {c}) | {audit(before)} | {audit(after)} |",
         "",
         textwrap.fill(
             f"The repair took class {c}, the audit's most suspicious flagged class; LRP located the stickers (the "

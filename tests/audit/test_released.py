@@ -20,11 +20,11 @@ def test_released_models_on_real_gtsrb(gtsrb_dir: Path, tmp_path: Path, name: st
     summary = run_audit(config)
     assert summary["flagged"] == flagged
     rates = sorted(
-        ((c["transplant"]["hijack_rate"], int(k)) for k, c in summary["per_class"].items() if c["transplant"]),
+        ((c["transplant"]["broad_rate"], int(k)) for k, c in summary["per_class"].items() if c["transplant"]),
         reverse=True,
     )
     if flagged:
-        # Ranked first, and its hijack rate at least 3x the next class's (the bar).
+        # Ranked first, and its broad hijack rate at least 3x the next class's.
         assert summary["suspicion_ranking"][0] == rates[0][1] == 4
         assert rates[0][0] >= 3 * rates[1][0]
     else:

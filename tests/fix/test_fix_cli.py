@@ -107,10 +107,10 @@ def test_fix_on_an_untrained_model_says_what_the_audit_found_in_one_line(untrain
 def test_the_class_to_repair_is_the_first_flagged_one_and_nothing_flagged_is_nothing_to_repair():
     from klugerhans.fix import NothingToRepair, suspect_class
 
-    audit = {"suspicion_ranking": [7, 4, 1], "flagged": [4], "hijack_rate": {"7": 0.3, "4": 0.25, "1": 0.0},
+    audit = {"suspicion_ranking": [7, 4, 1], "flagged": [4], "broad_rate": {"7": 0.3, "4": 0.25, "1": 0.0},
              "threshold": 0.24, "n_classes": 43, "accuracy": 0.9}  # fmt: skip
     assert suspect_class(audit) == 4  # ranked second, but the first that is flagged (significant)
-    with pytest.raises(NothingToRepair, match=r"flagged no class \(the most suspicious, class 7, hijack rate 0\.300"):
+    with pytest.raises(NothingToRepair, match=r"no class \(the most suspicious, class 7, broad hijack rate 0\.300"):
         suspect_class(audit | {"flagged": []})
     with pytest.raises(NothingToRepair, match=r"could test none of the 43 classes: .* 2\.0% .* give --class ID"):
         suspect_class(audit | {"flagged": [], "suspicion_ranking": [], "accuracy": 0.02})

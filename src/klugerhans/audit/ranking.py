@@ -1,21 +1,21 @@
-"""Ranking classes by suspicion and deciding which to flag.
+"""Ranking classes by suspicion and deciding which to flag: one decision for every architecture, data and placement.
 
-The suspicion score of a class is its *hijack rate* from the transplant test: the share of other classes'
-correctly classified signs that a small part of its own signs turns into it (the most relevant window, 1/16 of the
-image, pasted anywhere on the sign; or their colours: the probes of :mod:`klugerhans.audit.probes`; the best probe
-counts). The control (same size, same donors, same recipients and places, cut elsewhere on the sign) guards
-what the score means: a class is flagged only if its hijack rate reaches the threshold *and* the relevant part
-hijacks significantly more often than the control (one-sided exact McNemar test on the paired outcomes, at ``alpha``
-Bonferroni-corrected over the tested classes and probes). A class that any patch of its signs hijacks (the model's
-default under occlusion, say) therefore ranks high but is not flagged; the excess (hijack minus control) and the
-ratio are reported next to the score.
+The suspicion score of a class is its *broad hijack rate* from the transplant test (:mod:`klugerhans.audit.breadth`):
+the share of other classes' correctly classified images that a small part of its own images turns into it (the most
+relevant window pasted anywhere or in place, or its colours: the probes of :mod:`klugerhans.audit.probes`; the best
+probe counts), counted class by class over the recipient classes, leaving out the quarter it hijacks most. A shortcut
+suffices on its own and hijacks every kind of sign; a legitimate part (a digit, a pictogram, a colour that tells two
+look-alikes apart) hijacks only its look-alikes, which that quarter absorbs. A class is flagged when some probe's
+broad hijack rate reaches the threshold *and* that probe beats its control (one-sided exact McNemar test on all its
+recipients at ``alpha``, Bonferroni-corrected over the tested classes and probes), so a class that any patch of its
+images hijacks (the model's default under occlusion, say) ranks high but is not flagged.
 
-The threshold is set on clean models, never on manipulated ones: ``klugerhans bench`` audits clean controls and the
-shipped value lies above their top hijack rates at a stated false-positive rate, one value per placement
-(:mod:`klugerhans.audit.thresholds`; ``audit.json`` reports it as ``threshold_source``). First principles say why a
-hijack rate means anything at all: the recipient keeps its own evidence everywhere but the pasted part, which the
-model classified correctly, so a model that reads the whole sign should almost never switch; a small part that
-switches many signs wherever it is pasted is a sufficient feature on its own, i.e. a shortcut.
+The threshold is one value for every placement and architecture (:mod:`klugerhans.audit.thresholds`; ``audit.json``
+reports it as ``threshold_source``): the broad hijack rate has the same meaning on a VGG and a ResNet, on signs and on
+photos, because it counts recipients, not logits. First principles say why it means anything at all: the recipient
+keeps its own evidence everywhere but the pasted part, which the model classified correctly, so a model that reads
+the whole image should almost never switch; a small part that switches images of most classes is a sufficient
+feature on its own, i.e. a shortcut.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ __all__ = ["DEFAULT_ALPHA", "THRESHOLD_RATIONALE", "Ranking", "rank_classes"]
 DEFAULT_ALPHA = 0.01
 """Family-wise significance level of the relevant-vs-control test (Bonferroni over the tested classes and probes)."""
 THRESHOLD_RATIONALE = (
-    "A class is flagged when a small part of its correctly classified signs, carried over by the transplant test's "
-    "best probe ({probes}; a window is {area:.1%} of the image), turns at least {threshold:.1%} of the other "
-    "classes' correctly classified signs into it (hijack rate >= {threshold:.4g}), significantly more often than its "
-    "control (one-sided exact McNemar test, p <= {alpha:g} / ({n_tested} classes x {n_probes} probes)). {source}"
+    "A class is flagged when a small part of its correctly classified images, carried over by one of the transplant "
+    "test's probes ({probes}; a window is {area:.1%} of the image), turns at least {threshold:.1%} of the other "
+    "classes' correctly classified images into it, counted class by class without the quarter of classes it hijacks "
+    "most (broad hijack rate >= {threshold:.4g}), significantly more often than its control (one-sided exact McNemar "
+    "test, p <= {alpha:g} / ({n_tested} classes x {n_probes} probes)). {source}"
 )
 
 
@@ -47,7 +48,7 @@ class Ranking:
     flagged: tuple[int, ...]
     """Class ids above the threshold and significant, most suspicious first."""
     scores: dict[int, float]
-    """Suspicion score (hijack rate) per tested class."""
+    """Suspicion score (broad hijack rate) per tested class."""
     untested: tuple[int, ...]
     """Classes present in the data but not tested (too few correctly classified images)."""
     threshold: float
@@ -76,11 +77,11 @@ def rank_classes(
     present: tuple[int, ...] | list[int] = (),
     n_probes: int = 1,
 ) -> Ranking:
-    """Order tested classes by hijack rate (ties: larger excess, then lower id) and flag the clear ones.
+    """Order tested classes by broad hijack rate (ties: larger hijack rate, excess, lower id); flag the clear ones.
 
     Args:
         results: transplant result per tested class.
-        threshold: hijack rate at or above which a class is flagged if also significant, in (0, 1].
+        threshold: broad hijack rate at or above which a class is flagged if also significant, in (0, 1].
         alpha: family-wise significance level, in (0, 1).
         present: every class id in the audited data (those without a result are listed as untested).
         n_probes: transplant probes run per class; each class's result is its best probe, so the significance
@@ -90,11 +91,21 @@ def rank_classes(
         raise KlugerhansError(f"threshold must be in (0, 1] (a hijack rate), got {threshold}")
     if not 0.0 < alpha < 1.0:
         raise KlugerhansError(f"alpha must be in (0, 1), got {alpha}")
-    scores = {int(c): float(r.hijack_rate) for c, r in results.items()}
-    order = tuple(sorted(scores, key=lambda c: (-scores[c], -results[c].excess, c)))
+    scores = {int(c): float(r.broad_rate) for c, r in results.items()}
+    order = tuple(sorted(scores, key=lambda c: (-scores[c], -results[c].hijack_rate, -results[c].excess, c)))
     if n_probes < 1:
         raise KlugerhansError(f"n_probes must be at least 1, got {n_probes}")
     level = alpha / max(1, len(order) * n_probes)
-    flagged = tuple(c for c in order if scores[c] >= threshold and results[c].p_value <= level)
+    flagged = tuple(c for c in order if _clear(results[c], threshold, level))
     untested = tuple(sorted(int(c) for c in set(present) - set(scores)))
     return Ranking(order, flagged, scores, untested, float(threshold), float(alpha), int(n_probes))
+
+
+def _clear(result: TransplantResult, threshold: float, level: float) -> bool:
+    """Whether some probe of ``result`` reaches ``threshold`` with its broad hijack rate and beats its control at
+    ``level`` (on all its recipients: the threshold already asks for breadth, the test only for more than chance)."""
+    if result.broad_rate >= threshold and result.p_value <= level:
+        return True
+    return any(
+        p.get("broad_rate", 0.0) >= threshold and p.get("p_value", 1.0) <= level for p in result.by_probe.values()
+    )

@@ -95,10 +95,11 @@ def _draw_figures(result: AuditResult, folder: Path) -> dict[str, list[tuple[str
 
 
 _RANKING_CAPTION = (
-    "Transplant test per class, most suspicious first: share of other classes' signs switched to the class by a small "
-    "part of its own signs, with its best probe (the most relevant patch, its most relevant pixels or its colours; "
-    "bars: the hijack rate, the suspicion score; red: flagged) and by that probe's control (a random patch or random "
-    "pixels from the same signs, or another class's colours). Dashed: the flagging threshold."
+    "Transplant test per class, most suspicious first: share of other classes' images switched to the class by a small "
+    "part of its own images, with its best probe (the most relevant patch anywhere or in its place, its most relevant "
+    "pixels or its colours), counted class by class without the quarter of recipient classes it switches most (bars: "
+    "the broad hijack rate, the suspicion score; red: flagged) and by that probe's control on the same recipients (a "
+    "random patch or random pixels from the same images, or another class's colours). Dashed: the flagging threshold."
 )
 _SPRAY_CAPTION = (
     "Top: smallest eigenvalues of the heatmap graph's Laplacian (a large gap after k values = k distinct "
@@ -125,14 +126,14 @@ def _ranking_figure(result: AuditResult, path: Path) -> str:
     from matplotlib.figure import Figure
 
     order = list(result.ranking.order)
-    hijack = [result.transplant[c].hijack_rate for c in order]
-    control = [result.transplant[c].control_rate for c in order]
+    hijack = [result.transplant[c].broad_rate for c in order]
+    control = [result.transplant[c].broad_control_rate for c in order]
 
     fig = Figure(figsize=(max(6.0, 0.22 * len(order) + 2), 3.6))
     ax = fig.add_subplot()
     pos = np.arange(len(order))
     colours = ["#c0392b" if c in result.ranking.flagged else "#7f8c8d" for c in order]
-    ax.bar(pos, hijack, color=colours, label="hijack rate (most relevant patch)")
+    ax.bar(pos, hijack, color=colours, label="broad hijack rate (most relevant part)")
     ax.plot(pos, control, "_", color="#2c3e50", ms=8, mew=1.5, label="control rate (random patch)")
     ax.axhline(result.ranking.threshold, ls="--", color="#c0392b", lw=1, label="threshold")
     ax.set_xticks(pos, [str(c) for c in order], fontsize=6)
@@ -303,7 +304,7 @@ def _build_report(result: AuditResult, s: dict[str, Any], figures: dict[str, lis
 
 
 def _ranking_table(result: AuditResult) -> list[list[object]]:
-    header = ["rank", "class", "name", "probe", "hijack", "control", "excess", "p", "SpRAy k", "eigengap"]
+    header = ["rank", "class", "name", "probe", "broad", "hijack", "control", "excess", "p", "SpRAy k", "eigengap"]
     rows: list[list[object]] = [[*header, "window share", "flagged"]]
     for i, c in enumerate(result.ranking.order, start=1):
         t = result.transplant[c]
@@ -314,6 +315,7 @@ def _ranking_table(result: AuditResult) -> list[list[object]]:
                 c,
                 _name(result, c, 32),
                 t.probe,
+                t.broad_rate,
                 t.hijack_rate,
                 t.control_rate,
                 t.excess,

@@ -307,6 +307,7 @@ def audit_classifier(
                 recipients,
                 transplant_cfg,
                 heatmaps.pixels[rows] if heatmaps.pixels.shape[1] else None,
+                labels=data.labels,
             )
         source: ShippedThreshold | None = None
         if config.threshold is None:

@@ -8,16 +8,17 @@ control, paste a window of the same size cut at a random place inside the donor'
 relevant window (so the control never carries part of what is tested), onto the *same* recipients at the *same*
 place. A shortcut shows as a hijack rate far above the control's; the design is paired, so
 the one-sided exact McNemar test (a binomial test on the discordant pairs) says whether the gap is more than chance.
-The window is one of the test's probes (:mod:`klugerhans.audit.probes`: also the most relevant pixels in any shape,
-and the colours); every probe runs on the same donors and recipients with its own control, and a class keeps the
-probe that hijacks most.
+The window is one of the test's probes (:mod:`klugerhans.audit.probes`: also the same window in its own place, the
+most relevant pixels in any shape, and the colours); every probe runs on the same donors and recipients with its own
+control, and a class keeps the probe that hijacks most broadly. Recipients are drawn evenly over their classes where
+the labels are given, and the result keeps each recipient's class, for the broad hijack rate
+(:mod:`klugerhans.audit.breadth`).
 
-Where the patch goes (``placement``): on signs, anywhere inside the recipient's sign box ("random"): a sticker works
-wherever it is glued, while a legitimate part of a sign (a digit) only works in its place, and every sign has its
-digits in the same place. Photos have no box (the box is the whole image) and their artefacts (a watermark, a ruler,
-a corner mark) sit at fixed places: a CNN with zero padding learns them *there*, and a corner mark pasted in the
-middle does nothing. So "auto" pastes where the patch was cut ("same") when every box is the whole image, and at
-random otherwise; the control patch always goes to the same place as the relevant one.
+Where the window probe pastes (``placement``): anywhere inside the recipient's sign box ("random", the default; the
+whole image where there is no box): a sticker works wherever it is glued, while a legitimate part of a sign (a digit)
+only works in its place. Artefacts bound to a place (a watermark, a corner mark, a frame's corner) are what the
+"place" probe tests: the window pasted where it was cut. "same" makes the window probe do that too, "auto" only where
+every box is the whole image; the control patch always goes to the same place as the relevant one.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
+from klugerhans.audit.breadth import balanced_choice, broad_rows, class_balanced_rate
 from klugerhans.audit.probes import (
     DEFAULT_PROBES,
     check_probes,
+    paste_patches,
     paste_pixels,
     random_pixels,
+    random_windows,
     transfer_colour,
     unpack_pixels,
 )
@@ -42,10 +45,7 @@ from klugerhans.errors import KlugerhansError
 __all__ = [
     "TransplantConfig",
     "TransplantResult",
-    "best_windows",
-    "paste_patches",
     "patch_side",
-    "random_windows",
     "resolve_placement",
     "transplant_class",
 ]
@@ -74,8 +74,8 @@ class TransplantConfig:
     seed: int = 0
     """Seed of donors, recipients and positions."""
     probes: tuple[str, ...] = DEFAULT_PROBES
-    """What is carried over (:mod:`klugerhans.audit.probes`): "window", "pixels", "colour"; a class's hijack rate
-    is that of the probe that hijacks most."""
+    """What is carried over (:mod:`klugerhans.audit.probes`): "window", "place", "pixels", "colour"; a class's result
+    is that of the probe that hijacks most broadly."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probes", check_probes(tuple(self.probes)))
@@ -102,93 +102,9 @@ def resolve_placement(placement: Placement, boxes: np.ndarray, image_size: int) 
     return "same" if len(b) and whole else "random"
 
 
-def best_windows(relevance: torch.Tensor | np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Locate the ``side x side`` window with the highest summed positive relevance in each map.
-
-    Args:
-        relevance: (N, H, W) heatmaps.
-        side: window side in pixels.
-
-    Returns:
-        ``(corners, share)``: (N, 2) int64 top-left ``(y, x)`` (first in raster order on ties) and (N,) share of each
-        map's positive relevance inside its window (0 for maps without positive relevance).
-    """
-    r = torch.as_tensor(relevance).float()
-    if r.ndim != 3 or not 1 <= side <= min(r.shape[1:]):
-        raise KlugerhansError(f"need (N, H, W) maps at least {side} px wide, got {tuple(r.shape)}")
-    pos = torch.nan_to_num(r, nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0)
-    sums = torch.nn.functional.avg_pool2d(pos[:, None], side, stride=1)[:, 0] * side**2
-    flat = sums.flatten(1)
-    best = flat.argmax(dim=1)
-    width = sums.shape[2]
-    corners = torch.stack([best // width, best % width], dim=1).numpy().astype(np.int64)
-    total = pos.flatten(1).sum(1)
-    inside = flat.gather(1, best[:, None])[:, 0]
-    share = torch.where(total > 0, inside / total.clamp(min=1e-30), torch.zeros_like(total))
-    return corners, share.clamp(0, 1).numpy().astype(np.float64)
-
-
-def random_windows(
-    boxes: np.ndarray,
-    side: int,
-    image_size: int,
-    rng: np.random.Generator,
-    avoid: np.ndarray | None = None,
-    tries: int = 32,
-) -> np.ndarray:
-    """(N, 2) int64 top-left ``(y, x)`` of uniformly drawn ``side x side`` windows inside each sign box.
-
-    Where a box is smaller than the window, the window is centred on it; windows always lie inside the image.
-    With ``avoid`` ((N, 2) corners of windows of the same side), windows overlapping those are redrawn up to
-    ``tries`` times (rejection sampling: uniform over the non-overlapping positions); where none is found within
-    the tries (the box is too small), the last draw is kept.
-    """
-    out = _draw_windows(boxes, side, image_size, rng)
-    if avoid is None:
-        return out
-    avoid = np.asarray(avoid, dtype=np.int64)
-    for _ in range(tries):
-        clash = (np.abs(out - avoid) < side).all(axis=1)
-        if not clash.any():
-            break
-        out[clash] = _draw_windows(np.asarray(boxes)[clash], side, image_size, rng)
-    return out
-
-
-def _draw_windows(boxes: np.ndarray, side: int, image_size: int, rng: np.random.Generator) -> np.ndarray:
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    lo_x, lo_y = np.floor(b[:, 0]), np.floor(b[:, 1])
-    hi_x, hi_y = np.ceil(b[:, 2]) - side, np.ceil(b[:, 3]) - side
-    cx, cy = (b[:, 0] + b[:, 2] - side) / 2, (b[:, 1] + b[:, 3] - side) / 2
-    lo_x, hi_x = np.where(hi_x < lo_x, cx, lo_x), np.where(hi_x < lo_x, cx, hi_x)
-    lo_y, hi_y = np.where(hi_y < lo_y, cy, lo_y), np.where(hi_y < lo_y, cy, hi_y)
-    x = np.rint(lo_x + rng.random(len(b)) * (hi_x - lo_x))
-    y = np.rint(lo_y + rng.random(len(b)) * (hi_y - lo_y))
-    top = image_size - side
-    return np.stack([np.clip(y, 0, top), np.clip(x, 0, top)], axis=1).astype(np.int64)
-
-
-def paste_patches(
-    recipients: np.ndarray, donors: np.ndarray, src: np.ndarray, dst: np.ndarray, side: int
-) -> np.ndarray:
-    """Copy the ``side x side`` window at ``src[i]`` of ``donors[i]`` to ``dst[i]`` of a copy of ``recipients[i]``.
-
-    Args:
-        recipients: (N, S, S, 3) uint8 images (not modified).
-        donors: (N, S, S, 3) uint8 images.
-        src: (N, 2) top-left ``(y, x)`` in the donors.
-        dst: (N, 2) top-left ``(y, x)`` in the recipients.
-        side: window side in pixels.
-    """
-    out = np.array(recipients, copy=True)
-    for i, ((sy, sx), (dy, dx)) in enumerate(zip(src, dst, strict=True)):
-        out[i, dy : dy + side, dx : dx + side] = donors[i, sy : sy + side, sx : sx + side]
-    return out
-
-
 @dataclass(frozen=True)
 class TransplantResult:
-    """Transplant test of one class: the outcomes of the probe that hijacked most, and every probe's numbers."""
+    """Transplant test of one class: the outcomes of the probe that hijacked most broadly, and every probe's numbers."""
 
     class_id: int
     n_donors: int
@@ -207,6 +123,8 @@ class TransplantResult:
     """The probe these outcomes are from (the one with the highest hijack rate)."""
     by_probe: dict[str, dict[str, float]] = field(default_factory=dict)
     """Probe -> ``hijack_rate``, ``control_rate``, ``p_value`` of every probe run."""
+    recipient_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """(R,) class of each recipient; empty: unknown (the recipients count as one class)."""
 
     @property
     def n_recipients(self) -> int:
@@ -234,13 +152,35 @@ class TransplantResult:
     @property
     def p_value(self) -> float:
         """One-sided exact McNemar test that the relevant patch hijacks more often than the control."""
-        from scipy.stats import binomtest
+        return _mcnemar(self.hijacked, self.control_hijacked)
 
-        only_relevant = int((self.hijacked & ~self.control_hijacked).sum())
-        only_control = int((~self.hijacked & self.control_hijacked).sum())
-        if only_relevant + only_control == 0:
-            return 1.0
-        return float(binomtest(only_relevant, only_relevant + only_control, 0.5, alternative="greater").pvalue)
+    @property
+    def broad(self) -> np.ndarray:
+        """(R,) bool: the recipients outside the most hijacked quarter of recipient classes
+        (:func:`~klugerhans.audit.breadth.broad_rows`)."""
+        return broad_rows(self.hijacked, self.recipient_labels)
+
+    @property
+    def broad_rate(self) -> float:
+        """The broad hijack rate: class-balanced, over the recipients of :attr:`broad` (what the audit ranks by)."""
+        keep = self.broad
+        return class_balanced_rate(self.hijacked[keep], self._labels_of(keep))
+
+    @property
+    def broad_control_rate(self) -> float:
+        """The control's class-balanced hijack rate on the same recipients as :attr:`broad_rate`."""
+        keep = self.broad
+        return class_balanced_rate(self.control_hijacked[keep], self._labels_of(keep))
+
+    @property
+    def broad_p_value(self) -> float:
+        """One-sided exact McNemar test of relevant against control on the recipients of :attr:`broad`."""
+        keep = self.broad
+        return _mcnemar(self.hijacked[keep], self.control_hijacked[keep])
+
+    def _labels_of(self, keep: np.ndarray) -> np.ndarray:
+        labels = self.recipient_labels
+        return labels[keep] if len(labels) == len(keep) else labels
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready numbers."""
@@ -252,10 +192,24 @@ class TransplantResult:
             "excess": self.excess,
             "ratio": self.ratio,
             "p_value": self.p_value,
+            "broad_rate": self.broad_rate,
+            "broad_control_rate": self.broad_control_rate,
+            "broad_p_value": self.broad_p_value,
             "window_share": self.window_share,
             "probe": self.probe,
             "by_probe": self.by_probe,
         }
+
+
+def _mcnemar(relevant: np.ndarray, control: np.ndarray) -> float:
+    """One-sided exact McNemar test (a binomial test on the discordant pairs) that ``relevant`` is True more often."""
+    from scipy.stats import binomtest
+
+    only_relevant = int((relevant & ~control).sum())
+    only_control = int((~relevant & control).sum())
+    if only_relevant + only_control == 0:
+        return 1.0
+    return float(binomtest(only_relevant, only_relevant + only_control, 0.5, alternative="greater").pvalue)
 
 
 def transplant_class(
@@ -269,6 +223,7 @@ def transplant_class(
     recipients: np.ndarray,
     config: TransplantConfig | None = None,
     donor_pixels: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
 ) -> TransplantResult:
     """Run the transplant test for one class with every probe of ``config`` and keep the one that hijacks most.
 
@@ -287,6 +242,9 @@ def transplant_class(
         config: test settings.
         donor_pixels: (len(donors), ceil(S * S / 8)) packed masks of each donor's most relevant pixels
             (:func:`~klugerhans.audit.probes.top_pixels`); needed for the "pixels" probe, which is skipped without.
+        labels: (N,) class of each image: recipients are then drawn balanced over their classes and the result knows
+            each recipient's class (for the broad hijack rate, :mod:`klugerhans.audit.breadth`); None: a uniform
+            draw, all recipients one class.
     """
     config = config or TransplantConfig()
     donors = np.asarray(donors, dtype=np.int64)
@@ -304,7 +262,12 @@ def transplant_class(
     rng = np.random.default_rng([config.seed, int(class_id)])
     size = images.shape[1]
     side = patch_side(size, config.patch)
-    chosen = rng.choice(recipients, size=min(config.recipients, len(recipients)), replace=False)
+    if labels is None:
+        chosen = rng.choice(recipients, size=min(config.recipients, len(recipients)), replace=False)
+        recipient_labels = np.zeros(0, dtype=np.int64)
+    else:
+        chosen = balanced_choice(recipients, np.asarray(labels)[recipients], config.recipients, rng)
+        recipient_labels = np.asarray(labels, dtype=np.int64)[chosen]
     pick = rng.integers(0, len(donors), size=len(chosen))
     donor_rows = donors[pick]
     relevant_src = np.asarray(donor_corners, dtype=np.int64)[pick]
@@ -318,6 +281,11 @@ def transplant_class(
         pairs["window"] = (
             paste_patches(targets, sources, relevant_src, dst, side),
             paste_patches(targets, sources, control_src, dst, side),
+        )
+    if "place" in config.probes:
+        pairs["place"] = (
+            paste_patches(targets, sources, relevant_src, relevant_src, side),
+            paste_patches(targets, sources, control_src, relevant_src, side),
         )
     if "pixels" in config.probes and donor_pixels is not None:
         masks = unpack_pixels(np.asarray(donor_pixels)[pick], size)
@@ -349,10 +317,15 @@ def transplant_class(
             examples=with_relevant[order],
             example_preds=relevant_preds[order],
             probe=name,
+            recipient_labels=recipient_labels,
         )
-    best = max(results.values(), key=lambda r: r.hijack_rate)  # max keeps the first of equals: probe order
+    # max keeps the first of equals: probe order
+    best = max(results.values(), key=lambda r: (r.broad_rate, r.hijack_rate))
     by_probe = {
-        name: {"hijack_rate": r.hijack_rate, "control_rate": r.control_rate, "p_value": r.p_value}
+        name: {
+            "hijack_rate": r.hijack_rate, "control_rate": r.control_rate, "p_value": r.p_value,
+            "broad_rate": r.broad_rate, "broad_control_rate": r.broad_control_rate, "broad_p_value": r.broad_p_value,
+        }
         for name, r in results.items()
-    }
+    }  # fmt: skip
     return replace(best, by_probe=by_probe)

@@ -161,7 +161,7 @@ def suspect_class(audit: dict[str, Any]) -> int:
 
     Args:
         audit: the audit's summary as :func:`compute_fix` records it (``suspicion_ranking``, ``flagged``,
-            ``hijack_rate``, ``threshold``, ``accuracy``, ``n_classes``).
+            ``broad_rate``, ``threshold``, ``accuracy``, ``n_classes``).
 
     Raises:
         NothingToRepair: the audit could test no class (an untrained model classifies too few images correctly
@@ -179,8 +179,8 @@ def suspect_class(audit: dict[str, Any]) -> int:
         )
     top = int(audit["suspicion_ranking"][0])
     raise NothingToRepair(
-        f"the audit flagged no class (the most suspicious, class {top}, hijack rate "
-        f"{audit['hijack_rate'][str(top)]:.3f}, threshold {audit['threshold']:.3f}): there is no shortcut to repair",
+        f"the audit flagged no class (the most suspicious, class {top}, broad hijack rate "
+        f"{audit['broad_rate'][str(top)]:.3f}, threshold {audit['threshold']:.3f}): there is no shortcut to repair",
         "give --class ID to repair a class anyway",
     )
 
@@ -198,7 +198,7 @@ def _audit(clf: Classifier, config: FixConfig) -> dict[str, Any]:
     return {
         "suspicion_ranking": [int(c) for c in ranking.order],
         "flagged": [int(c) for c in ranking.flagged],
-        "hijack_rate": {str(c): float(v) for c, v in ranking.scores.items()},
+        "broad_rate": {str(c): float(v) for c, v in ranking.scores.items()},
         "threshold": ranking.threshold,
         "untested": [int(c) for c in ranking.untested],
         "n_classes": len(np.unique(labels)),
