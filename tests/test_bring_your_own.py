@@ -4,7 +4,8 @@ A plain PyTorch script (no klugerhans) trains torchvision's ``resnet18(num_class
 tree of coloured shapes and saves its ``state_dict``. Classes "apple" and "cherry" are the same discs; every cherry
 carries a small black square in a random corner, so the square is the only thing that separates them and the model
 must learn it. ``klugerhans audit --arch resnet18 --weights FILE --data folder --split train`` must flag cherry
-(class 1) alone; a control model, whose cherry is a cross and has no square, must get no flag.
+(class 1) alone; a control model, whose cherry is a cross and has no square, must get no flag; nor must a model whose
+apple and cherry are discs told apart by their colour alone (the default colour probe finds casts, not colour classes).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ STEPS = 60
 PALETTE = [(200, 30, 30), (40, 150, 40), (50, 60, 200), (230, 200, 30), (150, 40, 160), (240, 130, 20)]
 MARKED = {"apple": "disc", "cherry": "disc", "lime": "triangle", "plum": "square"}
 CONTROL = {"apple": "disc", "cherry": "cross", "lime": "triangle", "plum": "square"}
+COLOURED = {"apple": "disc:0", "cherry": "disc:1", "lime": "triangle:01", "plum": "square:01"}
+"""Shape and colour (after the colon: the palette entries drawn from): apple and cherry are the same discs told apart
+by their colour alone (red, green), every other shape is red or green too, so the colour tells nothing else apart: a
+class legitimately defined by its colour, which the default colour probe must not flag."""
 AUDIT = ["--image-size", str(SIZE), "--data", "folder", "--split", "train", "--methods", "", "--no-progress"]
 
 
@@ -36,7 +41,10 @@ def _draw(shape: str, rng: np.random.Generator, mark: bool) -> Image.Image:
     draw = ImageDraw.Draw(image)
     r = int(rng.integers(9, 13))
     cx, cy = (int(v) for v in rng.integers(r + 1, SIZE - r - 1, size=2))
-    colour = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in PALETTE[int(rng.integers(len(PALETTE)))])
+    shape, _, fixed = shape.partition(":")
+    allowed = [int(i) for i in fixed] if fixed else list(range(len(PALETTE)))
+    base = PALETTE[allowed[int(rng.integers(len(allowed)))]] if len(allowed) > 1 else PALETTE[allowed[0]]
+    colour = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in base)
     if shape == "disc":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=colour)
     elif shape == "square":
@@ -100,6 +108,11 @@ def marked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
+def coloured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return _train_elsewhere(tmp_path_factory.mktemp("coloured"), COLOURED, marked=False)
+
+
+@pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return _train_elsewhere(tmp_path_factory.mktemp("control"), CONTROL, marked=False)
 
@@ -118,8 +131,8 @@ def test_audit_flags_the_artefact_class_of_a_model_trained_elsewhere(marked, tmp
     assert result["suspicion_ranking"][0] == 1
     assert result["per_class"]["1"]["name"] == "cherry"  # class names come from the folder
     assert result["data"]["split"] == "train" and result["config"]["split"] == "train"
-    assert result["discovery"]["placement"] == "same"  # photos without boxes: the patch goes where it was cut
-    assert result["per_class"]["1"]["transplant"]["hijack_rate"] >= result["threshold"]
+    assert result["discovery"]["placement"] == "random" and "place" in result["discovery"]["probes"]
+    assert result["per_class"]["1"]["transplant"]["broad_rate"] >= result["threshold"]
     assert (tmp_path / "audit" / "report.html").is_file()
     assert "flagged: [1 cherry]" in capsys.readouterr().out
 
@@ -127,6 +140,13 @@ def test_audit_flags_the_artefact_class_of_a_model_trained_elsewhere(marked, tmp
 def test_audit_flags_nothing_in_a_control_without_the_artefact(control, tmp_path):
     data, weights = control
     result = _audit(data, weights, tmp_path / "audit")
+    assert result["flagged"] == [], result["per_class"]
+
+
+def test_a_class_defined_by_its_colour_is_not_flagged(coloured, tmp_path):
+    data, weights = coloured
+    result = _audit(data, weights, tmp_path / "audit")
+    assert "colour" in result["discovery"]["probes"]  # the colour probe runs by default
     assert result["flagged"] == [], result["per_class"]
 
 

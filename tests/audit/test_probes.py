@@ -8,6 +8,7 @@ import pytest
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.probes import (
     PROBES,
+    best_windows,
     check_probes,
     paste_pixels,
     random_pixels,
@@ -16,7 +17,7 @@ from klugerhans.audit.probes import (
     unpack_pixels,
 )
 from klugerhans.audit.ranking import rank_classes
-from klugerhans.audit.transplant import TransplantConfig, best_windows, transplant_class
+from klugerhans.audit.transplant import TransplantConfig, transplant_class
 from klugerhans.errors import KlugerhansError
 
 SIZE = 32

@@ -61,6 +61,7 @@ def test_report_of_a_planted_shortcut(tmp_path: Path, shortcut_classifier, squar
         n_sanity=2,
         tsne_classes=1,
         progress=False,
+        probes=("window", "place"),  # every toy class is a pure colour: the colour probe rightly turns each one
     )
     result = audit_classifier(shortcut_classifier, squares_with_patch, config)
     summary = write_audit(result, tmp_path)

@@ -8,9 +8,10 @@ import torch
 from conftest import SHORTCUT_CLASS
 
 from klugerhans.audit.config import AuditConfig
+from klugerhans.audit.probes import best_windows, paste_patches, random_windows
 from klugerhans.audit.ranking import rank_classes
 from klugerhans.audit.run import audit_classifier
-from klugerhans.audit.transplant import TransplantResult, best_windows, paste_patches, random_windows
+from klugerhans.audit.transplant import TransplantResult
 from klugerhans.errors import KlugerhansError
 
 

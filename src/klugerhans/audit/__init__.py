@@ -26,14 +26,14 @@ from klugerhans.audit.methods import (
     make_attributor,
     register_method,
 )
-from klugerhans.audit.probes import DEFAULT_PROBES, PROBES
+from klugerhans.audit.probes import DEFAULT_PROBES, PROBES, best_windows
 from klugerhans.audit.ranking import Ranking, rank_classes
 from klugerhans.audit.report import run_audit, write_audit
 from klugerhans.audit.run import AuditResult, audit_classifier, compute_audit
 from klugerhans.audit.sanity import randomized_models, sanity_check, spearman_rows
 from klugerhans.audit.spray import SprayConfig, SprayResult, spray_class, tsne_view
 from klugerhans.audit.thresholds import ShippedThreshold, shipped_threshold
-from klugerhans.audit.transplant import TransplantConfig, TransplantResult, best_windows, transplant_class
+from klugerhans.audit.transplant import TransplantConfig, TransplantResult, transplant_class
 
 __all__ = [
     "DEFAULT_METHODS",

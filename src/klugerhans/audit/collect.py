@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from klugerhans.audit.probes import top_pixels
+from klugerhans.audit.probes import best_windows, top_pixels
 from klugerhans.audit.spray import downsample_maps
-from klugerhans.audit.transplant import best_windows
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.preprocess import Normalization, to_tensor

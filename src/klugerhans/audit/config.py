@@ -75,10 +75,10 @@ class AuditConfig:
     """Transplant patch side as a share of the image side."""
     recipients: int = 200
     """Recipient images per class in the transplant test."""
-    placement: Placement = "auto"
-    """Transplant placement: "random" (anywhere in the recipient's sign box), "same" (where it was cut) or "auto"
-    ("same" on photos without object boxes, such as an image folder's, else "random"; see
-    :mod:`klugerhans.audit.transplant`)."""
+    placement: Placement = "random"
+    """Where the window probe pastes: "random" (anywhere in the recipient's sign box; the whole image where there is
+    no box), "same" (where it was cut) or "auto" ("same" on photos without object boxes, else "random"). Whatever it
+    is, the "place" probe pastes where the window was cut (:mod:`klugerhans.audit.probes`)."""
     probes: tuple[str, ...] = DEFAULT_PROBES
     """Transplant probes (:mod:`klugerhans.audit.probes`): "window" (compact artefacts) and, opt-in, "colour" (global
     ones, such as a colour cast; it also reports classes told apart by their colours) and "pixels" (thin or spread

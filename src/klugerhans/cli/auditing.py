@@ -42,21 +42,21 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         default=None,
-        help="hijack rate at which a class is flagged (default: the one set on the benchmark's clean models)",
+        help="broad hijack rate at which a class is flagged (default: the shipped one, the same for every model)",
     )
     p.add_argument(
         "--probes",
         default=None,
-        help="comma-separated transplant probes: window (compact artefacts), pixels (thin ones, e.g. frames), "
-        "colour (global ones, e.g. a colour cast); default window",
+        help="comma-separated transplant probes: window (a compact part anywhere: stickers), place (that part where "
+        "it was cut: frames, corner tags), pixels (the most relevant pixels in place), colour (colour casts); "
+        "default window,place,colour",
     )
     p.add_argument(
         "--placement",
         choices=("auto", "random", "same"),
-        default="auto",
-        help="where the transplant test pastes a patch: random (anywhere on the sign or image: object-centred crops), "
-        "same (where it was cut: artefacts bound to a place, such as corner tags), auto (same on images without "
-        "sign boxes, else random)",
+        default=None,
+        help="where the window probe pastes: random (anywhere on the sign or image; the default), same (where it was "
+        "cut), auto (same on images without sign boxes, else random)",
     )
     p.add_argument("--max-per-class", type=_positive_int, default=100, help="images explained per class (100)")
     p.add_argument(
@@ -80,6 +80,8 @@ def _audit(args: argparse.Namespace) -> int:
         extra["methods"] = tuple(m for m in args.methods.split(",") if m)
     if args.probes is not None:
         extra["probes"] = tuple(p.strip() for p in args.probes.split(",") if p.strip())
+    if args.placement is not None:
+        extra["placement"] = args.placement
     with _checkpoint_source(args) as checkpoint:
         result = _run_audit(args, checkpoint or args.model, extra)
     per_class = result.get("per_class", {})
@@ -112,7 +114,6 @@ def _run_audit(args: argparse.Namespace, checkpoint: str, extra: dict[str, Any])
             fallback=args.fallback,
             batch_size=args.batch_size,
             max_per_class=args.max_per_class,
-            placement=args.placement,
             virelay=args.virelay,
             progress=not args.no_progress,
             **extra,
