@@ -106,6 +106,7 @@ def test_the_takes_suite_covers_both_architectures_every_artefact_and_a_corner_t
     assert {j.recipe.width for j in jobs if j.recipe.arch == "resnet18"} == {1.0}  # the multiplier is our VGG's
     assert {j.recipe.width for j in jobs if j.recipe.arch == "vgg11_bn"} == {config.recipe.width}
     assert {j.axes["artefact"] for j in manipulated} == set(ARTEFACTS)
+    assert {j.recipe.sticker.label for j in manipulated} == {"dirty"}  # clean-label artefacts did not take here
     tags = [j for j in manipulated if j.axes["artefact"] == "corner_tag"]
     assert tags and all(j.recipe.sticker.placement == "corner" == j.axes["position"] for j in tags)
     assert all(j.recipe.sticker.pattern == "text" for j in tags)

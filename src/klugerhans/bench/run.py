@@ -39,13 +39,11 @@ __all__ = ["PRIMARY", "VARIANTS", "RunOptions", "job_dir", "load_result", "run_j
 PRIMARY = "klugerhans"
 """The detector name of klugerhans' own audit in results and ``bench.json``."""
 VARIANTS: dict[str, dict[str, Any]] = {
-    f"{PRIMARY}@same": {"placement": "same"},
-    f"{PRIMARY}+colour": {"probes": ("window", "colour")},
+    f"{PRIMARY}@window": {"probes": ("window",)},
     f"{PRIMARY}+pixels": {"probes": PROBES},
 }
-"""Audit settings measured beside the shipped audit (detector name -> changed :class:`AuditConfig` fields):
-pasting where the part was cut (the placement used for photos without object boxes; its clean models set that
-placement's threshold), the opt-in colour probe, and all probes."""
+"""Audit settings measured beside the shipped audit (detector name -> changed :class:`AuditConfig` fields): the
+window probe alone (compact artefacts only) and every probe (also the opt-in pixels probe)."""
 
 
 @dataclass(frozen=True)
