@@ -5,7 +5,8 @@ tree of coloured shapes and saves its ``state_dict``. Classes "apple" and "cherr
 carries a small black square in a random corner, so the square is the only thing that separates them and the model
 must learn it. ``klugerhans audit --arch resnet18 --weights FILE --data folder --split train`` must flag cherry
 (class 1) alone; a control model, whose cherry is a cross and has no square, must get no flag; nor must a model whose
-apple and cherry are discs told apart by their colour alone (the default colour probe finds casts, not colour classes).
+apple and cherry are discs told apart by their colour alone, audited with the colour probe (it finds casts, not
+colour classes).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ CONTROL = {"apple": "disc", "cherry": "cross", "lime": "triangle", "plum": "squa
 COLOURED = {"apple": "disc:0", "cherry": "disc:1", "lime": "triangle:01", "plum": "square:01"}
 """Shape and colour (after the colon: the palette entries drawn from): apple and cherry are the same discs told apart
 by their colour alone (red, green), every other shape is red or green too, so the colour tells nothing else apart: a
-class legitimately defined by its colour, which the default colour probe must not flag."""
+class legitimately defined by its colour, which the colour probe must not flag."""
 AUDIT = ["--image-size", str(SIZE), "--data", "folder", "--split", "train", "--methods", "", "--no-progress"]
 
 
@@ -117,9 +118,9 @@ def control(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return _train_elsewhere(tmp_path_factory.mktemp("control"), CONTROL, marked=False)
 
 
-def _audit(data: Path, weights: Path, out: Path) -> dict:
+def _audit(data: Path, weights: Path, out: Path, *extra: str) -> dict:
     code = main(["audit", "--arch", "resnet18", "--weights", str(weights), "--data-dir", str(data), *AUDIT,
-                 "--out", str(out)])  # fmt: skip
+                 "--out", str(out), *extra])  # fmt: skip
     assert code == 0
     return json.loads((out / "audit.json").read_text())
 
@@ -143,10 +144,10 @@ def test_audit_flags_nothing_in_a_control_without_the_artefact(control, tmp_path
     assert result["flagged"] == [], result["per_class"]
 
 
-def test_a_class_defined_by_its_colour_is_not_flagged(coloured, tmp_path):
+def test_a_class_defined_by_its_colour_is_not_flagged_by_the_colour_probe(coloured, tmp_path):
     data, weights = coloured
-    result = _audit(data, weights, tmp_path / "audit")
-    assert "colour" in result["discovery"]["probes"]  # the colour probe runs by default
+    result = _audit(data, weights, tmp_path / "audit", "--probes", "window,place,colour")
+    assert result["discovery"]["probes"] == ["window", "place", "colour"]
     assert result["flagged"] == [], result["per_class"]
 
 
