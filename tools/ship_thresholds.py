@@ -2,8 +2,8 @@
 
     python tools/ship_thresholds.py runs/bench-small [--command "klugerhans bench --suite small --out DIR"]
 
-Reads ``bench.json`` (``klugerhans bench --summarize`` writes it), takes each placement's threshold from the detector
-audited with that placement (``random``: the shipped audit, ``same``: ``klugerhans@same``) and writes
+Reads ``bench.json`` (``klugerhans bench --summarize`` writes it), takes the shipped audit's threshold (one value for
+every placement: the broad hijack rate does not depend on where the window goes) and writes
 ``src/klugerhans/audit/thresholds.json`` (:mod:`klugerhans.audit.thresholds`). Prints one line per placement.
 """
 
@@ -19,7 +19,7 @@ from klugerhans.bench.run import PRIMARY
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_text
 
-DETECTORS = {"random": PRIMARY, "same": f"{PRIMARY}@same"}
+DETECTORS = {"random": PRIMARY, "same": PRIMARY}
 
 
 def main(argv: list[str] | None = None) -> int:
