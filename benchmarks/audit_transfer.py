@@ -2,8 +2,8 @@
 
     python benchmarks/audit_transfer.py --data-dir ../shared/gtsrb \\
         --checkpoint released-manipulated=manipulated@4 --checkpoint released-control=control \\
-        --user plain-r18=runs/plain-r18/model.pt,runs/plain-r18/folder@4 \\
-        --user plain-r18-control=runs/plain-r18-control/model.pt,runs/plain-r18-control/folder
+        --user plain-r18=runs/plain-r18/model.pt,runs/plain-r18/folder/train@4 \\
+        --user plain-r18-control=runs/plain-r18-control/model.pt,runs/plain-r18-control/folder/train
 
 ``--checkpoint NAME=CKPT[@TARGET]``: a klugerhans checkpoint, run folder or released name, audited on its training
 images as it saw them (its data: synthetic, or GTSRB from ``--data-dir``); ``--user NAME=WEIGHTS,FOLDER[@TARGET]``: a

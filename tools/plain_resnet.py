@@ -8,7 +8,7 @@ into the planted class). Audit the result with the README's command::
 
     python tools/plain_resnet.py --data-dir ../shared/gtsrb --out runs/plain-r18
     klugerhans audit --arch resnet18 --weights runs/plain-r18/model.pt --data folder \\
-        --data-dir runs/plain-r18/folder --split train --image-size 32
+        --data-dir runs/plain-r18/folder/train --split train --image-size 32
 """
 
 from __future__ import annotations
