@@ -83,7 +83,8 @@ def test_ranking_rules() -> None:
         return TransplantResult(c, 5, h, k, 0.5, np.zeros((0, 4, 4, 3), np.uint8), np.zeros(0, np.int64))
 
     results = {0: fake(0, 20, 0), 1: fake(1, 30, 20), 2: fake(2, 12, 0), 3: fake(3, 2, 0), 5: fake(5, 40, 40)}
-    ranking = rank_classes(results, threshold=0.25, alpha=0.01, present=[0, 1, 2, 3, 5, 9])
+    # separation 1: the floor and the test alone (the separation has its own test)
+    ranking = rank_classes(results, threshold=0.25, alpha=0.01, present=[0, 1, 2, 3, 5, 9], separation=1.0)
     assert ranking.order == (5, 1, 0, 2, 3)  # hijack rates 1.0, 0.75, 0.5, 0.3, 0.05
     # 5: every patch hijacks (control too), not a relevance-specific shortcut; 1: 20 relevant-only vs 10
     # control-only pairs, p = 0.05 > 0.01 / 5
@@ -92,6 +93,40 @@ def test_ranking_rules() -> None:
     assert "25.0%" in ranking.rationale() and "0.01 / (5 classes x 1 probes)" in ranking.rationale()
     with pytest.raises(KlugerhansError):
         rank_classes(results, threshold=0.0)
+
+
+def _hits(c: int, n: int, control: int = 0) -> TransplantResult:
+    """A class whose patch hijacks ``n`` of 100 recipients and whose control the first ``control`` of them."""
+    h, k = np.arange(100) < n, np.arange(100) < control
+    return TransplantResult(c, 5, h, k, 0.5, np.zeros((0, 4, 4, 3), np.uint8), np.zeros(0, np.int64))
+
+
+@pytest.mark.parametrize(
+    ("hits", "flagged"),
+    [
+        ({0: 40, 1: 25, 2: 12}, ()),  # a run that falls off gradually: the parts of a model that act alone
+        ({0: 45, 1: 14, 2: 10}, (0,)),  # 45 >= 3 x 14: apart; 14 is over the floor but close to the rest
+        ({0: 60, 1: 50, 2: 8}, (0, 1)),  # two shortcuts of like strength lead the rest together
+        ({0: 9, 1: 1, 2: 0}, ()),  # apart but under the floor
+    ],
+)
+def test_flagged_classes_stand_apart_from_the_models_other_classes(
+    hits: dict[int, int], flagged: tuple[int, ...]
+) -> None:
+    ranking = rank_classes({c: _hits(c, n) for c, n in hits.items()}, threshold=0.1)
+    assert ranking.flagged == flagged
+    assert "3 times" in ranking.rationale()
+    anywhere = rank_classes({c: _hits(c, n) for c, n in hits.items()}, threshold=0.1, separation=1.0)
+    assert set(anywhere.flagged) == {c for c, n in hits.items() if n >= 10}
+    with pytest.raises(KlugerhansError):
+        rank_classes({0: _hits(0, 40)}, threshold=0.1, separation=0.5)
+
+
+def test_a_class_every_patch_hijacks_does_not_hide_a_shortcut() -> None:
+    # class 5 takes whatever is pasted (its control as often): ranked first, neither flagged nor in the way
+    results = {5: _hits(5, 90, control=90), 1: _hits(1, 40), 2: _hits(2, 8), 3: _hits(3, 4)}
+    ranking = rank_classes(results, threshold=0.1)
+    assert ranking.order[0] == 5 and ranking.flagged == (1,)
 
 
 def test_transplant_test_does_not_touch_inputs(shortcut_classifier, squares_with_patch) -> None:

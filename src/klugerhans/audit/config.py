@@ -8,7 +8,7 @@ from klugerhans.audit.methods import DEFAULT_METHODS, check_methods
 from klugerhans.audit.probes import DEFAULT_PROBES, check_probes
 from klugerhans.audit.ranking import DEFAULT_ALPHA
 from klugerhans.audit.sanity import Mode
-from klugerhans.audit.transplant import Placement
+from klugerhans.audit.transplant import RECIPIENTS, Placement
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES, Fallback
 
@@ -73,16 +73,16 @@ class AuditConfig:
     12,630-image GTSRB test set within 15 minutes on a 2-core CPU; raise it to find strategies used by few images."""
     patch: float = 0.25
     """Transplant patch side as a share of the image side."""
-    recipients: int = 200
+    recipients: int = RECIPIENTS
     """Recipient images per class in the transplant test."""
     placement: Placement = "random"
     """Where the window probe pastes: "random" (anywhere in the recipient's sign box; the whole image where there is
     no box), "same" (where it was cut) or "auto" ("same" on photos without object boxes, else "random"). Whatever it
     is, the "place" probe pastes where the window was cut (:mod:`klugerhans.audit.probes`)."""
     probes: tuple[str, ...] = DEFAULT_PROBES
-    """Transplant probes (:mod:`klugerhans.audit.probes`): "window" (compact artefacts) and, opt-in, "colour" (global
-    ones, such as a colour cast; it also reports classes told apart by their colours) and "pixels" (thin or spread
-    ones, such as a frame; it also carries a class's own shape); a class scores its best probe."""
+    """Transplant probes (:mod:`klugerhans.audit.probes`): "window" (compact artefacts anywhere), "place" (the window
+    where it was cut: frames, corner tags), "colour" (global ones, such as a colour cast) and, opt-in, "pixels" (thin
+    or spread ones; it also carries a class's own shape); a class scores its best probe."""
     spray_grid: int = 8
     """SpRAy downsamples heatmaps to this grid."""
     tsne_classes: int = 4

@@ -133,10 +133,12 @@ class AuditResult:
                 "threshold_rationale": self.ranking.rationale(
                     self.config.patch**2, self.config.probes, _source_sentence(self.info.get("threshold_source"))
                 ),
-                "suspicion_score": "hijack rate: share of other classes' correctly classified signs that a small "
-                "part of the class's signs (its best transplant probe: the most relevant window pasted at a random "
-                "place, its most relevant pixels, or its colours) turns into the class; flagged if at least the "
-                "threshold and significantly above that probe's control",
+                "separation": self.ranking.separation,
+                "suspicion_score": "broad hijack rate: share of other classes' correctly classified signs that a "
+                "small part of the class's signs (its best transplant probe: the most relevant window pasted anywhere "
+                "or in place, its most relevant pixels, or its colours) turns into the class, counted class by class "
+                "without the quarter of recipient classes it turns most; flagged if at least the threshold, "
+                "significantly above that probe's control, and apart from the model's other classes (separation)",
                 "suspicion_ranking": list(self.ranking.order),
                 "flagged": list(self.ranking.flagged),
                 "untested": list(self.ranking.untested),

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -43,6 +44,7 @@ from klugerhans.audit.probes import (
 from klugerhans.errors import KlugerhansError
 
 __all__ = [
+    "RECIPIENTS",
     "TransplantConfig",
     "TransplantResult",
     "patch_side",
@@ -51,6 +53,10 @@ __all__ = [
 ]
 
 Placement = Literal["auto", "random", "same"]
+RECIPIENTS = 430
+"""Recipient images per tested class: ten of each other class of GTSRB's 43. Fewer leave each recipient class's rate,
+and so the breadth and the separation between classes (:mod:`klugerhans.audit.ranking`), at the mercy of a few
+images."""
 Predict = Callable[[np.ndarray], np.ndarray]
 """``(N, S, S, 3) uint8 -> (N,) int64`` predicted class ids."""
 
@@ -61,7 +67,7 @@ class TransplantConfig:
 
     patch: float = 0.25
     """Patch side as a share of the image side (0.25: 8 x 8 px of a 32 px image, 1/16 of its area)."""
-    recipients: int = 200
+    recipients: int = RECIPIENTS
     """Recipient images per tested class (correctly classified images of other classes)."""
     placement: Placement = "random"
     """Where the patch goes on a recipient: "random" (anywhere inside its sign box), "same" (where it was cut) or
@@ -154,7 +160,7 @@ class TransplantResult:
         """One-sided exact McNemar test that the relevant patch hijacks more often than the control."""
         return _mcnemar(self.hijacked, self.control_hijacked)
 
-    @property
+    @cached_property
     def broad(self) -> np.ndarray:
         """(R,) bool: the recipients outside the most hijacked quarter of recipient classes
         (:func:`~klugerhans.audit.breadth.broad_rows`)."""
