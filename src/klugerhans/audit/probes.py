@@ -15,14 +15,15 @@ turn other classes' signs into it. What "a small part" is depends on the shortcu
   places. Finds thin or spread artefacts that no window holds. It is off by default because it carries a class's own
   shape into place *broadly*: on a synthetic VGG with a cast on class 17, the 64 most relevant pixels of the clean
   class 25 reached a broad hijack rate of 0.147 (p = 3e-6), above the flag threshold; ``place`` finds frames instead.
-- ``colour`` (opt-in): the donor's colour statistics (per-channel mean and standard deviation, the colour transfer of
+- ``colour``: the donor's colour statistics (per-channel mean and standard deviation, the colour transfer of
   Reinhard et al. 2001, "Color Transfer between Images", here in RGB) imposed on the recipient. Finds global artefacts
-  that relevance spreads over the whole image: a colour cast, a tint of one camera or lab (on a synthetic VGG with a
-  cast on class 17: broad hijack rate 0.224, every other class under 0.1). Control: the colour statistics of a
-  correctly classified image of another class. A class that its colour tells apart from a few look-alikes (a red disc
-  beside a green one) hijacks only those, and its broad rate stays near 0. It is opt-in because with few classes the
-  breadth cannot discount what colour statistics carry of a shape: in a four-class toy world (tests/
-  test_bring_your_own.py) the filled squares' colours turned 34% of the other shapes (broad 0.288, p = 2e-4).
+  that relevance spreads over the whole image: a colour cast, a tint of one camera or lab. Control: the colour
+  statistics of a correctly classified image of another class. A class that its colour tells apart from a few
+  look-alikes (a red disc beside a green one) hijacks only those, and its broad rate stays near 0. Colour statistics
+  also carry some of a shape (how much of the image is coloured), which with few classes the breadth cannot discount:
+  in a four-class toy world (tests/test_bring_your_own.py) the filled squares' colours turn a third of the other
+  shapes, significantly; what keeps such a class unflagged is that it does not stand apart from the model's other
+  classes (:mod:`klugerhans.audit.ranking`).
 
 Each probe has its own paired control on the same recipients, so each is read the same way: hijack rate, control
 rate, one-sided exact McNemar test; the broad hijack rate says how widely it hijacks (:mod:`klugerhans.audit.breadth`).
@@ -51,8 +52,8 @@ __all__ = [
 
 PROBES: tuple[str, ...] = ("window", "place", "pixels", "colour")
 """Transplant probes, in the order a tie between their hijack rates is broken."""
-DEFAULT_PROBES: tuple[str, ...] = ("window", "place")
-"""Probes an audit runs unless told otherwise ("pixels" and "colour" are opt-in: see the module docstring)."""
+DEFAULT_PROBES: tuple[str, ...] = ("window", "place", "colour")
+"""Probes an audit runs unless told otherwise ("pixels" is opt-in: see the module docstring)."""
 
 
 def check_probes(probes: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -49,7 +49,7 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="comma-separated transplant probes: window (a compact part anywhere: stickers), place (that part where "
         "it was cut: frames, corner tags), pixels (the most relevant pixels in place), colour (colour casts); "
-        "default window,place",
+        "default window,place,colour",
     )
     p.add_argument(
         "--placement",
