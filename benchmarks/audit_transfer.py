@@ -10,7 +10,8 @@ images as it saw them (its data: synthetic, or GTSRB from ``--data-dir``); ``--u
 torchvision ``resnet18`` state_dict and its ImageFolder tree, audited as the README says (``--data folder --split
 train --image-size 32``). ``@TARGET`` is the planted class (left out for a clean control); the audit never sees it.
 
-Prints one ``NAME: ...`` line per model (flags, the top classes with their broad hijack rates and probes, seconds),
+Prints one ``NAME: ...`` line per model (flags, the top classes with their broad hijack rates and probes, the lead:
+the first class's broad hijack rate less its control's over the second's, which the audit asks to be >= 3; seconds),
 then ``planted_alone_<NAME>: 1|0`` for each manipulated model and ``nothing_flagged_<NAME>: 1|0`` for each control.
 """
 
@@ -46,11 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="real GTSRB, for checkpoints trained on it")
     parser.add_argument("--out", default="runs/audit-transfer", help="one audit folder per model")
     parser.add_argument("--max-per-class", type=int, default=None, help="heatmaps per class (default: the audit's)")
+    parser.add_argument("--methods", default=None, help="methods to compare ('': none)")
     args = parser.parse_args(argv)
     jobs: list[tuple[str, int | None, AuditConfig | tuple[str, str]]] = []
     common: dict[str, Any] = {"split": "train", "progress": False}
     if args.max_per_class is not None:
         common["max_per_class"] = args.max_per_class
+    if args.methods is not None:
+        common["methods"] = tuple(m for m in args.methods.split(",") if m)
     for text in args.checkpoint:
         name, source, target = _spec(text)
         recipe = load_classifier(source).meta.recipe
@@ -73,13 +77,27 @@ def main(argv: list[str] | None = None) -> int:
             f"{c} ({per_class[str(c)]['transplant']['broad_rate']:.3f} {per_class[str(c)]['transplant']['probe']})"
             for c in top
         )
-        print(f"{name}: flagged {result['flagged']}, top {shown}, target {target}, {seconds:.0f} s", flush=True)
+        lead = _lead(per_class)
+        line = f"{name}: flagged {result['flagged']}, top {shown}, lead {lead:.2f}, target {target}, {seconds:.0f} s"
+        print(line, flush=True)
         if target is None:
             lines.append(f"nothing_flagged_{name}: {int(result['flagged'] == [])}")
         else:
             lines.append(f"planted_alone_{name}: {int(result['flagged'] == [target])}")
     print("\n".join(lines))
     return 0
+
+
+def _lead(per_class: dict[str, Any]) -> float:
+    """How many times the next class's the leading class's broad hijack rate less its control's is (the separation
+    the audit asks of a flagged class); inf where no other class has a positive one."""
+    excess = sorted(
+        (t["broad_rate"] - t["broad_control_rate"] for c in per_class.values() if (t := c.get("transplant"))),
+        reverse=True,
+    )
+    if len(excess) < 2 or excess[0] <= 0:
+        return 0.0
+    return excess[0] / excess[1] if excess[1] > 0 else float("inf")
 
 
 def _audit_user(weights: str, folder: str, out: str, common: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -91,6 +109,8 @@ def _audit_user(weights: str, folder: str, out: str, common: dict[str, Any]) -> 
             "--split", "train", "--image-size", "32", "--no-progress", "--out", out]  # fmt: skip
     if "max_per_class" in common:
         argv += ["--max-per-class", str(common["max_per_class"])]
+    if "methods" in common:
+        argv += ["--methods", ",".join(common["methods"])]
     code = cli(argv)
     if code != 0:
         raise SystemExit(code)
