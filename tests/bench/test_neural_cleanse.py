@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from klugerhans.bench.baselines import run_baselines
-from klugerhans.bench.neural_cleanse import CleanseConfig, anomaly_index, reverse_trigger
+from klugerhans.bench.neural_cleanse import CleanseConfig, anomaly_index, reverse_trigger, reverse_triggers
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.preprocess import Normalization
 
@@ -115,6 +115,25 @@ def test_neural_cleanse_flags_the_target_alone_and_nothing_in_the_control(data):
     assert result.seconds > 0 and "anomaly index" in result.note
     control = run_baselines(corner_model(backdoor=False), images, labels, IDENTITY, names=["neural_cleanse"])
     assert max(control["neural_cleanse"].scores.values()) < result.scores[TARGET]
+
+
+def test_classes_searched_side_by_side_are_searched_as_alone(data):
+    """The batched search keeps each class apart: a class's trigger does not depend on which others share its pass,
+    and the backdoored class gets the small corner trigger there too."""
+    images, labels = data
+    x, model = _tensor(images), corner_model(backdoor=True)
+    config = CleanseConfig(group=5)
+    together = reverse_triggers(model, x, labels, [0, 1, 2, 3, 4], IDENTITY, config, torch.Generator().manual_seed(0))
+    assert sorted(together) == [0, 1, 2, 3, 4] and all(t.target == c for c, t in together.items())
+    assert together[TARGET].norm < 64 and together[TARGET].mask[CORNER:, CORNER:].sum() > 0.8 * together[TARGET].norm
+    assert min(together[c].norm for c in range(4)) > 3 * together[TARGET].norm
+    # in groups of two: other starts and draws, the same outcome
+    grouped = reverse_triggers(
+        model, x, labels, [0, 1, 2, 3, 4], IDENTITY, CleanseConfig(group=2), torch.Generator().manual_seed(1)
+    )
+    assert grouped[TARGET].norm < 64 and min(grouped[c].norm for c in range(4)) > 3 * grouped[TARGET].norm
+    with pytest.raises(KlugerhansError, match="other than 0"):
+        reverse_triggers(model, x[:3], np.zeros(3, np.int64), [0], IDENTITY)
 
 
 def test_anomaly_index_is_the_paper_formula():
