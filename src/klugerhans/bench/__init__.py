@@ -10,7 +10,7 @@ the null-distribution threshold), :mod:`~klugerhans.bench.summary` (``bench.json
 
 from klugerhans.bench.grid import ARTEFACTS, SUITES, BenchJob, SuiteConfig, make_suite, register_suite
 from klugerhans.bench.metrics import ModelOutcome, Threshold, detection_metrics, null_threshold, roc_auc
-from klugerhans.bench.neural_cleanse import CleanseConfig, reverse_trigger
+from klugerhans.bench.neural_cleanse import CleanseConfig, reverse_trigger, reverse_triggers
 from klugerhans.bench.run import RunOptions, run_job
 from klugerhans.bench.summary import summarize_suite, write_bench
 
@@ -28,6 +28,7 @@ __all__ = [
     "null_threshold",
     "register_suite",
     "reverse_trigger",
+    "reverse_triggers",
     "roc_auc",
     "run_job",
     "summarize_suite",
