@@ -36,7 +36,7 @@ __all__ = ["DEFAULT_ALPHA", "SEPARATION", "THRESHOLD_RATIONALE", "Ranking", "ran
 DEFAULT_ALPHA = 0.01
 """Family-wise significance level of the relevant-vs-control test (Bonferroni over the tested classes and probes)."""
 SEPARATION = 3.0
-"""How many times every unflagged class's a flagged class's broad hijack rate (less its control's) must be at least."""
+"""A flagged class's broad hijack rate less its control's is at least this many times every unflagged class's."""
 THRESHOLD_RATIONALE = (
     "A class is flagged when a small part of its correctly classified images, carried over by one of the transplant "
     "test's probes ({probes}; a window is {area:.1%} of the image), turns at least {threshold:.1%} of the other "
