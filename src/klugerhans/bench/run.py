@@ -96,8 +96,9 @@ def _detector(scores: dict[int, float], flagged: tuple[int, ...] | list[int], **
 
 
 def _audits(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob) -> dict[str, Any]:
-    """klugerhans' audit as it ships (:data:`PRIMARY`) and each of :data:`VARIANTS`, by detector name."""
-    return {name: _audit(clf, prepared, suite, job, **change) for name, change in {PRIMARY: {}, **VARIANTS}.items()}
+    """klugerhans' audit as it ships (:data:`PRIMARY`) and, if the suite asks, each of :data:`VARIANTS`."""
+    settings = {PRIMARY: {}, **(VARIANTS if suite.variants else {})}
+    return {name: _audit(clf, prepared, suite, job, **change) for name, change in settings.items()}
 
 
 def _audit(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob, **change: Any) -> dict[str, Any]:
@@ -214,7 +215,7 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
         found = run_baselines(
             clf.model, prepared.train.images, prepared.train.labels, clf.meta.normalization,
             names=options.baselines, seed=job.recipe.seed, device=str(clf.device),
-            settings={"neural_cleanse": {"steps": suite.cleanse_steps}},
+            settings={"neural_cleanse": {"steps": suite.cleanse_steps, "group": suite.cleanse_group}},
         )  # fmt: skip
         for name, res in found.items():
             detectors[name] = _detector(res.scores, res.flagged, note=res.note, seconds=res.seconds)

@@ -137,6 +137,9 @@ def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: 
     results = [r for r in finished if r.get("took", True)]
     apart = [r for r in finished if not r.get("took", True)]
     by_detector = collect_outcomes(results)
+    # A detector added or dropped while the suite resumed ran on some models only: its numbers would not compare.
+    partial = sorted(name for name, outcomes in by_detector.items() if name != PRIMARY and len(outcomes) < len(results))
+    by_detector = {name: outcomes for name, outcomes in by_detector.items() if name not in partial}
     thresholds: dict[str, float] = {}
     rationale: dict[str, Any] = {}
     for name, outcomes in by_detector.items():
@@ -156,6 +159,7 @@ def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: 
     payload["suite"] = suite
     payload["n_jobs"] = len(jobs)
     payload["n_finished"] = len(finished)
+    payload["partial_detectors"] = partial
     payload["not_taken"] = {"n": len(apart), "attack_success": {r["id"]: r["attempts"] for r in apart}}
     payload["comparison"] = compare_to_baselines(payload)
     payload["seconds"] = {"total": float(sum(r["timings"]["total"] for r in finished))}
