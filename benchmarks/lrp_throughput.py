@@ -26,6 +26,7 @@ import copy
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import torchvision
@@ -34,7 +35,8 @@ from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import COMPOSITES as ZENNIT_COMPOSITES
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
-from klugerhans.explain import LRP
+from klugerhans.explain import LRP, Composite, Gamma
+from klugerhans.explain.attention import has_attention
 from klugerhans.models.vgg import create_model
 
 
@@ -48,6 +50,89 @@ def _randomize_batch_norm(model: torch.nn.Module, seed: int) -> None:
                 m.running_var.uniform_(0.5, 2.0, generator=gen)
 
 
+def _timed(methods: dict[str, Callable[[torch.Tensor], object]], batches: list[torch.Tensor], warmup: int) -> dict:
+    """Median seconds per batch of each method, run interleaved batch by batch after ``warmup`` batches."""
+    times: dict[str, list[float]] = {name: [] for name in methods}
+    for i, x in enumerate(batches):
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            fn(x)
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak bytes the CPU allocator held above the start while ``fn`` ran (torch's profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    level = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        level += event.self_cpu_memory_usage  # allocations positive, frees negative
+        peak = max(peak, level)
+    return peak
+
+
+def _transformer(args: argparse.Namespace) -> None:
+    """A torchvision transformer: ours (AttnLRP) vs LXT (its ViT patches, zennit's composite) vs the gradient.
+
+    LXT patches torch's classes for the whole process, so the gradient pass is timed against ours first, LXT against
+    ours after LXT's patches are in.
+    """
+    sized = {"image_size": args.size} if args.arch.startswith("vit_") else {}
+    model = torchvision.models.get_model(args.arch, num_classes=1000, **sized).eval()
+    assert has_attention(model)
+    with torch.no_grad():  # torchvision's zero head would make every logit 0
+        head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+        head.weight.normal_(0, 0.02)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    batches = [torch.randn(args.batch_size, 3, args.size, args.size) for _ in range(args.warmup + args.batches)]
+    # LXT's ViT example: the gamma rule on every conv and dense layer (zennit's named composites with a special
+    # first layer fail under LXT's zennit patch)
+    ours = LRP(model, Composite(conv=Gamma(args.gamma), linear=Gamma(args.gamma)))
+
+    def run_ours(x: torch.Tensor) -> torch.Tensor:
+        return ours.explain(x).relevance
+
+    def run_gradient(x: torch.Tensor) -> torch.Tensor:
+        x = x.clone().requires_grad_()
+        out = model(x)
+        (grad,) = torch.autograd.grad(out.gather(1, out.argmax(1, keepdim=True)).sum(), x)
+        return grad
+
+    default = LRP(model, args.composite)
+
+    def run_default(x: torch.Tensor) -> torch.Tensor:
+        return default.explain(x).relevance
+
+    phase = {"ours": run_ours, args.composite: run_default, "gradient": run_gradient}
+    first = _timed(phase, batches, args.warmup)
+    memory = {name: _peak_bytes(partial(fn, batches[0])) for name, fn in phase.items()}
+    # benchmarks/lxt_reference.py; imported only now: it patches torch's classes for the rest of the process
+    from lxt_reference import lxt_attributor
+    from zennit.rules import Gamma as ZennitGamma
+
+    run_lxt = lxt_attributor(model, ZennitGamma(args.gamma))
+    second = _timed({"ours": run_ours, "lxt": run_lxt}, batches, args.warmup)
+    memory["lxt"] = _peak_bytes(lambda: run_lxt(batches[0]))
+    check = batches[0][:2]
+    diff = (run_ours(check) - run_lxt(check)).abs().max() / run_lxt(check).abs().max()
+    print(
+        f"model: torchvision {args.arch}, {args.size}x{args.size}, batch {args.batch_size}, gamma {args.gamma} on "
+        f"every conv and dense layer, {args.threads} threads, {args.batches} timed batches (median)"
+    )
+    print(f"max |ours - lxt| / max |lxt| on {len(check)} images: {diff:.2e}")
+    for name, seconds in [*first.items(), ("lxt", second["lxt"])]:
+        per = memory[name] / args.batch_size / 2**20
+        print(f"{name:>18}: {args.batch_size / seconds:8.2f} heatmaps/s, peak {per:.0f} MiB per heatmap")
+    print(f"lrp_speedup_vs_gradient_{args.arch}: {first['gradient'] / first[args.composite]:.2f} ({args.composite})")
+    print(f"lrp_speedup_vs_gradient_{args.arch}_gamma: {first['gradient'] / first['ours']:.2f}")
+    print(f"lrp_speedup_vs_lxt_{args.arch}: {second['lxt'] / second['ours']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=8, help="timed batches per method")
@@ -56,12 +141,16 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32, help="input side in pixels")
     parser.add_argument("--width", type=float, default=1.0, help="VGG width multiplier (1.0 = full VGG11-BN)")
     parser.add_argument("--composite", default="epsilon_plus_flat")
+    parser.add_argument("--gamma", type=float, default=0.25, help="transformers: the gamma rule on every layer (LXT's)")
     parser.add_argument("--arch", default=None, help="a torchvision model (e.g. resnet50) instead of our VGG11-BN")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    if args.arch is not None and args.arch.startswith(("vit_", "swin_", "maxvit_")):
+        _transformer(args)
+        return
     if args.arch is None:
         model = create_model(width=args.width, input_size=args.size).eval()
         canonizer = VGGCanonizer()

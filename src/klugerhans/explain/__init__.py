@@ -1,7 +1,8 @@
 """Explain classifier decisions with Layer-wise Relevance Propagation (Bach et al. 2015) and render heatmaps.
 
 Works on klugerhans' VGG and on torchvision CNNs (VGG, ResNet, ResNeXt, Wide ResNet, DenseNet, MobileNet V2/V3,
-EfficientNet, RegNet, ConvNeXt): the model is traced op by op (``torch.fx``) into a canonized graph.
+EfficientNet, RegNet, ConvNeXt): the model is traced op by op (``torch.fx``) into a canonized graph; and on
+transformers (torchvision's ViT and Swin, timm's ViT, DeiT and Swin) with AttnLRP's rules (:mod:`.attention`).
 
 >>> from klugerhans.explain import compute_heatmaps, render_heatmap
 >>> expl = compute_heatmaps(model, x)                 # epsilon_plus_flat, predicted class

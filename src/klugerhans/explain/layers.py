@@ -63,6 +63,25 @@ class Affine:
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
 
+    @classmethod
+    def of_module(cls, name: str, m: torch.nn.Module, copy: bool = True) -> Affine | None:
+        """The layer of an ``nn.Conv2d`` (zero padding given as numbers) or ``nn.Linear``; None for anything else.
+
+        ``copy``: private copies of the weights (False: the module's own tensors, detached).
+        """
+
+        def own(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().clone() if copy else t.detach()
+
+        if isinstance(m, torch.nn.Conv2d) and m.padding_mode == "zeros" and not isinstance(m.padding, str):
+            bias = torch.zeros_like(m.weight[:, 0, 0, 0]) if m.bias is None else own(m.bias)
+            stride, padding, dilation = pair(m.stride), pair(m.padding), pair(m.dilation)
+            return cls(own(m.weight), bias, name, stride, padding, dilation, m.groups)
+        if isinstance(m, torch.nn.Linear):
+            bias = torch.zeros_like(m.weight[:, 0]) if m.bias is None else own(m.bias)
+            return cls(own(m.weight), bias, name)
+        return None
+
     @property
     def is_conv(self) -> bool:
         return self.weight.ndim == 4

@@ -112,13 +112,9 @@ def batch_norm_affine(name: str, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[t
 
 def _module_layer(name: str, m: nn.Module) -> Layer | None:
     """The layer of a leaf module; None for the identity (dropout in eval mode)."""
-    if isinstance(m, nn.Conv2d) and m.padding_mode == "zeros" and not isinstance(m.padding, str):
-        bias = torch.zeros_like(m.weight[:, 0, 0, 0]) if m.bias is None else m.bias
-        stride, padding, dilation = pair(m.stride), pair(m.padding), pair(m.dilation)
-        return Affine(_copy(m.weight), _copy(bias), name, stride, padding, dilation, m.groups)
-    if isinstance(m, nn.Linear):
-        bias = torch.zeros_like(m.weight[:, 0]) if m.bias is None else m.bias
-        return Affine(_copy(m.weight), _copy(bias), name)
+    affine = Affine.of_module(name, m)
+    if affine is not None:
+        return affine
     if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
         scale, shift = batch_norm_affine(name, m)
         return Elementwise("batchnorm", scale, shift)
@@ -266,7 +262,7 @@ class _Converter:
         args: Any = node.args
         kwargs: Any = node.kwargs
         tensors: list[Any] = [a for a in args if self.is_tensor(a)]
-        consts = [self.constants.get(a, a) for a in args if not self.is_tensor(a)]
+        consts = [self.constants[a] if isinstance(a, fx.Node) else a for a in args if not self.is_tensor(a)]
         first: Any = args[0] if args else None
         if call in _IDENTITY_CALLS and self.is_tensor(first):
             self.add(node, None, [first], name)
