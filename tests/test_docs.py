@@ -11,6 +11,7 @@ import pytest
 import klugerhans.audit.methods
 import klugerhans.data
 import klugerhans.explain.composites
+import klugerhans.explain.modules
 import klugerhans.fix.methods  # noqa: F401 - fills the "fix method" registry
 from klugerhans.registry import REGISTRIES
 
@@ -21,6 +22,7 @@ PAGES = {
     "dataset.md": ("dataset", "@register_dataset("),
     "attribution_method.md": ("attribution method", "@register_method("),
     "fix_method.md": ("fix method", "@register_fix("),
+    "module_rule.md": ("module rule", "@register_module_rule("),
 }
 """Each how-to, the registry its example fills and the decorator it must use."""
 

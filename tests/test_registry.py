@@ -33,6 +33,7 @@ from klugerhans.data.dataset import DATASETS, load_dataset
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES
 from klugerhans.explain.lrp import LRP
+from klugerhans.explain.modules import MODULE_RULES
 from klugerhans.fix.methods import FIX_METHODS, FixInputs, FixOutcome
 from klugerhans.models.preprocess import Normalization
 from klugerhans.models.vgg import MODELS, ModelConfig, create_model
@@ -156,6 +157,12 @@ def _check_baseline(name: str, request: pytest.FixtureRequest) -> None:
     assert result.name == name and set(result.scores) == {0, 1, 2} and set(result.flagged) <= {0, 1, 2}
 
 
+def _check_module_rule(name: str, request: pytest.FixtureRequest) -> None:
+    rule = MODULE_RULES[name]
+    assert issubclass(rule.module_type, nn.Module) and callable(rule.propagator)
+    assert name == f"{rule.module_type.__module__}.{rule.module_type.__qualname__}"
+
+
 _CHECKS: dict[str, Callable[[str, pytest.FixtureRequest], None]] = {
     "dataset": _check_dataset,
     "architecture": _check_architecture,
@@ -164,6 +171,7 @@ _CHECKS: dict[str, Callable[[str, pytest.FixtureRequest], None]] = {
     "fix method": _check_fix_method,
     "suite": _check_suite,
     "baseline": _check_baseline,
+    "module rule": _check_module_rule,
 }
 _ENTRIES = [(kind, name) for kind, registry in REGISTRIES.items() for name in sorted(registry)]
 
@@ -171,8 +179,9 @@ _ENTRIES = [(kind, name) for kind, registry in REGISTRIES.items() for name in so
 def test_every_kind_has_a_check() -> None:
     assert set(REGISTRIES) == set(_CHECKS)
     kinds = {DATASETS.kind, MODELS.kind, COMPOSITES.kind, METHODS.kind, FIX_METHODS.kind, SUITES.kind, BASELINES.kind}
-    assert kinds == set(_CHECKS)
-    assert all(REGISTRIES[kind] for kind in _CHECKS), "every registry has at least one entry"
+    assert kinds | {MODULE_RULES.kind} == set(_CHECKS)
+    # module rules are for users' own module types: none ship
+    assert all(REGISTRIES[kind] for kind in kinds), "every registry has at least one entry"
 
 
 @pytest.mark.parametrize(("kind", "name"), _ENTRIES, ids=[f"{kind}:{name}" for kind, name in _ENTRIES])

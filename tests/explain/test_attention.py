@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import torchvision
 from torch import nn
 from torchvision.models import VisionTransformer
 
-from klugerhans.explain import LRP, Composite, Epsilon, Gamma, explain_model
+from klugerhans.explain import LRP, Composite, Epsilon, Gamma, Propagator, explain_model, modules, register_module_rule
 from klugerhans.explain.attention import AttnLRP, attention_rules, has_attention
 
 TINY_VIT = {"image_size": 32, "patch_size": 4, "num_layers": 2, "num_heads": 3, "hidden_dim": 48, "mlp_dim": 96}
@@ -151,3 +152,46 @@ def test_identity_rule_passes_relevance_through_gelu_and_layer_norm_keeps_its_sh
         r_z1 = z1 * ((r_y / y) @ jac)
         r_x = x * ((r_z1 / z1) @ first.weight)
     torch.testing.assert_close(expl.relevance, r_x, rtol=1e-4, atol=1e-6)
+
+
+class _SquaredReLU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) ** 2
+
+
+class _PassRelevance(Propagator):
+    def __init__(self, module: nn.Module):
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.module(x), None
+
+    def backward(self, saved: None, relevance: torch.Tensor) -> torch.Tensor:
+        return relevance
+
+
+@pytest.fixture
+def module_rules() -> Iterator[None]:
+    """Undo what a test registers."""
+    saved = dict(modules.MODULE_RULES)
+    yield
+    modules.MODULE_RULES.clear()
+    modules.MODULE_RULES.update(saved)
+
+
+def test_a_registered_module_rule_reaches_a_transformer(module_rules: None) -> None:
+    """Without its rule, gradient x input through x^2 doubles the relevance; with it, the sum is the logit."""
+    model = _without_leaks(_tiny_vit())
+    for block in model.encoder.layers:
+        block.mlp[1] = _SquaredReLU()
+    x = torch.randn(2, 3, 32, 32)
+    epsilon = Composite(conv=Epsilon(0.0), linear=Epsilon(0.0))
+
+    def error() -> float:
+        expl = LRP(model, epsilon).explain(x)
+        logit = expl.logits.gather(1, expl.targets[:, None]).flatten()
+        return float(((expl.relevance.sum((1, 2, 3)) - logit).abs() / logit.abs()).max())
+
+    assert error() > 1e-2
+    register_module_rule(_SquaredReLU)(_PassRelevance)
+    assert error() < 1e-4

@@ -16,7 +16,8 @@ from klugerhans.explain.canonizers import canonize
 from klugerhans.explain.composites import COMPOSITES, Composite, box_bounds, get_composite, register_composite
 from klugerhans.explain.heatmap import CMAPS, overlay_heatmap, render_heatmap, save_png
 from klugerhans.explain.lrp import LRP, Explanation, compute_heatmaps, explain_dataset
-from klugerhans.explain.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Norm, Rule, WSquare, ZBox, ZPlus
+from klugerhans.explain.modules import register_module_rule
+from klugerhans.explain.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Norm, Propagator, Rule, WSquare, ZBox, ZPlus
 
 __all__ = [
     "CMAPS",
@@ -30,6 +31,7 @@ __all__ = [
     "Flat",
     "Gamma",
     "Norm",
+    "Propagator",
     "Rule",
     "WSquare",
     "ZBox",
@@ -43,6 +45,7 @@ __all__ = [
     "model_inputs",
     "overlay_heatmap",
     "register_composite",
+    "register_module_rule",
     "render_heatmap",
     "save_png",
 ]

@@ -38,6 +38,7 @@ from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Composite, Fallback
 from klugerhans.explain.explanation import Engine, Explanation, Init, Target, resolve_targets
 from klugerhans.explain.layers import Affine
+from klugerhans.explain.modules import module_rule_for
 from klugerhans.explain.rules import Propagator, Rule, stabilize
 
 __all__ = ["ATTENTION_MODULES", "AttnLRP", "has_attention"]
@@ -202,18 +203,23 @@ class AttnLRP(Engine):
         self.device, self.dtype = first.device, first.dtype
         self._state = _State()
         self._layers: dict[str, Affine] = {}
+        self._custom: dict[str, Propagator] = {}
         for name, m in self.model.named_modules():
-            layer = Affine.of_module(name, m, copy=False)
-            if layer is not None:
+            custom = module_rule_for(m)
+            if custom is not None:  # its propagator computes an unpatched twin (same parameters)
+                self._custom[name] = custom.propagator(copy.copy(m))
+            elif (layer := Affine.of_module(name, m, copy=False)) is not None:
                 self._layers[name] = layer
-                m.forward = partial(_rule_forward, name, self._state)
+            else:
+                continue
+            m.forward = partial(_rule_forward, name, self._state)
         self._bind()
 
     def _bind(self) -> None:
         """Each dense and conv module's rule, in module order (the first is the input's: the patch embedding)."""
         rules = self.composite
         pending = rules.first is not None
-        self._propagators: dict[str, Propagator] = {}
+        self._propagators: dict[str, Propagator] = dict(self._custom)
         for name, layer in self._layers.items():
             rule: Rule = rules.conv if layer.is_conv else rules.linear
             if pending and rules.first is not None and (layer.is_conv or not rules.first_conv_only):
@@ -224,7 +230,7 @@ class AttnLRP(Engine):
 
     def coverage(self) -> dict[str, Any]:
         """As :meth:`LRP.coverage`; ``n_ops`` counts the dense and conv modules with a rule."""
-        return {"lrp_rule_share": 1.0, "n_ops": len(self._layers), "fallback_ops": []}
+        return {"lrp_rule_share": 1.0, "n_ops": len(self._layers) + len(self._custom), "fallback_ops": []}
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
         if not isinstance(x, torch.Tensor) or x.ndim < 2 or not x.is_floating_point():

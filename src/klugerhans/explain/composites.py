@@ -38,6 +38,7 @@ from klugerhans.explain.layers import (
     Affine,
     AvgPool,
     Concat,
+    Custom,
     Elementwise,
     Flatten,
     Layer,
@@ -156,6 +157,10 @@ class Composite:
                     )
                 fallbacks.append(node.name)
                 plan.append(GradientPropagator(Opaque(_forward_of(layer), what)))
+            elif isinstance(layer, Custom):
+                propagator = layer.propagator(layer.module)
+                assert isinstance(propagator, Propagator)
+                plan.append(propagator)
             elif isinstance(layer, Affine):
                 assert isinstance(rule, Rule)
                 plan.append(rule.bind(layer, nonnegative_input=inputs[0]))

@@ -23,6 +23,7 @@ __all__ = [
     "Affine",
     "AvgPool",
     "Concat",
+    "Custom",
     "Elementwise",
     "Flatten",
     "Layer",
@@ -380,6 +381,18 @@ class Reshape:
 
 
 @dataclass(frozen=True, eq=False)
+class Custom:
+    """A module with a rule of its own (:mod:`klugerhans.explain.modules`): computed by the module itself."""
+
+    module: torch.nn.Module
+    propagator: Callable[[torch.nn.Module], object]
+    """Builds the module's :class:`~klugerhans.explain.rules.Propagator`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)
+
+
+@dataclass(frozen=True, eq=False)
 class Opaque:
     """An operation without an LRP rule here: computed as in the model; relevance only with ``fallback="gradient"``."""
 
@@ -388,5 +401,7 @@ class Opaque:
     """What it is, e.g. ``"call_function sin"``, for messages."""
 
 
-Layer = Affine | MaxPool | AvgPool | Flatten | Reshape | Elementwise | LayerNorm | Add | Concat | Multiply | Opaque
+Layer = (
+    Affine | MaxPool | AvgPool | Flatten | Reshape | Elementwise | LayerNorm | Add | Concat | Multiply | Custom | Opaque
+)
 """One operation of the canonical graph."""

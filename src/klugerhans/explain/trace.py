@@ -27,6 +27,7 @@ from klugerhans.explain.layers import (
     Affine,
     AvgPool,
     Concat,
+    Custom,
     Elementwise,
     Flatten,
     Layer,
@@ -37,6 +38,7 @@ from klugerhans.explain.layers import (
     Reshape,
     pair,
 )
+from klugerhans.explain.modules import module_rule_for
 
 __all__ = ["INPUT", "RawNode", "batch_norm_affine", "trace"]
 
@@ -91,7 +93,9 @@ class _Tracer(fx.Tracer):
         self.extra_leaves = _leaf_types()
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, self.extra_leaves) or super().is_leaf_module(m, module_qualified_name)
+        if isinstance(m, self.extra_leaves) or module_rule_for(m) is not None:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
 
 
 def _copy(tensor: torch.Tensor) -> torch.Tensor:
@@ -112,6 +116,9 @@ def batch_norm_affine(name: str, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[t
 
 def _module_layer(name: str, m: nn.Module) -> Layer | None:
     """The layer of a leaf module; None for the identity (dropout in eval mode)."""
+    custom = module_rule_for(m)
+    if custom is not None:
+        return Custom(m, custom.propagator)
     affine = Affine.of_module(name, m)
     if affine is not None:
         return affine
@@ -156,6 +163,11 @@ def _adaptive(name: str, output_size: Any) -> AvgPool:
     return AvgPool(output_size=(int(sizes[0]), int(sizes[1])))
 
 
+def _spatial(dims: Any) -> bool:
+    """Whether ``dims`` are the two spatial axes of (N, C, H, W) input."""
+    return isinstance(dims, list | tuple) and sorted(int(d) % 4 for d in dims) == [2, 3]
+
+
 def _call_name(node: fx.Node) -> str:
     target = node.target
     return target if isinstance(target, str) else getattr(target, "__name__", repr(target))
@@ -171,8 +183,10 @@ def _arg(node: fx.Node, index: int, key: str, default: Any = None) -> Any:
 class _Converter:
     """Turns fx nodes into :class:`RawNode` s; get_attr nodes become constants, tensors become node indices."""
 
-    def __init__(self, root: fx.GraphModule):
+    def __init__(self, root: fx.GraphModule, model: nn.Module):
         self.root = root
+        self.model = model
+        """The traced model itself (the graph module keeps only the submodules it calls)."""
         self.nodes: list[RawNode] = []
         self.index: dict[fx.Node, int] = {}
         self.constants: dict[fx.Node, Any] = {}
@@ -308,6 +322,23 @@ class _Converter:
         elif call == "gelu" and self.is_tensor(first) and len(args) == 1:
             approximate = str(kwargs.get("approximate", "none"))
             self.add(node, Elementwise("gelu", function=partial(F.gelu, approximate=approximate)), [first], name)
+        elif (
+            call == "batch_norm"
+            and self.is_tensor(first)
+            and isinstance(self.owner(node), nn.BatchNorm1d | nn.BatchNorm2d)
+        ):
+            self._batch_norm(node, first, name)
+        elif (
+            call == "max_pool2d" and self.is_tensor(first) and len(tensors) == 1 and not _arg(node, 6, "return_indices")
+        ):
+            kernel = pair(_arg(node, 1, "kernel_size"))
+            stride, padding = pair(_arg(node, 2, "stride", None) or kernel), pair(_arg(node, 3, "padding", 0))
+            dilation, ceil = pair(_arg(node, 4, "dilation", 1)), bool(_arg(node, 5, "ceil_mode", False))
+            self.add(node, MaxPool(kernel, stride, padding, dilation, ceil_mode=ceil), [first], name)
+        elif call == "avg_pool2d" and self.is_tensor(first) and len(tensors) == 1:
+            self._avg_pool(node, first, name)
+        elif call == "mean" and self.is_tensor(first) and len(tensors) == 1 and _spatial(_arg(node, 1, "dim")):
+            self._global_mean(node, first, bool(_arg(node, 2, "keepdim", False)), name)
         elif call == "adaptive_avg_pool2d" and self.is_tensor(first) and len(tensors) == 1:
             self.add(node, _adaptive(name, _arg(node, 1, "output_size")), [first], name)
         elif call == "layer_norm" and self.is_tensor(first) and len(tensors) == 1:
@@ -317,6 +348,47 @@ class _Converter:
             self.add(node, LayerNorm(tuple(shape), weight, bias, eps), [first], name)
         else:
             self._opaque(node, name)
+
+    def owner(self, node: fx.Node) -> nn.Module | None:
+        """The innermost module whose forward made this call (None at the top level)."""
+        stack = node.meta.get("nn_module_stack") or {}
+        if not stack:
+            return None
+        key, value = next(reversed(stack.items()))
+        try:
+            return self.model.get_submodule(value[0] if isinstance(value, tuple) else key)
+        except AttributeError:
+            return None
+
+    def _batch_norm(self, node: fx.Node, first: fx.Node, name: str) -> None:
+        """``F.batch_norm`` inside a BatchNorm subclass (timm's BatchNormAct2d): the module's eval-mode affine map,
+        merged into a neighbour by the canonizer like the module itself."""
+        module = self.owner(node)
+        assert isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d)
+        if _arg(node, 5, "training", False):
+            self._opaque(node, name)
+            return
+        scale, shift = batch_norm_affine(name, module)
+        self.add(node, Elementwise("batchnorm", scale, shift), [first], name, module)
+
+    def _avg_pool(self, node: fx.Node, first: fx.Node, name: str) -> None:
+        kernel = pair(_arg(node, 1, "kernel_size"))
+        stride = pair(_arg(node, 2, "stride", None) or kernel)
+        padding = pair(_arg(node, 3, "padding", 0))
+        ceil, count_pad = bool(_arg(node, 4, "ceil_mode", False)), bool(_arg(node, 5, "count_include_pad", True))
+        if _arg(node, 6, "divisor_override", None) is not None:
+            self._opaque(node, name)
+            return
+        self.add(
+            node, AvgPool(None, kernel, stride, padding, ceil_mode=ceil, count_include_pad=count_pad), [first], name
+        )
+
+    def _global_mean(self, node: fx.Node, first: fx.Node, keepdim: bool, name: str) -> None:
+        """``x.mean((2, 3))``: global average pooling, then the two unit axes dropped unless ``keepdim``."""
+        self.add(node, AvgPool(output_size=(1, 1)), [first], name)
+        if not keepdim:
+            self.nodes.append(RawNode(Flatten(1), [self.index[node]], name))
+            self.index[node] = len(self.nodes) - 1
 
     def _multiply(self, node: fx.Node, tensors: list[Any], consts: list[Any], name: str) -> None:
         if len(tensors) == 1:
@@ -354,7 +426,7 @@ def trace(model: nn.Module) -> tuple[list[RawNode], int]:
             "model without data-dependent control flow"
         ) from None
     root = fx.GraphModule(model, graph)
-    converter = _Converter(root)
+    converter = _Converter(root, model)
     output: Any = None
     for node in graph.nodes:
         if node.op == "placeholder":
