@@ -4,8 +4,8 @@ Random weights at a small input size; the epsilon rule everywhere (the cheapest 
 which matters for the 644M-weight RegNet). What is asserted holds for any weights: a heatmap of the input's shape
 with finite values, or a :class:`KlugerhansError` of one line, never another exception.
 
-Marked ``sweep``: a few minutes of model building, so not in the default run; CI runs them as a step of their own
-(``python -m pytest -q -m sweep``).
+Marked ``extended``: minutes of model building, so not in the default run; CI runs them as a step of their own
+(``python -m pytest -q -m extended``).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _torchvision(name: str) -> tuple[nn.Module, int]:
         return torchvision.models.get_model(name, **kwargs).eval(), int(size)  # type: ignore[call-overload]
 
 
-@pytest.mark.sweep
+@pytest.mark.extended
 def test_every_torchvision_classifier_is_explained_or_refused_in_one_line() -> None:
     torch.manual_seed(0)
     outcome = {name: _explained_or_refused(*_torchvision(name)) for name in TORCHVISION}
@@ -71,7 +71,7 @@ def test_every_torchvision_classifier_is_explained_or_refused_in_one_line() -> N
     assert len(explained) >= 0.9 * len(TORCHVISION), sorted(set(TORCHVISION) - set(explained))
 
 
-@pytest.mark.sweep
+@pytest.mark.extended
 def test_timm_classifiers_are_explained_or_refused_in_one_line() -> None:
     timm = pytest.importorskip("timm")
     outcome = {}

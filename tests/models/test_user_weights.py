@@ -203,3 +203,18 @@ def test_import_klugerhans_stays_free_of_torch():
     code = "import sys, klugerhans; print('torch' in sys.modules, 'load_user_model' in klugerhans.__all__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_transformer_built_for_a_small_size_loads_at_that_size(tmp_path: Path) -> None:
+    """A ViT's position embeddings fix its input size: ``--image-size`` builds timm's ViT for it, so weights of a
+    32 px model load and are explained."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=32).eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "vit.safetensors")
+    clf = load_user_model("timm:vit_tiny_patch16_224", tmp_path / "vit.safetensors", image_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(clf.model(x), model(x))
+    expl = klugerhans.explain_model(clf.model, x)
+    assert expl.relevance.shape == (2, 3, 32, 32) and bool(torch.isfinite(expl.relevance).all())

@@ -105,16 +105,27 @@ def format_arch(family: str, arch: str) -> str:
     return arch if family == "torchvision" else f"{family}:{arch}"
 
 
-def build_foreign(family: str, arch: str, num_classes: int) -> nn.Module:
-    """A freshly initialised torchvision or timm classifier with ``num_classes`` outputs (no pretrained weights)."""
+def build_foreign(family: str, arch: str, num_classes: int, input_size: int | None = None) -> nn.Module:
+    """A freshly initialised torchvision or timm classifier with ``num_classes`` outputs (no pretrained weights).
+
+    ``input_size``: the side it is built for where the architecture fixes one (a vision transformer's position
+    embeddings: torchvision's ``vit_*``, timm's models that take ``img_size``); None: the builder's default.
+    """
     if family == "torchvision":
         import torchvision
 
+        sized = {"image_size": input_size} if input_size and arch.startswith("vit_") else {}
         return torchvision.models.get_model(
-            arch, weights=None, num_classes=num_classes, **_TORCHVISION_EXTRA.get(arch, {})
+            arch, weights=None, num_classes=num_classes, **_TORCHVISION_EXTRA.get(arch, {}), **sized
         )
     if family == "timm":
-        return _timm().create_model(arch, pretrained=False, num_classes=num_classes)
+        timm = _timm()
+        if input_size:
+            try:
+                return timm.create_model(arch, pretrained=False, num_classes=num_classes, img_size=input_size)
+            except TypeError:  # a model of any size (CNNs): no img_size argument
+                pass
+        return timm.create_model(arch, pretrained=False, num_classes=num_classes)
     raise KlugerhansError(f"unknown architecture family {family!r}: {suggest(family, FAMILIES)}")
 
 
@@ -162,7 +173,7 @@ def smallest_input_size(model: nn.Module, above: int = 0) -> int | None:
 def check_input_size(family: str, arch: str, input_size: int) -> None:
     """Raise a one-line error naming the smallest size that works when ``input_size`` does not run through
     ``arch`` (tested with a meta-device forward, once per architecture and size)."""
-    model = on_meta(lambda: build_foreign(family, arch, 2)).eval()
+    model = on_meta(lambda: build_foreign(family, arch, 2, input_size)).eval()
     if _runs(model, input_size):
         return
     smallest = smallest_input_size(model, above=input_size)

@@ -175,9 +175,7 @@ def load_user_model(
         probe = ModelConfig(
             family=fields["family"], arch=fields["arch"], input_size=size or DEFAULT_IMAGE_SIZE, num_classes=2
         )
-    layer = classifier_layer(
-        on_meta(lambda: create_model(probe)).eval(), probe.input_size if probe.family == "klugerhans" else 224
-    )
+    layer = classifier_layer(on_meta(lambda: create_model(probe)).eval(), probe.input_size)
     key = f"{layer}.weight"
     if key not in state:
         raise CheckpointError(

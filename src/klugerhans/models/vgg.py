@@ -168,4 +168,4 @@ def create_model(config: ModelConfig | None = None, **overrides: float | int | s
     if cfg.family == IN_MEMORY:
         raise KlugerhansError(f"{cfg.arch} was handed over as a module and cannot be rebuilt from its description")
     check_input_size(cfg.family, cfg.arch, cfg.input_size)
-    return build_foreign(cfg.family, cfg.arch, cfg.num_classes)
+    return build_foreign(cfg.family, cfg.arch, cfg.num_classes, cfg.input_size)
