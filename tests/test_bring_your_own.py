@@ -64,6 +64,28 @@ def _draw(shape: str, rng: np.random.Generator, mark: bool) -> Image.Image:
     return image
 
 
+def fit(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, xs: torch.Tensor, ys: torch.Tensor, steps: int
+) -> None:
+    """A user's plain training loop: ``steps`` batches of 32 drawn with a fixed seed; must reach 95% on ``xs``."""
+    generator = torch.Generator().manual_seed(0)
+    model.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on two shared cores wait on each other far more than they gain
+    try:
+        for _ in range(steps):
+            batch = torch.randint(0, len(xs), (32,), generator=generator)
+            loss = torch.nn.functional.cross_entropy(model(xs[batch]), ys[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    model.eval()
+    with torch.no_grad():
+        assert (model(xs).argmax(1) == ys).float().mean() > 0.95, "the user's training did not converge"
+
+
 def _train_elsewhere(root: Path, classes: dict[str, str], marked: bool) -> tuple[Path, Path]:
     """Write the ImageFolder tree, then train and save a resnet18 the way a user's own script would."""
     import torchvision
@@ -81,23 +103,7 @@ def _train_elsewhere(root: Path, classes: dict[str, str], marked: bool) -> tuple
     xs = torch.stack([folder[i][0] for i in range(len(folder))])
     ys = torch.tensor(folder.targets)
     model = torchvision.models.resnet18(num_classes=len(folder.classes))
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    generator = torch.Generator().manual_seed(0)
-    model.train()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads on two shared cores wait on each other far more than they gain
-    try:
-        for _ in range(STEPS):
-            batch = torch.randint(0, len(xs), (32,), generator=generator)
-            loss = torch.nn.functional.cross_entropy(model(xs[batch]), ys[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    with torch.no_grad():
-        assert (model(xs).argmax(1) == ys).float().mean() > 0.95, "the user's training did not converge"
+    fit(model, torch.optim.Adam(model.parameters(), 1e-3), xs, ys, STEPS)
     weights = root / "model.pt"
     torch.save(model.state_dict(), weights)
     return data, weights

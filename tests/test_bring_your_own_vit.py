@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from test_bring_your_own import CONTROL, MARKED, PER_CLASS, _draw
+from test_bring_your_own import CONTROL, MARKED, PER_CLASS, _draw, fit
 from torchvision.models import VisionTransformer
 
 import klugerhans
@@ -40,23 +40,7 @@ def _train_vit(
     torch.manual_seed(0)
     model = VisionTransformer(image_size=32, patch_size=4, num_layers=2, num_heads=3, hidden_dim=48, mlp_dim=96,
                               num_classes=len(folder.classes))  # fmt: skip
-    optimizer = torch.optim.AdamW(model.parameters(), 3e-3)
-    generator = torch.Generator().manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: a second thread on two shared cores costs more than it gives
-    try:
-        model.train()
-        for _ in range(STEPS):
-            batch = torch.randint(0, len(xs), (32,), generator=generator)
-            loss = torch.nn.functional.cross_entropy(model(xs[batch]), ys[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    with torch.no_grad():
-        assert (model(xs).argmax(1) == ys).float().mean() > 0.95, "the user's training did not converge"
+    fit(model, torch.optim.AdamW(model.parameters(), 3e-3), xs, ys, STEPS)
     return torchvision.datasets.ImageFolder(str(root)), model
 
 
