@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from klugerhans.bench.grid import ARTEFACTS, SUITES, BenchJob, SuiteConfig, make_suite
+from klugerhans.bench.grid import ARTEFACTS, SUITES, BenchJob, SuiteConfig, make_suite, run_order
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.recipe import TrainConfig
 
@@ -114,3 +114,14 @@ def test_the_takes_suite_covers_both_architectures_every_artefact_and_a_corner_t
 
 def test_the_small_suite_keeps_its_artefacts_on_the_sign():
     assert "corner_tag" not in SUITES["small"].artefacts and "corner_tag" in ARTEFACTS
+
+
+def test_the_run_order_interleaves_controls_in_proportion():
+    jobs = make_suite("takes")
+    order = run_order(jobs)
+    assert sorted(j.id for j in order) == sorted(j.id for j in jobs)
+    for n in range(3, len(order) + 1):  # every prefix of three or more holds both kinds, about 2 to 1
+        clean = sum(not j.manipulated for j in order[:n])
+        assert clean >= 1 and abs(clean - n / 3) <= 1
+    manipulated = [j.id for j in order if j.manipulated]
+    assert manipulated == [j.id for j in jobs if j.manipulated]  # each kind keeps its own order

@@ -27,7 +27,7 @@ from klugerhans.models.architectures import parse_arch
 from klugerhans.models.recipe import TrainConfig
 from klugerhans.registry import Registry
 
-__all__ = ["ARTEFACTS", "SUITES", "BenchJob", "SuiteConfig", "make_suite", "register_suite"]
+__all__ = ["ARTEFACTS", "SUITES", "BenchJob", "SuiteConfig", "make_suite", "register_suite", "run_order"]
 
 _PALETTE = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (0, 200, 0), (255, 128, 0))
 """Colours of coloured patches, text marks, frames and casts (drawn per model)."""
@@ -217,6 +217,15 @@ def make_suite(suite: str | SuiteConfig) -> list[BenchJob]:
         recipe = _with_arch(replace(config.recipe, sticker=control, seed=config.seed * 1000 + 500 + j), clean_archs[j])
         jobs.append(BenchJob(f"c{j:02d}", recipe, {"arch": clean_archs[j], "data": recipe.data}))
     return jobs
+
+
+def run_order(jobs: Sequence[BenchJob]) -> list[BenchJob]:
+    """``jobs`` in the order to run them: manipulated models and clean controls interleaved in proportion (48 and 24:
+    two of one, then one of the other), so that every prefix of a suite that resumes over several sessions holds
+    both kinds and its numbers can be summarised."""
+    groups = [[j for j in jobs if j.manipulated], [j for j in jobs if not j.manipulated]]
+    keyed = [((i + 0.5) / len(group), g, job) for g, group in enumerate(groups) for i, job in enumerate(group)]
+    return [job for _, _, job in sorted(keyed, key=lambda k: (k[0], k[1]))]
 
 
 def _with_arch(recipe: TrainConfig, arch: str) -> TrainConfig:

@@ -38,7 +38,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 @_command("bench", "detection measured across a suite of manipulated and clean models, against baselines", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     from klugerhans.bench.baselines import BASELINES
-    from klugerhans.bench.grid import SUITES, make_suite
+    from klugerhans.bench.grid import SUITES, make_suite, run_order
     from klugerhans.bench.run import RunOptions, run_job
     from klugerhans.bench.summary import summarize_suite, write_bench
 
@@ -62,7 +62,7 @@ def _bench(args: argparse.Namespace) -> int:
         rescore=args.rescore,
     )
     if not args.summarize:
-        chosen = jobs
+        chosen = run_order(jobs)
         if args.job:
             ids = {j.id: j for j in jobs}
             unknown = [i for i in args.job if i not in ids]
