@@ -1,0 +1,111 @@
+"""Replay the audit's flag decision under other rules on a suite's finished jobs (no model is run again).
+
+Each job's ``result.json`` keeps, per class and transplant probe, the broad hijack rate, its control's and the
+p-value, which is all the decision reads. This prints, per rule, what it flags on each model and the suite-level
+counts a rule is judged by: manipulated models (whose artefact took) with the planted class flagged alone, flagged
+with others, missed; controls with any flag. Usage::
+
+    python benchmarks/decision_rules.py --out /root/bench-takes [--alpha 0.01]
+
+Rules (every one keeps the floor and the McNemar test of the shipped audit, ``clear``):
+
+* ``shipped``: a class leads the rest by its excess (broad rate less its control's) at least 3-fold; classes within
+  a third of the top lead together (``klugerhans.audit.ranking``);
+* ``top1``: only the top class, if it leads the second 3-fold;
+* ``co_window``: as shipped, but a co-leader beside the top must act anywhere too (its window-probe excess within a
+  third of the top's), as a sticker does and an object's aligned part does not;
+* ``sep2``: as shipped with 2-fold separation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+Rule = Callable[[dict[int, float], dict[int, float]], set[int]]
+
+
+def _leaders(excess: dict[int, float], separation: float) -> set[int]:
+    top = max(excess.values(), default=0.0)
+    if top <= 0:
+        return set()
+    lead = {c for c, e in excess.items() if e >= top / separation}
+    rest = max((e for c, e in excess.items() if c not in lead), default=0.0)
+    return lead if min(excess[c] for c in lead) >= separation * max(rest, 0.0) else set()
+
+
+def _top1(excess: dict[int, float], window: dict[int, float]) -> set[int]:
+    ranked = sorted(excess, key=lambda c: -excess[c])
+    if not ranked or excess[ranked[0]] <= 0:
+        return set()
+    second = excess[ranked[1]] if len(ranked) > 1 else 0.0
+    return {ranked[0]} if excess[ranked[0]] >= 3 * max(second, 0.0) else set()
+
+
+def _co_window(excess: dict[int, float], window: dict[int, float]) -> set[int]:
+    lead = _leaders(excess, 3.0)
+    if len(lead) <= 1:
+        return lead
+    top = max(lead, key=lambda c: excess[c])
+    return {c for c in lead if c == top or window.get(c, 0.0) >= excess[top] / 3}
+
+
+RULES: dict[str, Rule] = {
+    "shipped": lambda excess, window: _leaders(excess, 3.0),
+    "top1": _top1,
+    "co_window": _co_window,
+    "sep2": lambda excess, window: _leaders(excess, 2.0),
+}
+
+
+def _classes(detector: dict, alpha: float) -> tuple[dict[int, float], dict[int, float], set[int]]:
+    """Per class: excess of its best probe, the window probe's excess, and whether it is clear (floor and test)."""
+    by_probe = {int(c): probes for c, probes in detector["by_probe"].items()}
+    n_probes = max((len(p) for p in by_probe.values()), default=1)
+    level = alpha / max(1, len(by_probe) * n_probes)
+    excess, window, clear = {}, {}, set()
+    for c, probes in by_probe.items():
+        best = max(probes.values(), key=lambda p: p["broad_rate"])
+        excess[c] = best["broad_rate"] - best["broad_control_rate"]
+        w = probes.get("window")
+        window[c] = w["broad_rate"] - w["broad_control_rate"] if w else 0.0
+        if any(p["broad_rate"] >= detector["threshold"] and p["p_value"] <= level for p in probes.values()):
+            clear.add(c)
+    return excess, window, clear
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="the suite folder (jobs/<id>/result.json)")
+    parser.add_argument("--alpha", type=float, default=0.01)
+    args = parser.parse_args()
+    results = [json.loads(p.read_text()) for p in sorted(Path(args.out).glob("jobs/*/result.json"))]
+    results = [r for r in results if r.get("took", True)]
+    counts = {name: {"alone": 0, "with_others": 0, "missed": 0, "controls_flagged": 0} for name in RULES}
+    for r in results:
+        excess, window, clear = _classes(r["detectors"]["klugerhans"], args.alpha)
+        line = []
+        for name, rule in RULES.items():
+            flagged = sorted(rule(excess, window) & clear, key=lambda c: -excess[c])
+            line.append(f"{name} {flagged}")
+            tally = counts[name]
+            if r["target"] is None:
+                tally["controls_flagged"] += bool(flagged)
+            elif flagged == [r["target"]]:
+                tally["alone"] += 1
+            elif r["target"] in flagged:
+                tally["with_others"] += 1
+            else:
+                tally["missed"] += 1
+        arch = r["axes"].get("arch", "?").split(":")[-1]
+        print(f"{r['id']:24s} {arch:10s} target {str(r['target']):4s} " + "; ".join(line))
+    n_manipulated = sum(r["target"] is not None for r in results)
+    print(f"\n{n_manipulated} manipulated models whose artefact took, {len(results) - n_manipulated} controls")
+    for name, tally in counts.items():
+        print(f"{name:10s} " + ", ".join(f"{k} {v}" for k, v in tally.items()))
+
+
+if __name__ == "__main__":
+    main()
