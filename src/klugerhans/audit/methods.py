@@ -125,8 +125,7 @@ def check_methods(names: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def _lrp(model: nn.Module, composite: str, options: MethodOptions) -> Attributor:
-    extra: dict[str, object] = {"norm": options.norm} if composite == "epsilon_gamma_box" else {}
-    explainer = LRP(model, get_composite(composite, **extra), fallback=options.fallback)
+    explainer = LRP(model, get_composite(composite, norm=options.norm), fallback=options.fallback)
 
     def run(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return explainer.explain(x, targets).relevance.sum(1).float().cpu()

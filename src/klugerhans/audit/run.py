@@ -259,7 +259,7 @@ def audit_classifier(
         _say(f"explaining {len(index)} correctly classified images with LRP ({config.composite})", progress)
         explainer = LRP(
             clf.model,
-            get_composite(config.composite, **_composite_options(config.composite, clf)),
+            get_composite(config.composite, norm=clf.meta.normalization),
             fallback=config.fallback,
         )
         heatmaps = collect_heatmaps(
@@ -366,10 +366,6 @@ def audit_classifier(
     if config.methods:
         _compare_methods(result, clf, correct)
     return result
-
-
-def _composite_options(composite: str, clf: Classifier) -> dict[str, object]:
-    return {"norm": clf.meta.normalization} if composite == "epsilon_gamma_box" else {}
 
 
 def _shown_classes(ranking: Ranking, top: int) -> list[int]:

@@ -86,8 +86,9 @@ def explain_model(
     x = model_inputs(images, norm)
     if len(x) == 0:
         raise KlugerhansError("no images to explain")
-    if composite == "epsilon_gamma_box" and "norm" not in options:
-        options["norm"] = norm or Normalization(*IMAGENET)
+    # a composite whose rules need the input's bounds (the box rule) takes them from the normalisation; the others
+    # ignore it (get_composite passes it only to factories that accept it)
+    options.setdefault("norm", norm or Normalization(*IMAGENET))
     explainer = LRP(model, composite, fallback=fallback, **options)  # type: ignore[arg-type]
     expl = explainer(x, target, batch_size)
     return Explanation(expl.relevance.float().cpu(), expl.logits.float().cpu(), expl.targets.cpu())

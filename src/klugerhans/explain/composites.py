@@ -179,14 +179,17 @@ register_composite = COMPOSITES.register
 
 
 def get_composite(composite: str | Composite, **options: Any) -> Composite:
-    """Return ``composite`` itself, or build the registered composite of that name with ``options``."""
+    """Return ``composite`` itself, or build the registered composite of that name with ``options``.
+
+    ``norm`` (the model's input normalisation) may always be given: a composite whose rules need the input's bounds
+    declares it by taking ``norm`` in its factory (``epsilon_gamma_box``); the others never see it.
+    """
     if isinstance(composite, Composite):
-        if options:
+        if set(options) - {"norm"}:
             raise KlugerhansError("options can only be given with a composite name, not a Composite")
         return composite
     factory = COMPOSITES.get_or_raise(composite)
     if "norm" in options and "norm" not in inspect.signature(factory).parameters:
-        # Only input-bounded rules (ZBox) need the normalisation; callers may always pass the model's.
         options = {k: v for k, v in options.items() if k != "norm"}
     try:
         return factory(**options)
