@@ -100,7 +100,7 @@ def main() -> None:
             else:
                 tally["missed"] += 1
         arch = r["axes"].get("arch", "?").split(":")[-1]
-        print(f"{r['id']:24s} {arch:10s} target {str(r['target']):4s} " + "; ".join(line))
+        print(f"{r['id']:24s} {arch:10s} target {r['target']!s:4s} " + "; ".join(line))
     n_manipulated = sum(r["target"] is not None for r in results)
     print(f"\n{n_manipulated} manipulated models whose artefact took, {len(results) - n_manipulated} controls")
     for name, tally in counts.items():
