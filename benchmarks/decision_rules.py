@@ -14,7 +14,9 @@ Rules (every one keeps the floor and the McNemar test of the shipped audit, ``cl
 * ``top1``: only the top class, if it leads the second 3-fold;
 * ``co_window``: as shipped, but a co-leader beside the top must act anywhere too (its window-probe excess within a
   third of the top's), as a sticker does and an object's aligned part does not;
-* ``sep2``: as shipped with 2-fold separation.
+* ``sep2``: as shipped with 2-fold separation;
+* ``co_own_window``: a class that leads alone is flagged; of classes that lead together (what a model's legitimate
+  parts look like), only those that also act anywhere (window-probe excess at least a third of their own).
 """
 
 from __future__ import annotations
@@ -52,11 +54,19 @@ def _co_window(excess: dict[int, float], window: dict[int, float]) -> set[int]:
     return {c for c in lead if c == top or window.get(c, 0.0) >= excess[top] / 3}
 
 
+def _co_own_window(excess: dict[int, float], window: dict[int, float]) -> set[int]:
+    lead = _leaders(excess, 3.0)
+    if len(lead) <= 1:
+        return lead
+    return {c for c in lead if window.get(c, 0.0) >= excess[c] / 3}
+
+
 RULES: dict[str, Rule] = {
     "shipped": lambda excess, window: _leaders(excess, 3.0),
     "top1": _top1,
     "co_window": _co_window,
     "sep2": lambda excess, window: _leaders(excess, 2.0),
+    "co_own_window": _co_own_window,
 }
 
 
