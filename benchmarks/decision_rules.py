@@ -9,14 +9,14 @@ with others, missed; controls with any flag. Usage::
 
 Rules (every one keeps the floor and the McNemar test of the shipped audit, ``clear``):
 
-* ``shipped``: a class leads the rest by its excess (broad rate less its control's) at least 3-fold; classes within
-  a third of the top lead together (``klugerhans.audit.ranking``);
+* ``shipped`` (``klugerhans.audit.ranking``): a class leads the rest by its excess (broad rate less its control's)
+  at least 3-fold, classes within a third of the top leading together; of classes that lead together (what a
+  ResNet's own aligned parts look like beside a strong shortcut), only those that also act anywhere (window-probe
+  excess at least a third of their own);
+* ``all_leaders``: as shipped, every class that leads together flagged (the rule before);
 * ``top1``: only the top class, if it leads the second 3-fold;
-* ``co_window``: as shipped, but a co-leader beside the top must act anywhere too (its window-probe excess within a
-  third of the top's), as a sticker does and an object's aligned part does not;
-* ``sep2``: as shipped with 2-fold separation;
-* ``co_own_window``: a class that leads alone is flagged; of classes that lead together (what a model's legitimate
-  parts look like), only those that also act anywhere (window-probe excess at least a third of their own).
+* ``co_window``: as shipped, but a co-leader must act anywhere with a third of the *top's* excess;
+* ``sep2``: as all_leaders with 2-fold separation.
 """
 
 from __future__ import annotations
@@ -62,11 +62,11 @@ def _co_own_window(excess: dict[int, float], window: dict[int, float]) -> set[in
 
 
 RULES: dict[str, Rule] = {
-    "shipped": lambda excess, window: _leaders(excess, 3.0),
+    "shipped": _co_own_window,
+    "all_leaders": lambda excess, window: _leaders(excess, 3.0),
     "top1": _top1,
     "co_window": _co_window,
     "sep2": lambda excess, window: _leaders(excess, 2.0),
-    "co_own_window": _co_own_window,
 }
 
 

@@ -252,9 +252,9 @@ def test_explain_fallback_for_an_operation_without_rule(images, tmp_path, capsys
     import klugerhans.cli.explaining as cli  # the module where `explain` looks `_load` up
     from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
 
-    class ChannelMean(torch.nn.Module):
+    class ChannelMean(torch.nn.Module):  # a mean over the flattened pixels: no rule (x.mean((2, 3)) has one)
         def forward(self, x):
-            return x.mean((2, 3))
+            return x.flatten(2).mean(2)
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), ChannelMean(), torch.nn.Linear(4, 43))
@@ -267,19 +267,19 @@ def test_explain_fallback_for_an_operation_without_rule(images, tmp_path, capsys
     assert main([*argv, "--fallback", "gradient"]) == 0
     captured = capsys.readouterr()
     rows = [json.loads(line) for line in captured.out.splitlines()]
-    line = "LRP rules covered 3 of 4 operations; gradient fallback for: mean (2.mean)"
+    line = "LRP rules covered 4 of 5 operations; gradient fallback for: mean (2.mean)"
     assert captured.err.strip() == line and len(rows) == 2
     for row in rows:
-        assert row["lrp_rule_share"] == pytest.approx(0.75) and row["lrp_coverage"] == line
+        assert row["lrp_rule_share"] == pytest.approx(0.8) and row["lrp_coverage"] == line
         assert row["fallback_ops"] == [{"op": "mean", "module": "2.mean"}]
     assert main([*argv[:-1], "--fallback", "gradient"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == line
 
 
 def _model_with_a_mean() -> torch.nn.Module:
-    class ChannelMean(torch.nn.Module):
+    class ChannelMean(torch.nn.Module):  # a mean over the flattened pixels: no rule (x.mean((2, 3)) has one)
         def forward(self, x):
-            return x.mean((2, 3))
+            return x.flatten(2).mean(2)
 
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), ChannelMean(), torch.nn.Linear(4, 43))
@@ -305,7 +305,7 @@ def test_figure_fallback_for_an_operation_without_rule(images, tmp_path, capsys,
     err = _one_line_error(capsys, main(argv))
     assert "no LRP rule for call_method mean at '2.mean'" in err
     assert main([*argv, "--fallback", "gradient"]) == 0
-    assert "LRP rules covered 3 of 4 operations; gradient fallback for: mean (2.mean)" in capsys.readouterr().out
+    assert "LRP rules covered 4 of 5 operations; gradient fallback for: mean (2.mean)" in capsys.readouterr().out
     assert (tmp_path / "fig.png").exists()
 
 

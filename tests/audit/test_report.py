@@ -160,10 +160,10 @@ def test_val_split_is_the_training_validation_split(tmp_path: Path, monkeypatch:
 
 
 class _ChannelMean(torch.nn.Module):
-    """Average pooling written as ``x.mean((2, 3))``: an operation the LRP engine has no rule for."""
+    """Average pooling written as a mean over the flattened pixels: an operation the LRP engine has no rule for."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean((2, 3))
+        return x.flatten(2).mean(2)
 
 
 def test_gradient_fallback_is_reported(tmp_path: Path, squares_with_patch) -> None:

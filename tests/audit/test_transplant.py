@@ -122,6 +122,26 @@ def test_flagged_classes_stand_apart_from_the_models_other_classes(
         rank_classes({0: _hits(0, 40)}, threshold=0.1, separation=0.5)
 
 
+def test_of_classes_leading_together_only_those_acting_anywhere_are_flagged() -> None:
+    """A sticker (0) lifts an aligned part that acts only where it belongs (1) over the rest with it."""
+    from dataclasses import replace
+
+    def probed(c: int, n: int, window: int) -> TransplantResult:
+        result = _hits(c, n)
+        by_window = {"broad_rate": window / 100, "broad_control_rate": 0.0, "p_value": 0.0}
+        return replace(result, by_probe={"window": by_window, "place": {"broad_rate": n / 100, "p_value": 0.0}})
+
+    results = {0: probed(0, 60, 55), 1: probed(1, 25, 1), 2: _hits(2, 5)}
+    assert rank_classes(results, threshold=0.1).flagged == (0,)
+    results[1] = probed(1, 50, 40)  # two stickers of like strength
+    assert rank_classes(results, threshold=0.1).flagged == (0, 1)
+    results = {0: probed(0, 60, 55)}
+    alone = rank_classes({**results, 1: probed(1, 15, 1), 2: _hits(2, 5)}, threshold=0.1)
+    assert alone.flagged == (0,)
+    corner = rank_classes({0: probed(0, 40, 0), 1: _hits(1, 5)}, threshold=0.1)
+    assert corner.flagged == (0,)  # one that leads alone is flagged however it acts (a corner tag)
+
+
 def test_a_class_every_patch_hijacks_does_not_hide_a_shortcut() -> None:
     # class 5 takes whatever is pasted (its control as often): ranked first, neither flagged nor in the way
     results = {5: _hits(5, 90, control=90), 1: _hits(1, 40), 2: _hits(2, 8), 3: _hits(3, 4)}

@@ -10,7 +10,9 @@ broad hijack rate reaches the threshold *and* that probe beats its control (one-
 recipients at ``alpha``, Bonferroni-corrected over the tested classes and probes), so a class that any patch of its
 images hijacks (the model's default under occlusion, say) ranks high but is not flagged, *and* it stands apart from
 the model's own other classes, as Neural Cleanse's anomaly index asks of a trigger: by broad hijack rate less its
-control's, it leads every other class at least :data:`SEPARATION`-fold (two shortcuts of like strength lead together).
+control's, it leads every other class at least :data:`SEPARATION`-fold (two shortcuts of like strength lead together;
+of classes that lead together, only those whose window also acts pasted anywhere are flagged, since a strong
+shortcut can lift a ResNet's own aligned parts, a pictogram acting only where it belongs, over the rest with it).
 Models differ in how strongly their legitimate parts act alone (a clean GTSRB ResNet-18 that reads the pictogram has a
 class whose pictogram, pasted in place, turns a fifth of every other kind of sign), so an absolute floor alone does not
 transfer between architectures; a shortcut is an outlier among its own model's classes, whatever the model.
@@ -43,7 +45,8 @@ THRESHOLD_RATIONALE = (
     "classes' correctly classified images into it, counted class by class without the quarter of classes it hijacks "
     "most (broad hijack rate >= {threshold:.4g}), significantly more often than its control (one-sided exact McNemar "
     "test, p <= {alpha:g} / ({n_tested} classes x {n_probes} probes)), and at least {separation:g} times the broad "
-    "hijack rate, less its control's, of every class that is not flagged. {source}"
+    "hijack rate, less its control's, of every class that is not flagged; where several classes lead together, only "
+    "those whose window also acts pasted anywhere. {source}"
 )
 
 
@@ -116,6 +119,8 @@ def rank_classes(
         raise KlugerhansError(f"separation must be at least 1, got {separation}")
     level = alpha / max(1, len(order) * n_probes)
     apart = _apart({c: r.broad_rate - r.broad_control_rate for c, r in results.items()}, separation)
+    if len(apart) > 1:  # several lead together, as a model's own aligned parts do: keep those that act anywhere
+        apart = {c for c in apart if _acts_anywhere(results[c], separation)}
     flagged = tuple(c for c in order if c in apart and _clear(results[c], threshold, level))
     untested = tuple(sorted(int(c) for c in set(present) - set(scores)))
     return Ranking(order, flagged, scores, untested, float(threshold), float(alpha), int(n_probes), float(separation))
@@ -138,6 +143,17 @@ def _apart(excess: Mapping[int, float], separation: float) -> set[int]:
     leaders = {c for c, e in excess.items() if e >= top / separation}
     rest = max((e for c, e in excess.items() if c not in leaders), default=0.0)
     return leaders if min(excess[c] for c in leaders) >= separation * max(rest, 0.0) else set()
+
+
+def _acts_anywhere(result: TransplantResult, separation: float) -> bool:
+    """Whether the class's most relevant window, pasted anywhere (the ``window`` probe), carries at least
+    ``1 / separation`` of its excess: a sticker does, an object's part that acts only where it belongs does not.
+    Without a window probe there is nothing to tell them apart: True."""
+    window = result.by_probe.get("window")
+    if window is None or "broad_control_rate" not in window:
+        return True
+    own = result.broad_rate - result.broad_control_rate
+    return window["broad_rate"] - window["broad_control_rate"] >= own / separation
 
 
 def _clear(result: TransplantResult, threshold: float, level: float) -> bool:
