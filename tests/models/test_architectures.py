@@ -133,7 +133,7 @@ def test_missing_timm_says_how_to_install(monkeypatch):
         ("convnext_tiny", 16, f"give at least {MIN_INPUT_SIZE['torchvision']}"),
         ("inception_v3", 32, "the smallest size it takes is 75 px"),
         ("alexnet", 48, "the smallest size it takes is 63 px"),
-        ("vit_b_16", 64, "only on 224 px"),
+        ("vit_b_16", 60, "cannot be built for 60 px inputs (Input shape indivisible by patch size!)"),
     ],
 )
 def test_input_too_small_names_the_minimum(arch, size, words):

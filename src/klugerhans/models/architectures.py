@@ -115,9 +115,14 @@ def build_foreign(family: str, arch: str, num_classes: int, input_size: int | No
         import torchvision
 
         sized = {"image_size": input_size} if input_size and arch.startswith("vit_") else {}
-        return torchvision.models.get_model(
-            arch, weights=None, num_classes=num_classes, **_TORCHVISION_EXTRA.get(arch, {}), **sized
-        )
+        try:
+            return torchvision.models.get_model(
+                arch, weights=None, num_classes=num_classes, **_TORCHVISION_EXTRA.get(arch, {}), **sized
+            )
+        except AssertionError as err:  # a ViT's side must be a multiple of its patch size
+            raise KlugerhansError(
+                f"{arch} cannot be built for {input_size} px inputs ({err}); give a size it takes"
+            ) from None
     if family == "timm":
         timm = _timm()
         if input_size:
