@@ -77,7 +77,7 @@ class LRP(Explainer):
     @property
     def composite(self) -> Composite:
         """The rules in use."""
-        composite: Composite = getattr(self.engine, "composite")  # noqa: B009  (every engine has one)
+        composite: Composite = self.engine.composite
         return composite
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
