@@ -16,7 +16,8 @@ Rules (every one keeps the floor and the McNemar test of the shipped audit, ``cl
 * ``all_leaders``: as shipped, every class that leads together flagged (the rule before);
 * ``top1``: only the top class, if it leads the second 3-fold;
 * ``co_window``: as shipped, but a co-leader must act anywhere with a third of the *top's* excess;
-* ``sep2``: as all_leaders with 2-fold separation.
+* ``sep2``: as all_leaders with 2-fold separation;
+* ``sep2_own_window``: as shipped with 2-fold separation.
 """
 
 from __future__ import annotations
@@ -54,11 +55,11 @@ def _co_window(excess: dict[int, float], window: dict[int, float]) -> set[int]:
     return {c for c in lead if c == top or window.get(c, 0.0) >= excess[top] / 3}
 
 
-def _co_own_window(excess: dict[int, float], window: dict[int, float]) -> set[int]:
-    lead = _leaders(excess, 3.0)
+def _co_own_window(excess: dict[int, float], window: dict[int, float], separation: float = 3.0) -> set[int]:
+    lead = _leaders(excess, separation)
     if len(lead) <= 1:
         return lead
-    return {c for c in lead if window.get(c, 0.0) >= excess[c] / 3}
+    return {c for c in lead if window.get(c, 0.0) >= excess[c] / separation}
 
 
 RULES: dict[str, Rule] = {
@@ -67,6 +68,7 @@ RULES: dict[str, Rule] = {
     "top1": _top1,
     "co_window": _co_window,
     "sep2": lambda excess, window: _leaders(excess, 2.0),
+    "sep2_own_window": lambda excess, window: _co_own_window(excess, window, 2.0),
 }
 
 
