@@ -27,16 +27,9 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from klugerhans.audit.ranking import stand_apart
+
 Rule = Callable[[dict[int, float], dict[int, float]], set[int]]
-
-
-def _leaders(excess: dict[int, float], separation: float) -> set[int]:
-    top = max(excess.values(), default=0.0)
-    if top <= 0:
-        return set()
-    lead = {c for c, e in excess.items() if e >= top / separation}
-    rest = max((e for c, e in excess.items() if c not in lead), default=0.0)
-    return lead if min(excess[c] for c in lead) >= separation * max(rest, 0.0) else set()
 
 
 def _top1(excess: dict[int, float], window: dict[int, float]) -> set[int]:
@@ -48,7 +41,7 @@ def _top1(excess: dict[int, float], window: dict[int, float]) -> set[int]:
 
 
 def _co_window(excess: dict[int, float], window: dict[int, float]) -> set[int]:
-    lead = _leaders(excess, 3.0)
+    lead = stand_apart(excess, 3.0)
     if len(lead) <= 1:
         return lead
     top = max(lead, key=lambda c: excess[c])
@@ -56,7 +49,7 @@ def _co_window(excess: dict[int, float], window: dict[int, float]) -> set[int]:
 
 
 def _co_own_window(excess: dict[int, float], window: dict[int, float], separation: float = 3.0) -> set[int]:
-    lead = _leaders(excess, separation)
+    lead = stand_apart(excess, separation)
     if len(lead) <= 1:
         return lead
     return {c for c in lead if window.get(c, 0.0) >= excess[c] / separation}
@@ -64,10 +57,10 @@ def _co_own_window(excess: dict[int, float], window: dict[int, float], separatio
 
 RULES: dict[str, Rule] = {
     "shipped": _co_own_window,
-    "all_leaders": lambda excess, window: _leaders(excess, 3.0),
+    "all_leaders": lambda excess, window: stand_apart(excess, 3.0),
     "top1": _top1,
     "co_window": _co_window,
-    "sep2": lambda excess, window: _leaders(excess, 2.0),
+    "sep2": lambda excess, window: stand_apart(excess, 2.0),
     "sep2_own_window": lambda excess, window: _co_own_window(excess, window, 2.0),
 }
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from klugerhans.audit.transplant import TransplantResult
 from klugerhans.errors import KlugerhansError
 
-__all__ = ["DEFAULT_ALPHA", "SEPARATION", "THRESHOLD_RATIONALE", "Ranking", "rank_classes"]
+__all__ = ["DEFAULT_ALPHA", "SEPARATION", "THRESHOLD_RATIONALE", "Ranking", "rank_classes", "stand_apart"]
 
 DEFAULT_ALPHA = 0.01
 """Family-wise significance level of the relevant-vs-control test (Bonferroni over the tested classes and probes)."""
@@ -95,7 +95,8 @@ def rank_classes(
     that stand apart.
 
     The classes that stand apart lead the others by their broad hijack rate less their control's, at least
-    ``separation``-fold (:func:`_apart`); of them, those that reach ``threshold`` and beat their control are flagged.
+    ``separation``-fold (:func:`stand_apart`); of them, those that reach ``threshold`` and beat their control are
+    flagged.
 
     Args:
         results: transplant result per tested class.
@@ -118,7 +119,7 @@ def rank_classes(
     if separation < 1.0:
         raise KlugerhansError(f"separation must be at least 1, got {separation}")
     level = alpha / max(1, len(order) * n_probes)
-    apart = _apart({c: r.broad_rate - r.broad_control_rate for c, r in results.items()}, separation)
+    apart = stand_apart({c: r.broad_rate - r.broad_control_rate for c, r in results.items()}, separation)
     if len(apart) > 1:  # several lead together, as a model's own aligned parts do: keep those that act anywhere
         apart = {c for c in apart if _acts_anywhere(results[c], separation)}
     flagged = tuple(c for c in order if c in apart and _clear(results[c], threshold, level))
@@ -126,7 +127,7 @@ def rank_classes(
     return Ranking(order, flagged, scores, untested, float(threshold), float(alpha), int(n_probes), float(separation))
 
 
-def _apart(excess: Mapping[int, float], separation: float) -> set[int]:
+def stand_apart(excess: Mapping[int, float], separation: float = SEPARATION) -> set[int]:
     """The classes that stand apart from the rest of the model's: those whose excess is at least ``1 / separation`` of
     the largest, provided the least of them is at least ``separation`` times every other class's; else none.
 
