@@ -7,10 +7,12 @@ import pytest
 
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.probes import (
+    DEFAULT_PROBES,
     PROBES,
     best_windows,
     check_probes,
     paste_pixels,
+    paste_rings,
     random_pixels,
     top_pixels,
     transfer_colour,
@@ -75,6 +77,26 @@ def test_paste_pixels_and_colour_transfer_match_their_formulas() -> None:
     assert transfer_colour(np.zeros((1, 4, 4, 3), np.uint8), don[:1, :4, :4]).dtype == np.uint8
 
 
+def test_paste_rings_stretch_the_donor_box_band_onto_the_recipient_box_band() -> None:
+    rng = np.random.default_rng(5)
+    rec = rng.integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
+    don = rng.integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
+    whole = np.tile(np.array([[0, 0, 16, 16]], np.float32), (2, 1))
+    out = paste_rings(rec, don, whole, whole, share=0.125)  # a 2 px band of the whole image
+    band = np.zeros((16, 16), bool)
+    band[:2], band[-2:], band[:, :2], band[:, -2:] = True, True, True, True
+    assert np.array_equal(out[:, band], don[:, band]) and np.array_equal(out[:, ~band], rec[:, ~band])
+    # donor box 8 px at (4, 4), recipient box 4 px at (10, 2): the band is 1 px, each pixel the donor's at the same
+    # relative place (a naive loop over the recipient box)
+    out = paste_rings(rec[:1], don[:1], np.array([[2, 10, 6, 14]], np.float32), np.array([[4, 4, 12, 12]]), 0.25)
+    naive = rec[0].copy()
+    for y in range(4):
+        for x in range(4):
+            if y in (0, 3) or x in (0, 3):
+                naive[10 + y, 2 + x] = don[0, 4 + int((y + 0.5) * 2), 4 + int((x + 0.5) * 2)]
+    assert np.array_equal(out[0], naive)
+
+
 def test_check_probes() -> None:
     assert check_probes(["colour", "window"]) == ("window", "colour")
     assert check_probes(PROBES) == PROBES
@@ -116,8 +138,10 @@ def _world() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return images, labels, relevance
 
 
-@pytest.mark.parametrize(("class_id", "probe"), [(1, "pixels"), (2, "colour")])
-def test_each_probe_finds_the_shortcut_it_is_for(class_id: int, probe: str) -> None:
+@pytest.mark.parametrize(
+    ("class_id", "probe", "probes"), [(1, "pixels", PROBES), (1, "ring", DEFAULT_PROBES), (2, "colour", PROBES)]
+)
+def test_each_probe_finds_the_shortcut_it_is_for(class_id: int, probe: str, probes: tuple[str, ...]) -> None:
     images, labels, relevance = _world()
     boxes = np.tile(np.array([[0, 0, SIZE, SIZE]], np.float32), (60, 1))
     side = 8
@@ -125,12 +149,12 @@ def test_each_probe_finds_the_shortcut_it_is_for(class_id: int, probe: str) -> N
     corners, share = best_windows(relevance[donors], side)
     pixels = top_pixels(relevance[donors], side * side)
     recipients = np.flatnonzero(labels != class_id)
-    config = TransplantConfig(recipients=40, placement="random", probes=PROBES)
+    config = TransplantConfig(recipients=40, placement="random", probes=probes)
     result = transplant_class(
         _predict, class_id, images, boxes, donors, corners, share, recipients, config, donor_pixels=pixels
     )
     assert result.probe == probe
-    assert set(result.by_probe) == set(PROBES)
+    assert set(result.by_probe) == set(probes)
     assert result.by_probe["window"]["hijack_rate"] == 0.0  # an 8 px window holds neither shortcut
     assert result.hijack_rate == result.by_probe[probe]["hijack_rate"] >= 0.9
     assert result.control_rate <= 0.1 and result.p_value < 1e-6

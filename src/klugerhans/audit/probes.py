@@ -15,6 +15,11 @@ turn other classes' signs into it. What "a small part" is depends on the shortcu
   places. Finds thin or spread artefacts that no window holds. It is off by default because it carries a class's own
   shape into place *broadly*: on a synthetic VGG with a cast on class 17, the 64 most relevant pixels of the clean
   class 25 reached a broad hijack rate of 0.147 (p = 3e-6), above the flag threshold; ``place`` finds frames instead.
+- ``ring``: the outer band of the donor's sign box (its outer ``ring`` share of the box's shorter side; the image's
+  border where there is no box), stretched onto the recipient's box band. Finds frames: a line along the sign's edge
+  that no window holds and whose corner alone (``place``) turns few signs. A sign's band is mostly background and the
+  few points where its outline touches the box; the control is the band of a correctly classified image of another
+  class, so a class whose outline is merely a sign's outline does not hijack more than its control.
 - ``colour``: the donor's colour statistics (per-channel mean and standard deviation, the colour transfer of
   Reinhard et al. 2001, "Color Transfer between Images", here in RGB) imposed on the recipient. Finds global artefacts
   that relevance spreads over the whole image: a colour cast, a tint of one camera or lab. Control: the colour
@@ -38,11 +43,13 @@ from klugerhans.errors import KlugerhansError
 
 __all__ = [
     "DEFAULT_PROBES",
+    "IN_PLACE",
     "PROBES",
     "best_windows",
     "check_probes",
     "paste_patches",
     "paste_pixels",
+    "paste_rings",
     "random_pixels",
     "random_windows",
     "top_pixels",
@@ -50,10 +57,15 @@ __all__ = [
     "unpack_pixels",
 ]
 
-PROBES: tuple[str, ...] = ("window", "place", "pixels", "colour")
+PROBES: tuple[str, ...] = ("window", "place", "pixels", "ring", "colour")
 """Transplant probes, in the order a tie between their hijack rates is broken."""
-DEFAULT_PROBES: tuple[str, ...] = ("window", "place", "colour")
+DEFAULT_PROBES: tuple[str, ...] = ("window", "place", "ring", "colour")
 """Probes an audit runs unless told otherwise ("pixels" is opt-in: see the module docstring)."""
+
+IN_PLACE: frozenset[str] = frozenset({"place", "pixels"})
+"""Probes that paste a part where it was cut: besides artefacts bound to a place, they carry an object's own aligned
+parts (a pictogram where it belongs), so a class that leads by them alone is told from a shortcut by whether another
+probe acts too (:mod:`klugerhans.audit.ranking`)."""
 
 
 def check_probes(probes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -136,6 +148,47 @@ def random_pixels(masks: np.ndarray, boxes: np.ndarray, rng: np.random.Generator
             take = np.concatenate([take, rng.permutation(rest)[: want - len(take)]])
         out[i].ravel()[take] = True
     return out
+
+
+def paste_rings(
+    recipients: np.ndarray,
+    donors: np.ndarray,
+    recipient_boxes: np.ndarray,
+    donor_boxes: np.ndarray,
+    share: float,
+) -> np.ndarray:
+    """A copy of ``recipients`` whose sign-box band holds the donor's band, stretched from box to box.
+
+    The band is the box's pixels within ``max(1, round(share * shorter side))`` of its edge; each band pixel of the
+    recipient takes the donor pixel at the same relative place in the donor's box (nearest neighbour).
+
+    Args:
+        recipients: (N, S, S, 3) uint8 images (not modified).
+        donors: (N, S, S, 3) uint8 images.
+        recipient_boxes, donor_boxes: (N, 4) sign boxes ``(x0, y0, x1, y1)``, clipped to the image.
+        share: band width as a share of the recipient box's shorter side, in (0, 0.5].
+    """
+    out = np.array(recipients, copy=True)
+    size = out.shape[1]
+    for i in range(len(out)):
+        rx0, ry0, rx1, ry1 = _pixel_box(recipient_boxes[i], size)
+        dx0, dy0, dx1, dy1 = _pixel_box(donor_boxes[i], size)
+        h, w = ry1 - ry0, rx1 - rx0
+        band = max(1, round(share * min(h, w)))
+        ys, xs = np.mgrid[0:h, 0:w]
+        ring = (ys < band) | (ys >= h - band) | (xs < band) | (xs >= w - band)
+        # the centre of each recipient pixel, at the same relative place in the donor's box
+        sy = np.minimum(dy0 + ((ys[ring] + 0.5) * (dy1 - dy0) / h).astype(np.int64), dy1 - 1)
+        sx = np.minimum(dx0 + ((xs[ring] + 0.5) * (dx1 - dx0) / w).astype(np.int64), dx1 - 1)
+        out[i, ry0 + ys[ring], rx0 + xs[ring]] = donors[i, sy, sx]
+    return out
+
+
+def _pixel_box(box: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of a box as whole pixels inside a ``size`` image, at least one pixel wide."""
+    x0, y0 = (min(max(int(np.floor(v)), 0), size - 1) for v in box[:2])
+    x1, y1 = (min(max(int(np.ceil(v)), lo + 1), size) for v, lo in zip(box[2:], (x0, y0), strict=True))
+    return x0, y0, x1, y1
 
 
 def transfer_colour(recipients: np.ndarray, donors: np.ndarray) -> np.ndarray:

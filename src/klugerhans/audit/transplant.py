@@ -36,6 +36,7 @@ from klugerhans.audit.probes import (
     check_probes,
     paste_patches,
     paste_pixels,
+    paste_rings,
     random_pixels,
     random_windows,
     transfer_colour,
@@ -80,11 +81,15 @@ class TransplantConfig:
     seed: int = 0
     """Seed of donors, recipients and positions."""
     probes: tuple[str, ...] = DEFAULT_PROBES
-    """What is carried over (:mod:`klugerhans.audit.probes`): "window", "place", "pixels", "colour"; a class's result
-    is that of the probe that hijacks most broadly."""
+    """What is carried over (:mod:`klugerhans.audit.probes`): "window", "place", "pixels", "ring", "colour"; a class's
+    result is that of the probe that hijacks most broadly."""
+    ring: float = 0.1
+    """Width of the "ring" probe's band, as a share of the sign box's shorter side (2 px of a 24 px box)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probes", check_probes(tuple(self.probes)))
+        if not 0.0 < self.ring <= 0.5:
+            raise KlugerhansError(f"the ring's width must be in (0, 0.5] of the box side, got {self.ring}")
         if not 0.0 < self.patch <= 0.5:
             raise KlugerhansError(f"transplant patch must be in (0, 0.5] of the image side, got {self.patch}")
         if self.recipients < 1 or self.min_donors < 1 or self.n_examples < 0:
@@ -299,8 +304,14 @@ def transplant_class(
             paste_pixels(targets, sources, masks),
             paste_pixels(targets, sources, random_pixels(masks, boxes[donor_rows], rng)),
         )
+    # another class's image: the control of the probes that carry a whole-image property
+    others = rng.choice(recipients, size=len(chosen))
+    if "ring" in config.probes:
+        pairs["ring"] = (
+            paste_rings(targets, sources, boxes[chosen], boxes[donor_rows], config.ring),
+            paste_rings(targets, images[others], boxes[chosen], boxes[others], config.ring),
+        )
     if "colour" in config.probes:
-        others = rng.choice(recipients, size=len(chosen))
         pairs["colour"] = (transfer_colour(targets, sources), transfer_colour(targets, images[others]))
     if not pairs:
         raise KlugerhansError("no transplant probe could run: the pixels probe needs the donors' pixel masks")

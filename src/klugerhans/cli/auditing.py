@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from klugerhans.audit.probes import DEFAULT_PROBES
 from klugerhans.cli.app import _command
 from klugerhans.cli.args import (
     _add_checkpoint_args,
@@ -48,8 +49,8 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
         "--probes",
         default=None,
         help="comma-separated transplant probes: window (a compact part anywhere: stickers), place (that part where "
-        "it was cut: frames, corner tags), pixels (the most relevant pixels in place), colour (colour casts); "
-        "default window,place,colour",
+        "it was cut: corner tags, watermarks), pixels (the most relevant pixels in place), ring (the band along the "
+        "sign box's edge: frames), colour (colour casts); default " + ",".join(DEFAULT_PROBES),
     )
     p.add_argument(
         "--placement",
