@@ -11,8 +11,9 @@ recipients at ``alpha``, Bonferroni-corrected over the tested classes and probes
 images hijacks (the model's default under occlusion, say) ranks high but is not flagged, *and* it stands apart from
 the model's own other classes, as Neural Cleanse's anomaly index asks of a trigger: by broad hijack rate less its
 control's, it leads every other class at least :data:`SEPARATION`-fold (two shortcuts of like strength lead together;
-of classes that lead together, only those whose window also acts pasted anywhere are flagged, since a strong
-shortcut can lift a ResNet's own aligned parts, a pictogram acting only where it belongs, over the rest with it).
+of classes that lead together, only those that also act through a probe that does not paste in place are flagged,
+since a strong shortcut can lift a ResNet's own aligned parts, a pictogram acting only where it belongs, over the rest
+with it).
 Models differ in how strongly their legitimate parts act alone (a clean GTSRB ResNet-18 that reads the pictogram has a
 class whose pictogram, pasted in place, turns a fifth of every other kind of sign), so an absolute floor alone does not
 transfer between architectures; a shortcut is an outlier among its own model's classes, whatever the model.
@@ -30,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from klugerhans.audit.probes import IN_PLACE
 from klugerhans.audit.transplant import TransplantResult
 from klugerhans.errors import KlugerhansError
 
@@ -46,7 +48,7 @@ THRESHOLD_RATIONALE = (
     "most (broad hijack rate >= {threshold:.4g}), significantly more often than its control (one-sided exact McNemar "
     "test, p <= {alpha:g} / ({n_tested} classes x {n_probes} probes)), and at least {separation:g} times the broad "
     "hijack rate, less its control's, of every class that is not flagged; where several classes lead together, only "
-    "those whose window also acts pasted anywhere. {source}"
+    "those that also act through a probe that does not paste in place. {source}"
 )
 
 
@@ -147,14 +149,17 @@ def stand_apart(excess: Mapping[int, float], separation: float = SEPARATION) -> 
 
 
 def _acts_anywhere(result: TransplantResult, separation: float) -> bool:
-    """Whether the class's most relevant window, pasted anywhere (the ``window`` probe), carries at least
-    ``1 / separation`` of its excess: a sticker does, an object's part that acts only where it belongs does not.
-    Without a window probe there is nothing to tell them apart: True."""
-    window = result.by_probe.get("window")
-    if window is None or "broad_control_rate" not in window:
+    """Whether a probe that does not paste in place (the window anywhere, the ring, the colours) carries at least
+    ``1 / separation`` of the class's excess: a sticker, a frame or a cast does, an object's part that acts only where
+    it belongs does not. Without such a probe there is nothing to tell them apart: True."""
+    elsewhere = [
+        p["broad_rate"] - p["broad_control_rate"]
+        for name, p in result.by_probe.items()
+        if name not in IN_PLACE and "broad_control_rate" in p
+    ]
+    if not elsewhere:
         return True
-    own = result.broad_rate - result.broad_control_rate
-    return window["broad_rate"] - window["broad_control_rate"] >= own / separation
+    return max(elsewhere) >= (result.broad_rate - result.broad_control_rate) / separation
 
 
 def _clear(result: TransplantResult, threshold: float, level: float) -> bool:
