@@ -11,13 +11,15 @@ Rules (every one keeps the floor and the McNemar test of the shipped audit, ``cl
 
 * ``shipped`` (``klugerhans.audit.ranking``): a class leads the rest by its excess (broad rate less its control's)
   at least 3-fold, classes within a third of the top leading together; of classes that lead together (what a
-  ResNet's own aligned parts look like beside a strong shortcut), only those that also act anywhere (window-probe
-  excess at least a third of their own);
+  ResNet's own aligned parts look like beside a strong shortcut), only those that also act elsewhere (the best excess
+  of a probe that does not paste in place, ``klugerhans.audit.probes.IN_PLACE``, at least a third of their own);
 * ``all_leaders``: as shipped, every class that leads together flagged (the rule before);
 * ``top1``: only the top class, if it leads the second 3-fold;
-* ``co_window``: as shipped, but a co-leader must act anywhere with a third of the *top's* excess;
+* ``co_window``: as shipped, but a co-leader must act elsewhere with a third of the *top's* excess;
 * ``sep2``: as all_leaders with 2-fold separation;
-* ``sep2_own_window``: as shipped with 2-fold separation.
+* ``sep2_own_window``: as shipped with 2-fold separation;
+* ``or_elsewhere``: as shipped, or a class that stands apart 3-fold by its excess elsewhere alone (a fixed-place
+  artefact that a ResNet also reads a little elsewhere, beside clean classes whose parts act only in place).
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from klugerhans.audit.probes import IN_PLACE
 from klugerhans.audit.ranking import stand_apart
 
 Rule = Callable[[dict[int, float], dict[int, float]], set[int]]
 
 
-def _top1(excess: dict[int, float], window: dict[int, float]) -> set[int]:
+def _top1(excess: dict[int, float], elsewhere: dict[int, float]) -> set[int]:
     ranked = sorted(excess, key=lambda c: -excess[c])
     if not ranked or excess[ranked[0]] <= 0:
         return set()
@@ -40,45 +43,47 @@ def _top1(excess: dict[int, float], window: dict[int, float]) -> set[int]:
     return {ranked[0]} if excess[ranked[0]] >= 3 * max(second, 0.0) else set()
 
 
-def _co_window(excess: dict[int, float], window: dict[int, float]) -> set[int]:
+def _co_window(excess: dict[int, float], elsewhere: dict[int, float]) -> set[int]:
     lead = stand_apart(excess, 3.0)
     if len(lead) <= 1:
         return lead
     top = max(lead, key=lambda c: excess[c])
-    return {c for c in lead if c == top or window.get(c, 0.0) >= excess[top] / 3}
+    return {c for c in lead if c == top or elsewhere.get(c, 0.0) >= excess[top] / 3}
 
 
-def _co_own_window(excess: dict[int, float], window: dict[int, float], separation: float = 3.0) -> set[int]:
+def _co_own_window(excess: dict[int, float], elsewhere: dict[int, float], separation: float = 3.0) -> set[int]:
     lead = stand_apart(excess, separation)
     if len(lead) <= 1:
         return lead
-    return {c for c in lead if window.get(c, 0.0) >= excess[c] / separation}
+    return {c for c in lead if elsewhere.get(c, 0.0) >= excess[c] / separation}
 
 
 RULES: dict[str, Rule] = {
     "shipped": _co_own_window,
-    "all_leaders": lambda excess, window: stand_apart(excess, 3.0),
+    "all_leaders": lambda excess, elsewhere: stand_apart(excess, 3.0),
     "top1": _top1,
     "co_window": _co_window,
-    "sep2": lambda excess, window: stand_apart(excess, 2.0),
-    "sep2_own_window": lambda excess, window: _co_own_window(excess, window, 2.0),
+    "sep2": lambda excess, elsewhere: stand_apart(excess, 2.0),
+    "sep2_own_window": lambda excess, elsewhere: _co_own_window(excess, elsewhere, 2.0),
+    "or_elsewhere": lambda excess, elsewhere: _co_own_window(excess, elsewhere) | stand_apart(elsewhere, 3.0),
 }
 
 
 def _classes(detector: dict, alpha: float) -> tuple[dict[int, float], dict[int, float], set[int]]:
-    """Per class: excess of its best probe, the window probe's excess, and whether it is clear (floor and test)."""
+    """Per class: excess of its best probe, the best excess of a probe that does not paste in place, and whether it
+    is clear (floor and test)."""
     by_probe = {int(c): probes for c, probes in detector["by_probe"].items()}
     n_probes = max((len(p) for p in by_probe.values()), default=1)
     level = alpha / max(1, len(by_probe) * n_probes)
-    excess, window, clear = {}, {}, set()
+    excess, elsewhere, clear = {}, {}, set()
     for c, probes in by_probe.items():
         best = max(probes.values(), key=lambda p: p["broad_rate"])
         excess[c] = best["broad_rate"] - best["broad_control_rate"]
-        w = probes.get("window")
-        window[c] = w["broad_rate"] - w["broad_control_rate"] if w else 0.0
+        acts = [p["broad_rate"] - p["broad_control_rate"] for n, p in probes.items() if n not in IN_PLACE]
+        elsewhere[c] = max(acts, default=excess[c])
         if any(p["broad_rate"] >= detector["threshold"] and p["p_value"] <= level for p in probes.values()):
             clear.add(c)
-    return excess, window, clear
+    return excess, elsewhere, clear
 
 
 def main() -> None:
@@ -90,10 +95,10 @@ def main() -> None:
     results = [r for r in results if r.get("took", True)]
     counts = {name: {"alone": 0, "with_others": 0, "missed": 0, "controls_flagged": 0} for name in RULES}
     for r in results:
-        excess, window, clear = _classes(r["detectors"]["klugerhans"], args.alpha)
+        excess, elsewhere, clear = _classes(r["detectors"]["klugerhans"], args.alpha)
         line = []
         for name, rule in RULES.items():
-            flagged = sorted(rule(excess, window) & clear, key=lambda c: -excess[c])
+            flagged = sorted(rule(excess, elsewhere) & clear, key=lambda c: -excess[c])
             line.append(f"{name} {flagged}")
             tally = counts[name]
             if r["target"] is None:
