@@ -3,7 +3,9 @@
 Each job's ``result.json`` keeps, per class and transplant probe, the broad hijack rate, its control's and the
 p-value, which is all the decision reads. This prints, per rule, what it flags on each model and the suite-level
 counts a rule is judged by: manipulated models (whose artefact took) with the planted class flagged alone, flagged
-with others, missed; controls with any flag. Usage::
+with others, missed; controls with any flag. Then the model-level AUROC (with its 95% bootstrap interval) of two
+scores a model could be ranked by: its top broad hijack rate (what ``bench.json`` reports) and its *lead*, the top
+class's excess over the runner-up's (relative to the model's own classes, as Neural Cleanse's anomaly index). Usage::
 
     python benchmarks/decision_rules.py --out /root/bench-takes [--alpha 0.01]
 
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from klugerhans.audit.probes import IN_PLACE
 from klugerhans.audit.ranking import stand_apart
+from klugerhans.bench.metrics import auroc_interval, roc_auc
 
 Rule = Callable[[dict[int, float], dict[int, float]], set[int]]
 
@@ -86,6 +89,28 @@ def _classes(detector: dict, alpha: float) -> tuple[dict[int, float], dict[int, 
     return excess, elsewhere, clear
 
 
+def _lead(excess: dict[int, float]) -> float:
+    """The top class's excess over the runner-up's (the runner-up floored at 0.01, a few recipients' worth)."""
+    ranked = sorted(excess.values(), reverse=True)
+    if not ranked:
+        return 0.0
+    return max(ranked[0], 0.0) / max(ranked[1] if len(ranked) > 1 else 0.0, 0.01)
+
+
+def _print_scores(results: list[dict]) -> None:
+    """Model-level AUROC of the top broad hijack rate and of the lead, manipulated against clean models."""
+    by_score: dict[str, tuple[list[float], list[float]]] = {"top_broad_rate": ([], []), "lead": ([], [])}
+    for r in results:
+        detector = r["detectors"]["klugerhans"]
+        excess, _, _ = _classes(detector, 1.0)
+        side = 0 if r["target"] is not None else 1
+        by_score["top_broad_rate"][side].append(max(detector["scores"].values(), default=0.0))
+        by_score["lead"][side].append(_lead(excess))
+    for name, (positive, negative) in by_score.items():
+        low, high = auroc_interval(positive, negative)
+        print(f"AUROC by {name}: {roc_auc(positive, negative):.3f} [{low:.3f}, {high:.3f}]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="the suite folder (jobs/<id>/result.json)")
@@ -111,6 +136,7 @@ def main() -> None:
                 tally["missed"] += 1
         arch = r["axes"].get("arch", "?").split(":")[-1]
         print(f"{r['id']:24s} {arch:10s} target {r['target']!s:4s} " + "; ".join(line))
+    _print_scores(results)
     n_manipulated = sum(r["target"] is not None for r in results)
     print(f"\n{n_manipulated} manipulated models whose artefact took, {len(results) - n_manipulated} controls")
     for name, tally in counts.items():
