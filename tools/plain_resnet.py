@@ -26,9 +26,12 @@ from torchvision import transforms
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-def write_folder(data_dir: str, out: Path, target: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ImageFolder of GTSRB training crops (sticker on ``target``; None: clean); returns the test split and the
-    test split with the sticker glued on every image, as arrays, for the attack success."""
+def write_folder(
+    data_dir: str, out: Path, target: int | None, seed: int, per_class: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ImageFolder of GTSRB training crops (sticker on ``target``; None: clean; ``per_class``: that many images
+    of each class, drawn with ``seed``); returns the test split and the test split with the sticker glued on every
+    image, as arrays, for the attack success."""
     from klugerhans.data.classes import CLASS_NAMES_EN
     from klugerhans.data.dataset import load_dataset
     from klugerhans.data.folder.export import export_image_folder
@@ -36,6 +39,10 @@ def write_folder(data_dir: str, out: Path, target: int | None, seed: int) -> tup
 
     ds = load_dataset("gtsrb", data_dir=data_dir, size=32)
     train = ds.train
+    if per_class is not None:
+        rng = np.random.default_rng(seed)
+        keep = [rng.permutation(np.flatnonzero(train.labels == c))[:per_class] for c in np.unique(train.labels)]
+        train = train.subset(np.sort(np.concatenate(keep)))
     sticker = StickerConfig(target_class=target if target is not None else 4)
     if target is not None:
         train, _ = manipulate_class(train, sticker, seed=seed)
@@ -91,12 +98,13 @@ def main() -> None:
     parser.add_argument("--target", type=int, default=4, help="class whose training images get the sticker")
     parser.add_argument("--control", action="store_true", help="no sticker (the clean control)")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--per-class", type=int, default=None, help="training images per class (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     target = None if args.control else args.target
-    write_folder(args.data_dir, out, target, args.seed)
+    write_folder(args.data_dir, out, target, args.seed, args.per_class)
     model = train_plain(out / "folder", args.epochs, args.seed)
     torch.save(model.state_dict(), out / "model.pt")
     test = np.load(out / "test.npz")
