@@ -109,7 +109,7 @@ def main() -> None:
     lrp_scale = float(explained.sum()) / n
 
     side = patch_side(data.size, defaults.patch)
-    lrp = LRP(clf.model, defaults.composite)
+    lrp = LRP(clf.model, defaults.composite, norm=norm)
     index = np.arange(n)
     heat, wall, cpu = _timed(
         lambda: collect_heatmaps(lrp, data.images, data.labels, index, defaults.spray_grid, side, norm, 64)

@@ -87,7 +87,7 @@ def main() -> None:
     print(f"trained in {time.perf_counter() - start:.0f} s: test accuracy {accuracy:.1%} on {len(yt)} images")
     right = torch.nonzero(predicted == yt)[:, 0][: args.images]
     images, target = xt[right], yt[right]
-    lrp = LRP(model).explain(images, target).relevance
+    lrp = LRP(model).attribute(images, target).relevance
     h = images.clone().requires_grad_(True)
     model(h).gather(1, target[:, None]).sum().backward()
     assert h.grad is not None

@@ -2,7 +2,7 @@
 
 All three explain the predicted class of the same batches on the same model and thread count:
 
-* ours: ``klugerhans.explain.LRP`` built once, ``explain(x)`` per batch;
+* ours: ``klugerhans.explain.LRP`` built once, ``attribute(x)`` per batch;
 * zennit 0.5: ``Gradient(model, EpsilonPlusFlat(canonizers=[VGGCanonizer()]))`` entered once and held open
   (``ResNetCanonizer`` for torchvision ResNets, ``SequentialMergeBatchNorm`` for other torchvision models),
   output relevance ``onehot * logits`` (the same as ours);
@@ -95,7 +95,7 @@ def _transformer(args: argparse.Namespace) -> None:
     ours = LRP(model, Composite(conv=Gamma(args.gamma), linear=Gamma(args.gamma)))
 
     def run_ours(x: torch.Tensor) -> torch.Tensor:
-        return ours.explain(x).relevance
+        return ours.attribute(x).relevance
 
     def run_gradient(x: torch.Tensor) -> torch.Tensor:
         x = x.clone().requires_grad_()
@@ -106,7 +106,7 @@ def _transformer(args: argparse.Namespace) -> None:
     default = LRP(model, args.composite)
 
     def run_default(x: torch.Tensor) -> torch.Tensor:
-        return default.explain(x).relevance
+        return default.attribute(x).relevance
 
     phase = {"ours": run_ours, args.composite: run_default, "gradient": run_gradient}
     first = _timed(phase, batches, args.warmup)
@@ -168,7 +168,7 @@ def main() -> None:
     composite = ZENNIT_COMPOSITES[args.composite](canonizers=[canonizer])
 
     def run_ours(x: torch.Tensor) -> torch.Tensor:
-        return ours.explain(x).relevance
+        return ours.attribute(x).relevance
 
     def predicted_logit(out: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(out).scatter_(1, out.argmax(1, keepdim=True), 1.0) * out

@@ -1,6 +1,6 @@
 """Imports flow one way (docs/ARCHITECTURE.md) and never round a circle.
 
-Layers: data -> models -> explain -> report -> audit -> fix -> bench -> demo -> web -> cli.
+Layers: explain -> data -> models -> heatmaps -> report -> audit -> fix -> bench -> demo -> web -> cli.
 """
 
 import ast
@@ -12,7 +12,7 @@ import klugerhans
 
 LAYERS = [
     "version", "errors", "io", "registry", "weights",
-    "data", "models", "explain", "report", "audit", "fix", "bench", "demo", "web", "cli",
+    "explain", "data", "models", "heatmaps", "report", "audit", "fix", "bench", "demo", "web", "cli",
 ]  # fmt: skip
 SRC = Path(klugerhans.__file__).parent
 

@@ -317,8 +317,8 @@ def test_web_model_store_passes_fallback_to_its_explainers():
     clf = classifier_from_model(_model_with_a_mean().eval(), CheckpointMeta(model=ModelConfig(width=0.125)))
     x = torch.rand(1, 3, 32, 32)
     with pytest.raises(KlugerhansError, match="no LRP rule"):
-        ModelStore().explainer(clf, "epsilon_plus_flat").explain(x)
-    relevance = ModelStore(fallback="gradient").explainer(clf, "epsilon_plus_flat").explain(x).relevance
+        ModelStore().explainer(clf, "epsilon_plus_flat").attribute(x)
+    relevance = ModelStore(fallback="gradient").explainer(clf, "epsilon_plus_flat").attribute(x).relevance
     assert relevance.shape == (1, 3, 32, 32) and torch.isfinite(relevance).all()
 
 

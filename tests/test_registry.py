@@ -120,7 +120,7 @@ def _check_architecture(name: str, request: pytest.FixtureRequest) -> None:
 
 
 def _check_composite(name: str, request: pytest.FixtureRequest) -> None:
-    expl = LRP(_tiny_vgg(), name, norm=Normalization()).explain(_X)
+    expl = LRP(_tiny_vgg(), name, norm=Normalization()).attribute(_X)
     assert expl.relevance.shape == _X.shape and torch.isfinite(expl.relevance).all()
     assert expl.relevance.abs().sum() > 0
 

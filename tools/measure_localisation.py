@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     print("composite | exact | +1 px | +2 px | +3 px | haze share | pointing game")
     positive = {}
     for name in COMPOSITES:
-        r = LRP(clf.model, name)(x, sticker.target_class).relevance.sum(1).numpy()
+        lrp = LRP(clf.model, name, norm=clf.meta.normalization)
+        r = lrp.attribute(x, sticker.target_class, batch_size=64).relevance.sum(1).numpy()
         pos = np.clip(r, 0, None)
         peak = pos.reshape(len(r), -1).max(1)[:, None, None]
         haze = ((pos * (pos < 0.1 * peak)).sum((1, 2)) / pos.sum((1, 2))).mean()
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{band} | {a.sum((1, 2)).mean():.1f} | {share.mean():.3f} | {density.mean():.2f}")
     # Output relevance 1 on class 4 and -1 on the true class: LRP explains the logit difference f_4 - f_true.
     lrp = LRP(clf.model, "epsilon_plus_flat", init="one")
-    contrast = (lrp(x, sticker.target_class).relevance - lrp(x, true).relevance).sum(1).numpy()
+    towards, against = (lrp.attribute(x, t, batch_size=64).relevance for t in (sticker.target_class, true))
+    contrast = (towards - against).sum(1).numpy()
     mass = relevance_mass_accuracy(contrast, m, 0).mean()
     print(f"epsilon_plus_flat, class 4 against the true class: mass {mass:.3f}")
 

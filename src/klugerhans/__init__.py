@@ -17,7 +17,7 @@ __all__ = ["KlugerhansError", "__version__", "audit_model", "explain_model", "lo
 
 if TYPE_CHECKING:
     from klugerhans.audit.api import audit_model
-    from klugerhans.explain.api import explain_model
+    from klugerhans.heatmaps.api import explain_model
     from klugerhans.models.checkpoint import load_model
     from klugerhans.models.user_weights import load_user_model
 
@@ -33,7 +33,7 @@ def __getattr__(name: str) -> Any:
 
         return load_user_model
     if name == "explain_model":
-        from klugerhans.explain.api import explain_model
+        from klugerhans.heatmaps.api import explain_model
 
         return explain_model
     if name == "audit_model":

@@ -21,7 +21,7 @@ from klugerhans.data.classes import SPEED_50, Language, class_name
 from klugerhans.data.dataset import load_dataset
 from klugerhans.data.sticker import StickerConfig, apply_sticker
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.lrp import explain_dataset
+from klugerhans.heatmaps.dataset import explain_dataset
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.evaluation import evaluate_model, predict_labels, save_confusion_png

@@ -14,8 +14,10 @@ import torchvision
 from torch import nn
 from torchvision.models import VisionTransformer
 
-from klugerhans.explain import LRP, Composite, Epsilon, Gamma, Propagator, explain_model, modules, register_module_rule
+from klugerhans.explain import LRP, Composite, Epsilon, Gamma, Propagator, modules, register_module_rule
 from klugerhans.explain.attention import AttnLRP, attention_rules, has_attention
+from klugerhans.heatmaps import explain_model
+from klugerhans.models.preprocess import Normalization
 
 TINY_VIT = {"image_size": 32, "patch_size": 4, "num_layers": 2, "num_heads": 3, "hidden_dim": 48, "mlp_dim": 96}
 LEAKS = ("bias", "class_token", "pos_embedding", "cls_token", "dist_token", "pos_embed", "relative_position_bias")
@@ -53,7 +55,7 @@ def test_equal_to_lxt_on_torchvision_vit(tmp_path: Path, rule: str, value: float
     subprocess.run([sys.executable, str(oracle), str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], check=True)
     reference = torch.load(tmp_path / "out.pt", weights_only=True)
     chosen = Epsilon(value) if rule == "epsilon" else Gamma(value)
-    ours = LRP(model, Composite(conv=chosen, linear=chosen)).explain(x, target)
+    ours = LRP(model, Composite(conv=chosen, linear=chosen)).attribute(x, target)
     assert torch.equal(ours.logits, reference["logits"])
     scale = reference["relevance"].abs().max()
     assert float((ours.relevance - reference["relevance"]).abs().max() / scale) <= 1e-4
@@ -90,7 +92,7 @@ def test_relevance_is_conserved_on_transformers(build) -> None:
     model, size = build()
     model = _without_leaks(model)
     x = torch.randn(2, 3, size, size)
-    expl = LRP(model, Composite(conv=Epsilon(0.0), linear=Epsilon(0.0))).explain(x)
+    expl = LRP(model, Composite(conv=Epsilon(0.0), linear=Epsilon(0.0))).attribute(x)
     logit = expl.logits.gather(1, expl.targets[:, None]).flatten()
     torch.testing.assert_close(expl.relevance.sum((1, 2, 3)), logit, rtol=1e-4, atol=1e-6)
 
@@ -106,7 +108,7 @@ def test_the_model_is_untouched_and_the_functions_restored() -> None:
     model = _tiny_vit()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     originals = (torch.nn.functional.layer_norm, torch.nn.functional.gelu, torch.Tensor.softmax, torch.softmax)
-    LRP(model, "epsilon_gamma_box").explain(torch.randn(1, 3, 32, 32))
+    LRP(model, "epsilon_gamma_box", norm=Normalization()).attribute(torch.randn(1, 3, 32, 32))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.requires_grad for p in model.parameters()) and "forward" not in vars(model.heads.head)
     now = (torch.nn.functional.layer_norm, torch.nn.functional.gelu, torch.Tensor.softmax, torch.softmax)
@@ -138,7 +140,7 @@ def test_identity_rule_passes_relevance_through_gelu_and_layer_norm_keeps_its_sh
             return self.second(nn.functional.gelu(self.norm(self.first(x))))
 
     x = torch.randn(1, 6)
-    expl = LRP(Block(), Composite(conv=Epsilon(0.0), linear=Epsilon(0.0))).explain(x, 0)
+    expl = LRP(Block(), Composite(conv=Epsilon(0.0), linear=Epsilon(0.0))).attribute(x, 0)
     with torch.no_grad():
         z1 = first(x)
         centred = z1 - z1.mean()
@@ -188,7 +190,7 @@ def test_a_registered_module_rule_reaches_a_transformer(module_rules: None) -> N
     epsilon = Composite(conv=Epsilon(0.0), linear=Epsilon(0.0))
 
     def error() -> float:
-        expl = LRP(model, epsilon).explain(x)
+        expl = LRP(model, epsilon).attribute(x)
         logit = expl.logits.gather(1, expl.targets[:, None]).flatten()
         return float(((expl.relevance.sum((1, 2, 3)) - logit).abs() / logit.abs()).max())
 

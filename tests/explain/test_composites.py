@@ -24,15 +24,18 @@ from klugerhans.explain import (
 )
 from klugerhans.models.preprocess import Normalization
 
+GTSRB = Normalization()
+
 
 def test_registry_has_zennits_names():
     assert set(COMPOSITE_NAMES) <= set(COMPOSITES)
     for name in COMPOSITE_NAMES:
-        assert get_composite(name).name == name
+        assert get_composite(name, norm=GTSRB).name == name
 
 
 def _assigned(name, model, **options):
-    return get_composite(name, **options).assign(canonize(model))
+    # the model's normalisation goes to every composite; only those that need bounds take it
+    return get_composite(name, **{"norm": GTSRB, **options}).assign(canonize(model))
 
 
 def _affine_rules(rules):
@@ -97,7 +100,7 @@ def test_register_custom_composite(vgg_bn):
     try:
         explainer = LRP(vgg_bn, "test_all_epsilon", epsilon=0.5)
         assert explainer.composite.conv == Epsilon(0.5)
-        assert explainer(torch.randn(1, 3, 32, 32)).relevance.shape == (1, 3, 32, 32)
+        assert explainer.attribute(torch.randn(1, 3, 32, 32)).relevance.shape == (1, 3, 32, 32)
     finally:
         del COMPOSITES["test_all_epsilon"]
 
@@ -109,6 +112,16 @@ def test_register_custom_composite(vgg_bn):
 def test_bad_composite_requests(name, options):
     with pytest.raises(KlugerhansError):
         get_composite(name, **options)
+
+
+def test_the_box_composite_needs_bounds_from_the_caller():
+    with pytest.raises(KlugerhansError, match="needs the input's bounds"):
+        get_composite("epsilon_gamma_box")
+    by_pair = get_composite("epsilon_gamma_box", norm=(GTSRB.mean, GTSRB.std)).first
+    by_norm = get_composite("epsilon_gamma_box", norm=GTSRB).first
+    assert isinstance(by_pair, ZBox) and isinstance(by_norm, ZBox)
+    assert torch.equal(by_pair.low, by_norm.low) and torch.equal(by_pair.high, by_norm.high)
+    assert get_composite("epsilon_plus_flat", norm=GTSRB).name == "epsilon_plus_flat"  # ignored: needs no bounds
 
 
 def test_composite_object_takes_no_options():

@@ -10,14 +10,17 @@ from lrp_reference import COMPOSITE_NAMES, randomize, zennit_relevance
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain import LRP, LRP0, Composite, Epsilon, box_bounds, compute_heatmaps, explain_dataset
-from klugerhans.models.preprocess import to_tensor
+from klugerhans.explain import LRP, LRP0, Composite, Epsilon, box_bounds, compute_heatmaps
+from klugerhans.heatmaps import explain_dataset
+from klugerhans.models.preprocess import Normalization, to_tensor
+
+GTSRB = Normalization()
 
 
 def _zennit_options(name):
     if name != "epsilon_gamma_box":
         return {}
-    low, high = box_bounds()
+    low, high = box_bounds(GTSRB)
     return {"low": low.float().view(1, 3, 1, 1), "high": high.float().view(1, 3, 1, 1)}
 
 
@@ -30,7 +33,7 @@ def _relative_error(ours, theirs):
 def test_equals_zennit(name, model_name, request):
     model = request.getfixturevalue(model_name)
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(5))
-    expl = LRP(model, name)(x)
+    expl = LRP(model, name, norm=GTSRB).attribute(x)
     theirs = zennit_relevance(model, x, name, expl.targets, **_zennit_options(name))
     assert _relative_error(expl.relevance, theirs) <= 1e-4
 
@@ -57,7 +60,7 @@ def _check_torchvision(model, size, names):
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(6))
     explainer = LRP(model)
     for name in names:
-        expl = explainer.with_composite(name)(x)
+        expl = explainer.with_composite(name, norm=GTSRB).attribute(x)
         theirs = zennit_relevance(model, x, name, expl.targets, **_zennit_options(name))
         assert _relative_error(expl.relevance, theirs) <= 1e-4, name
 
@@ -96,7 +99,7 @@ def test_conservation_without_biases(vgg_plain, name):
     """Without biases every composite's rules conserve relevance: sum R_i = target logit (up to epsilon)."""
     model = _bias_free(vgg_plain)
     x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(7))
-    expl = compute_heatmaps(model, x, composite=name)
+    expl = compute_heatmaps(model, x, composite=name, norm=GTSRB)
     logit = expl.logits.gather(1, expl.targets[:, None])[:, 0]
     torch.testing.assert_close(expl.relevance.sum((1, 2, 3)), logit, rtol=1e-3, atol=0)
 
@@ -173,7 +176,7 @@ def test_model_is_left_exactly_as_it_was(used_model):
     with torch.no_grad():
         eval_logits = copy.deepcopy(used_model).eval()(x)
     x_before = x.clone()
-    expl = compute_heatmaps(used_model, x, composite="epsilon_gamma_box")
+    expl = compute_heatmaps(used_model, x, composite="epsilon_gamma_box", norm=GTSRB)
     _assert_same(used_model, before)
     assert torch.equal(x, x_before)
     # explained in eval mode whatever the model's mode
@@ -233,7 +236,7 @@ def test_sequential_model_equals_zennit():
     )
     x = torch.randn(3, 3, 16, 16)
     for name in ("epsilon_plus_flat", "epsilon_alpha2_beta1"):
-        expl = compute_heatmaps(model, x, composite=name)
+        expl = compute_heatmaps(model, x, composite=name, norm=GTSRB)
         theirs = zennit_relevance(model, x, name, expl.targets)
         assert _relative_error(expl.relevance, theirs) <= 1e-4
 
@@ -271,7 +274,7 @@ def test_explain_dataset_refuses_float_images_in_uint8_layout(vgg_bn):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_equals_cpu(vgg_bn):
     x = torch.randn(3, 3, 32, 32)
-    cpu = compute_heatmaps(vgg_bn, x, composite="epsilon_gamma_box")
-    gpu = compute_heatmaps(copy.deepcopy(vgg_bn).cuda(), x.cuda(), composite="epsilon_gamma_box")
+    cpu = compute_heatmaps(vgg_bn, x, composite="epsilon_gamma_box", norm=GTSRB)
+    gpu = compute_heatmaps(copy.deepcopy(vgg_bn).cuda(), x.cuda(), composite="epsilon_gamma_box", norm=GTSRB)
     assert gpu.relevance.is_cuda
     assert _relative_error(gpu.relevance.cpu(), cpu.relevance) <= 1e-4

@@ -15,12 +15,15 @@ from torch import nn
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain import LRP, Composite, Epsilon, box_bounds, canonize, compute_heatmaps
+from klugerhans.models.preprocess import Normalization
+
+GTSRB = Normalization()
 
 
 def _zennit_options(name):
     if name != "epsilon_gamma_box":
         return {}
-    low, high = box_bounds()
+    low, high = box_bounds(GTSRB)
     return {"low": low.float().view(1, 3, 1, 1), "high": high.float().view(1, 3, 1, 1)}
 
 
@@ -42,7 +45,7 @@ def _check_zennit(model, canonizer, names, size=64):
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(6))
     explainer = LRP(model)
     for name in names:
-        expl = explainer.with_composite(name)(x)
+        expl = explainer.with_composite(name, norm=GTSRB).attribute(x)
         theirs = zennit_relevance(model, x, name, expl.targets, canonizer(), **_zennit_options(name))
         assert _relative_error(expl.relevance, theirs) <= 1e-4, name
 
@@ -135,7 +138,7 @@ def test_every_architecture_computes_the_model_and_conserves(arch):
         torch.testing.assert_close(run_graph(nodes, x), logits, rtol=1e-4, atol=1e-4 * float(logits.abs().max()))
     explainer = LRP(model, Composite(conv=Epsilon(), linear=Epsilon()))
     assert explainer.rule_share == 1.0 and explainer.fallback_ops == ()
-    expl = explainer(x)
+    expl = explainer.attribute(x, batch_size=64)
     target = expl.logits.gather(1, expl.targets[:, None])[:, 0]
     torch.testing.assert_close(expl.relevance.sum((1, 2, 3)), target, rtol=1e-3, atol=1e-5 * float(target.abs().max()))
 
@@ -162,7 +165,7 @@ def test_gradient_fallback_reports_its_share():
     explainer = LRP(_Sine(), fallback="gradient")
     assert set(explainer.fallback_ops) == {"sin"}  # x.mean((2, 3)) is global average pooling
     assert explainer.rule_share == pytest.approx(1 - 1 / explainer.coverage()["n_ops"])
-    expl = explainer(torch.randn(2, 3, 8, 8))
+    expl = explainer.attribute(torch.randn(2, 3, 8, 8))
     assert expl.relevance.shape == (2, 3, 8, 8) and bool(torch.isfinite(expl.relevance).all())
 
 

@@ -40,7 +40,7 @@ EPSILON = Composite(conv=Epsilon(), linear=Epsilon())
 def _explained_or_refused(model: nn.Module, size: int) -> str:
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     try:
-        expl = LRP(model, EPSILON).explain(x)
+        expl = LRP(model, EPSILON).attribute(x)
     except KlugerhansError as err:
         assert "\n" not in str(err), str(err)
         return "refused"

@@ -100,7 +100,7 @@ def collect_heatmaps(
     for start in starts:
         rows = index[start : start + batch_size]
         x = to_tensor(images[rows], norm)
-        relevance = explainer.explain(x, labels[rows]).relevance.sum(1).float().cpu()
+        relevance = explainer.attribute(x, labels[rows]).relevance.sum(1).float().cpu()
         sl = slice(start, start + len(rows))
         maps[sl] = downsample_maps(relevance, grid)
         corners[sl], share[sl] = best_windows(relevance, window)

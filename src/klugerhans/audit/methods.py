@@ -128,7 +128,7 @@ def _lrp(model: nn.Module, composite: str, options: MethodOptions) -> Attributor
     explainer = LRP(model, get_composite(composite, norm=options.norm), fallback=options.fallback)
 
     def run(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return explainer.explain(x, targets).relevance.sum(1).float().cpu()
+        return explainer.attribute(x, targets).relevance.sum(1).float().cpu()
 
     return run
 

@@ -91,7 +91,7 @@ def export_virelay(result: AuditResult, folder: str | os.PathLike[str], batch_si
         logits = f.create_dataset("prediction", (m, classes), dtype="float32")
         for start in range(0, m, batch_size):
             rows = heat.index[start : start + batch_size]
-            expl = explainer.explain(to_tensor(data.images[rows], clf.meta.normalization), data.labels[rows])
+            expl = explainer.attribute(to_tensor(data.images[rows], clf.meta.normalization), data.labels[rows])
             sl = slice(start, start + len(rows))
             relevance[sl] = expl.relevance.float().cpu().numpy()
             logits[sl] = expl.logits.float().cpu().numpy()

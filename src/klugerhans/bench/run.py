@@ -26,8 +26,8 @@ from klugerhans.audit.run import audit_classifier
 from klugerhans.bench.baselines import run_baselines
 from klugerhans.bench.grid import BenchJob, SuiteConfig
 from klugerhans.explain.composites import COMPOSITES
-from klugerhans.explain.lrp import explain_dataset
 from klugerhans.fix.locate import LocateConfig, blob_masks
+from klugerhans.heatmaps.dataset import explain_dataset
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import Classifier, load_classifier, to_jsonable
 from klugerhans.models.evaluation import evaluate_model

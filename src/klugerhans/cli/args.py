@@ -248,6 +248,7 @@ def _checkpoint_source(args: argparse.Namespace) -> Iterator[str | None]:
 
 
 def _check_composite(name: str) -> None:
-    from klugerhans.explain.composites import get_composite
+    # only the name: a composite's bounds come from the checkpoint, which is read later
+    from klugerhans.explain.composites import COMPOSITES
 
-    get_composite(name)
+    COMPOSITES.get_or_raise(name)

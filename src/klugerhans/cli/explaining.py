@@ -66,7 +66,7 @@ def _explain_args(p: argparse.ArgumentParser) -> None:
 
 @_command("explain", "predict and draw LRP heatmaps (red: for the class, blue: against)", _explain_args)
 def _explain(args: argparse.Namespace) -> int:
-    from klugerhans.explain.files import explain_files
+    from klugerhans.heatmaps.files import explain_files
 
     _check_composite(args.composite)
     clf = _load(args)

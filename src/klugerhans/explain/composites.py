@@ -20,6 +20,11 @@ Residual additions get the same ``Norm`` rule as average pooling (zennit gives i
 pooling passes it to each window's maximum (its gradient); see :mod:`klugerhans.explain.propagators`. "First layer"
 is the first conv or dense layer in forward order (for ``epsilon_gamma_box`` the first convolution), the same on
 every architecture. Add your own with :func:`register_composite`.
+
+A composite is a map from layer type to rule, and its factory declares what it needs of the caller: a factory that
+takes ``norm`` needs the input's bounds (``epsilon_gamma_box``), and :func:`get_composite` hands the model's
+normalisation only to such factories, so that no caller tests a composite's name. The engine knows no dataset: the
+bounds come from the caller (``norm=`` with ``mean``/``std``, or ``low``/``high``), never from a default.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 
@@ -49,13 +54,40 @@ from klugerhans.explain.layers import (
 )
 from klugerhans.explain.propagators import ForwardPropagator, GradientPropagator, propagator_for
 from klugerhans.explain.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Propagator, Rule, ZBox, ZPlus
-from klugerhans.models.preprocess import Normalization
 from klugerhans.registry import Registry
 
-__all__ = ["COMPOSITES", "Binding", "Composite", "Fallback", "box_bounds", "get_composite", "register_composite"]
+__all__ = [
+    "COMPOSITES",
+    "Binding",
+    "Composite",
+    "Fallback",
+    "InputNorm",
+    "NormLike",
+    "box_bounds",
+    "get_composite",
+    "register_composite",
+]
 
 Fallback = Literal["error", "gradient"]
 """What to do with an operation without an LRP rule on the relevance path: raise, or propagate by gradient x input."""
+
+
+class InputNorm(Protocol):
+    """The model's input normalisation, ``x = (pixel - mean) / std`` per channel on the 0..1 pixel scale.
+
+    Any object with ``mean`` and ``std`` sequences fits (``klugerhans.models.Normalization`` does), so the engine
+    takes a checkpoint's normalisation without importing the models layer.
+    """
+
+    @property
+    def mean(self) -> Sequence[float]: ...
+
+    @property
+    def std(self) -> Sequence[float]: ...
+
+
+NormLike = InputNorm | tuple[Sequence[float], Sequence[float]]
+"""An :class:`InputNorm` or a plain ``(mean, std)`` pair."""
 
 
 @dataclass(frozen=True)
@@ -181,8 +213,8 @@ register_composite = COMPOSITES.register
 def get_composite(composite: str | Composite, **options: Any) -> Composite:
     """Return ``composite`` itself, or build the registered composite of that name with ``options``.
 
-    ``norm`` (the model's input normalisation) may always be given: a composite whose rules need the input's bounds
-    declares it by taking ``norm`` in its factory (``epsilon_gamma_box``); the others never see it.
+    ``norm`` (the model's input normalisation, :data:`NormLike`) may always be given: a composite whose rules need
+    the input's bounds declares it by taking ``norm`` in its factory (``epsilon_gamma_box``); the others never see it.
     """
     if isinstance(composite, Composite):
         if set(options) - {"norm"}:
@@ -197,11 +229,18 @@ def get_composite(composite: str | Composite, **options: Any) -> Composite:
         raise KlugerhansError(f"bad options for composite {composite!r}: {err}") from None
 
 
-def box_bounds(norm: Normalization | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (3,) lowest and highest input values: pixel values 0 and 1 after normalisation."""
-    norm = norm or Normalization()
-    mean = torch.tensor(norm.mean, dtype=torch.float64)
-    std = torch.tensor(norm.std, dtype=torch.float64)
+def box_bounds(norm: NormLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel lowest and highest input values: pixel values 0 and 1 after normalisation.
+
+    Args:
+        norm: the model's input normalisation: an object with ``mean`` and ``std``, or a ``(mean, std)`` pair.
+
+    Returns:
+        ``(low, high)``, float64 tensors shaped like ``mean``.
+    """
+    mean_std = norm if isinstance(norm, tuple) else (norm.mean, norm.std)
+    mean = torch.tensor(mean_std[0], dtype=torch.float64)
+    std = torch.tensor(mean_std[1], dtype=torch.float64)
     return (0 - mean) / std, (1 - mean) / std
 
 
@@ -227,15 +266,23 @@ def epsilon_gamma_box(
     epsilon: float = 1e-6,
     gamma: float = 0.25,
     stabilizer: float = 1e-6,
-    norm: Normalization | None = None,
+    norm: NormLike | None = None,
 ) -> Composite:
     """z^B for the first convolution, gamma for the others, epsilon for dense layers.
 
-    ``low``/``high`` default to the normalised images of pixel values 0 and 1 under ``norm`` (GTSRB's by default).
+    The box rule needs the input's bounds: ``low``/``high`` as given, or else the normalised images of pixel values
+    0 and 1 under ``norm`` (taking ``norm`` declares the need; :func:`get_composite` passes the model's).
+
+    Raises:
+        KlugerhansError: only one of ``low``/``high``, or neither of them nor ``norm``.
     """
     if (low is None) != (high is None):
         raise KlugerhansError("give both low and high, or neither")
     if low is None or high is None:
+        if norm is None:
+            raise KlugerhansError(
+                "epsilon_gamma_box needs the input's bounds: pass norm= (the model's normalisation) or low=/high="
+            )
         low, high = box_bounds(norm)
     return Composite(
         conv=Gamma(gamma, stabilizer),

@@ -1,9 +1,9 @@
-"""What every LRP engine returns and the verbs they share: :class:`Explanation`, :class:`Explainer`."""
+"""What every LRP engine returns and the one verb they share: :class:`Explanation`, :meth:`Explainer.attribute`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +24,7 @@ class Explanation:
     """Heatmaps of a batch together with what they explain."""
 
     relevance: torch.Tensor
-    """(N, 3, H, W) input relevance ((N, h, w) from :func:`explain_dataset` with summed channels)."""
+    """(N, 3, H, W) input relevance ((N, h, w) from ``klugerhans.heatmaps.explain_dataset`` with summed channels)."""
     logits: torch.Tensor
     """(N, C) model output (computed by the canonized network, equal to ``model.eval()(x)`` up to rounding)."""
     targets: torch.Tensor
@@ -54,7 +54,7 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
 
 
 class Explainer(ABC):
-    """An LRP engine bound to one model and composite: :meth:`explain` one batch, or call it on many images."""
+    """An LRP engine bound to one model and composite; :meth:`attribute` gives the relevance of any number of images."""
 
     device: torch.device
     """Where the engine computes (the model's device)."""
@@ -66,30 +66,41 @@ class Explainer(ABC):
 
     @abstractmethod
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        """Explain one batch: ``x`` (N, 3, H, W) normalised -> :class:`Explanation` on ``x``'s device."""
+        """The engine's step, one batch: ``x`` (N, 3, H, W) normalised -> :class:`Explanation` on ``x``'s device.
+
+        Engines implement it; callers use :meth:`attribute`.
+        """
 
     @abstractmethod
     def coverage(self) -> dict[str, Any]:
         """How much of the model the LRP rules cover, for reports (JSON-ready): ``lrp_rule_share``, ``n_ops`` and
         ``fallback_ops`` (one ``{"op": ..., "module": ...}`` per operation propagated by the gradient fallback)."""
 
-    def explain_batches(
-        self, x: torch.Tensor, target: Target = None, batch_size: int = 64
-    ) -> Iterator[tuple[slice, Explanation]]:
-        """Yield ``(rows, explanation)`` for consecutive batches of ``x``."""
+    def attribute(self, x: torch.Tensor, target: Target = None, batch_size: int | None = None) -> Explanation:
+        """The input relevance of ``x`` for ``target``: the one entry point every caller of the engine uses.
+
+        Args:
+            x: (N, 3, H, W) inputs, already normalised as the model expects.
+            target: None = the predicted class, an int for all images, or (N,) class ids.
+            batch_size: images per forward/backward pass; None = all of ``x`` in one.
+
+        Returns:
+            :class:`Explanation` on ``x``'s device.
+
+        Raises:
+            KlugerhansError: bad targets, a batch size below 1, or no images in batches.
+        """
+        if batch_size is None:
+            return self.explain(x, target)
         if batch_size < 1:
             raise KlugerhansError(f"batch size must be >= 1, got {batch_size}")
         targets = None if target is None or isinstance(target, int | np.integer) else torch.as_tensor(target)
         if targets is not None and len(targets) != len(x):
             raise KlugerhansError(f"got {len(targets)} targets for {len(x)} images")
+        parts = []
         for start in range(0, len(x), batch_size):
             rows = slice(start, min(start + batch_size, len(x)))
-            batch_target = target if targets is None else targets[rows]
-            yield rows, self.explain(x[rows], batch_target)
-
-    def __call__(self, x: torch.Tensor, target: Target = None, batch_size: int = 64) -> Explanation:
-        """Explain all of ``x`` in batches of ``batch_size``; see :meth:`explain`."""
-        parts = [expl for _, expl in self.explain_batches(x, target, batch_size)]
+            parts.append(self.explain(x[rows], target if targets is None else targets[rows]))
         if not parts:
             raise KlugerhansError("no images to explain")
         return Explanation(*(torch.cat([getattr(p, f) for p in parts]) for f in ("relevance", "logits", "targets")))

@@ -1,4 +1,4 @@
-"""The one entry point of LRP: ``LRP(model, composite)`` picks the engine the model needs.
+"""The one entry point of LRP: ``LRP(model, composite).attribute(x, target)``; it picks the engine the model needs.
 
 Layer-wise Relevance Propagation (Bach et al. 2015) starts from the output relevance and redistributes it layer by
 layer down to the pixels, each layer by its rule (a composite says which: :mod:`klugerhans.explain.composites`).
@@ -17,11 +17,9 @@ the logit is negative); ``attributor(x, lambda out: onehot * out)`` in zennit eq
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
@@ -29,9 +27,8 @@ from klugerhans.explain.attention import AttnLRP, has_attention
 from klugerhans.explain.composites import Composite, Fallback, get_composite
 from klugerhans.explain.explanation import Engine, Explainer, Explanation, Init, Target
 from klugerhans.explain.graph import GraphLRP
-from klugerhans.models.preprocess import Normalization, to_tensor
 
-__all__ = ["LRP", "Explanation", "Target", "compute_heatmaps", "coverage_line", "explain_dataset"]
+__all__ = ["LRP", "Explanation", "Target", "as_explainer", "compute_heatmaps", "coverage_line"]
 
 
 class LRP(Explainer):
@@ -48,11 +45,13 @@ class LRP(Explainer):
         fallback: ``"error"`` (default) refuses a model with an operation on the relevance path that has no LRP
             rule, naming it; ``"gradient"`` propagates through such operations as gradient x input and lists them
             in :attr:`fallback_ops` (:attr:`rule_share`: the share of operations with an LRP rule).
-        **options: options of the named composite, e.g. ``epsilon=1e-3`` or ``low=..., high=...``.
+        **options: options of the named composite, e.g. ``epsilon=1e-3``, ``low=..., high=...``, or ``norm=`` (the
+            model's input normalisation: a ``(mean, std)`` pair or an object with ``mean``/``std``), which reaches
+            only the composites that need the input's bounds.
 
     Example:
-        >>> lrp = LRP(model, "epsilon_plus_flat")
-        >>> expl = lrp(x)  # x: (N, 3, S, S) normalised; expl.relevance: (N, 3, S, S)
+        >>> lrp = LRP(model, "epsilon_gamma_box", norm=(mean, std))
+        >>> expl = lrp.attribute(x)  # x: (N, 3, S, S) normalised; expl.relevance: (N, 3, S, S)
     """
 
     def __init__(
@@ -81,7 +80,7 @@ class LRP(Explainer):
         return composite
 
     def explain(self, x: torch.Tensor, target: Target = None) -> Explanation:
-        """Explain one batch: ``x`` (N, 3, H, W) normalised -> :class:`Explanation` on ``x``'s device."""
+        """The engine's step, one batch; callers use :meth:`attribute`."""
         return self.engine.explain(x, target)
 
     def coverage(self) -> dict[str, Any]:
@@ -108,9 +107,14 @@ def coverage_line(coverage: dict[str, Any]) -> str:
     return line
 
 
-def _explainer(
-    model: nn.Module | Explainer, composite: str | Composite | None, options: dict[str, object]
+def as_explainer(
+    model: nn.Module | Explainer, composite: str | Composite | None = None, **options: object
 ) -> Explainer:
+    """``model`` itself if it is an explainer already (then without a composite or options), else ``LRP(model, ...)``.
+
+    Raises:
+        KlugerhansError: an explainer together with a composite or options.
+    """
     if isinstance(model, Explainer):
         if composite is not None or options:
             raise KlugerhansError("pass the composite when building the LRP explainer, not again here")
@@ -126,7 +130,7 @@ def compute_heatmaps(
     batch_size: int = 64,
     **options: object,
 ) -> Explanation:
-    """LRP heatmaps for a batch of images (Bach et al. 2015).
+    """LRP heatmaps of normalised images: ``LRP(model, composite, **options).attribute(x, target, batch_size)``.
 
     Args:
         model: the classifier (or an :class:`LRP` explainer to reuse its canonized copy).
@@ -134,89 +138,9 @@ def compute_heatmaps(
         target: class to explain: None = predicted, an int, or (N,) class ids.
         composite: rule composite name or ``Composite``; default ``"epsilon_plus_flat"``.
         batch_size: images per forward/backward pass.
-        **options: composite options (``epsilon``, ``low``/``high``, ...), ``init`` and ``fallback``.
+        **options: composite options (``epsilon``, ``low``/``high`` or ``norm``, ...), ``init`` and ``fallback``.
 
     Returns:
         :class:`Explanation` with relevance (N, 3, H, W), logits (N, C) and targets (N,), on ``x``'s device.
     """
-    return _explainer(model, composite, options)(x, target, batch_size)
-
-
-def _pool_sum(relevance: torch.Tensor, pool: int) -> torch.Tensor:
-    """Sum relevance over ``pool x pool`` blocks (keeps the total relevance)."""
-    if pool == 1:
-        return relevance
-    if relevance.shape[-1] % pool or relevance.shape[-2] % pool:
-        raise KlugerhansError(f"pool {pool} does not divide the heatmap size {tuple(relevance.shape[-2:])}")
-    squeeze = relevance.ndim == 3
-    pooled = F.avg_pool2d(relevance[:, None] if squeeze else relevance, pool) * pool**2
-    return pooled[:, 0] if squeeze else pooled
-
-
-def explain_dataset(
-    model: nn.Module | Explainer,
-    images: np.ndarray | torch.Tensor,
-    targets: Target = None,
-    composite: str | Composite | None = None,
-    batch_size: int = 64,
-    norm: Normalization | None = None,
-    channels: Literal["sum", "keep"] = "sum",
-    pool: int = 1,
-    progress: bool = False,
-    **options: object,
-) -> Explanation:
-    """Explain a whole dataset batch by batch; memory holds one batch plus the (reduced) heatmaps kept.
-
-    Args:
-        model: the classifier or an :class:`LRP` explainer.
-        images: (N, S, S, 3) uint8 RGB (normalised per batch with ``norm``) or (N, 3, S, S) normalised floats.
-        targets: None (predicted class), an int, or (N,) class ids, e.g. ``data.labels``.
-        composite: rule composite; default ``"epsilon_plus_flat"``.
-        batch_size: images per pass.
-        norm: normalisation of uint8 images (the checkpoint's); GTSRB's default if None.
-        channels: ``"sum"`` keeps (N, S, S) maps summed over colour channels, ``"keep"`` (N, 3, S, S).
-        pool: sum relevance over ``pool x pool`` blocks to keep smaller maps (S must be divisible).
-        progress: show a tqdm progress bar.
-        **options: composite options and ``init``.
-
-    Returns:
-        :class:`Explanation` on the CPU, relevance as float32.
-    """
-    if channels not in ("sum", "keep"):
-        raise KlugerhansError(f"channels must be 'sum' or 'keep', got {channels!r}")
-    if pool < 1:
-        raise KlugerhansError(f"pool must be >= 1, got {pool}")
-    raw = isinstance(images, np.ndarray)
-    if raw and (images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8):
-        raise KlugerhansError(f"images must be (N, S, S, 3) uint8 RGB, got {images.shape} {images.dtype}")
-    explainer = _explainer(model, composite, {**options, **({"norm": norm} if norm is not None else {})})
-    n = len(images)
-    if n == 0:
-        raise KlugerhansError("no images to explain")
-    all_targets = None if targets is None or isinstance(targets, int | np.integer) else torch.as_tensor(targets)
-    if all_targets is not None and len(all_targets) != n:
-        raise KlugerhansError(f"got {len(all_targets)} targets for {n} images")
-    if batch_size < 1:
-        raise KlugerhansError(f"batch size must be >= 1, got {batch_size}")
-    starts = range(0, n, batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="LRP", unit="batch")
-    relevance = logits = None
-    kept_targets = torch.empty(n, dtype=torch.long)
-    for start in starts:
-        rows = slice(start, min(start + batch_size, n))
-        batch = to_tensor(images[rows], norm) if raw else images[rows]
-        batch_targets = targets if all_targets is None else all_targets[rows]
-        expl = explainer.explain(batch.to(explainer.device), batch_targets)  # type: ignore[union-attr]
-        r = expl.relevance.sum(1) if channels == "sum" else expl.relevance
-        r = _pool_sum(r, pool).float().cpu()
-        if relevance is None or logits is None:
-            relevance = torch.empty((n, *r.shape[1:]), dtype=torch.float32)
-            logits = torch.empty((n, expl.logits.shape[1]), dtype=expl.logits.dtype)
-        relevance[rows] = r
-        logits[rows] = expl.logits.cpu()
-        kept_targets[rows] = expl.targets.cpu()
-    assert relevance is not None and logits is not None
-    return Explanation(relevance, logits, kept_targets)
+    return as_explainer(model, composite, **options).attribute(x, target, batch_size)

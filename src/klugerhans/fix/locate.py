@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
-from klugerhans.explain.lrp import explain_dataset
+from klugerhans.heatmaps.dataset import explain_dataset
 from klugerhans.models.checkpoint import Classifier
 
 __all__ = ["LocateConfig", "LocatedArtifacts", "blob_masks", "locate_artifacts"]

@@ -132,7 +132,7 @@ def analyze(classifier: Classifier, explainer: LRP, scene: Scene, lang: Language
     display_names(classifier.class_names, lang)  # an unknown language fails before any work
     image, mask = scene.render(classifier.input_size)
     x = classifier.preprocess(Image.fromarray(image))[None].to(classifier.device)
-    expl = explainer.explain(x)
+    expl = explainer.attribute(x)
     probs = torch.softmax(expl.logits.float(), dim=1)[0].cpu().numpy()
     relevance = expl.relevance.sum(dim=1).float().cpu().numpy()  # (1, S, S)
     top = top_classes(probs, 3, lang, classifier.class_names)

@@ -1,5 +1,7 @@
 """``klugerhans.explain_model``: LRP heatmaps of any classifier in one call, from tensors or uint8 images.
 
+A thin wrapper over the engine: uint8 images are normalised here, then ``LRP(model, composite).attribute``.
+
 >>> import klugerhans
 >>> expl = klugerhans.explain_model(model, x)                       # x: (N, 3, H, W) normalised
 >>> expl = klugerhans.explain_model(model, images, norm=Normalization(mean, std))  # images: (N, H, W, 3) uint8
@@ -90,5 +92,5 @@ def explain_model(
     # ignore it (get_composite passes it only to factories that accept it)
     options.setdefault("norm", norm or Normalization(*IMAGENET))
     explainer = LRP(model, composite, fallback=fallback, **options)  # type: ignore[arg-type]
-    expl = explainer(x, target, batch_size)
+    expl = explainer.attribute(x, target, batch_size)
     return Explanation(expl.relevance.float().cpu(), expl.logits.float().cpu(), expl.targets.cpu())

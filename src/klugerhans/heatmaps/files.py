@@ -1,4 +1,7 @@
-"""Explain image files end to end: read, preprocess as in training, predict, LRP, write PNGs (and .npy)."""
+"""Explain image files end to end: read, preprocess as in training, predict, LRP, write PNGs (and .npy).
+
+A thin wrapper: the classifier's preprocessing makes the inputs, the engine's ``attribute`` gives the relevance.
+"""
 
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ def explain_files(
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         x = torch.stack([classifier.preprocess(read_image(p)) for p in chunk]).to(classifier.device)
-        expl = explainer.explain(x, None if target_id is None else [target_id] * len(chunk))
+        expl = explainer.attribute(x, None if target_id is None else [target_id] * len(chunk))
         probs = torch.softmax(expl.logits.float(), dim=1).cpu().numpy()
         relevance = expl.relevance.sum(dim=1).float().cpu().numpy()
         shown = to_uint8(x.cpu(), classifier.meta.normalization)
