@@ -1,4 +1,4 @@
-"""Imports flow one way (docs/ARCHITECTURE.md) and never round a circle.
+"""Imports flow one way (docs/ARCHITECTURE.md) and never round a circle; the LRP engine stands on its own.
 
 Layers: explain -> data -> models -> heatmaps -> report -> audit -> fix -> bench -> demo -> web -> cli.
 """
@@ -6,6 +6,8 @@ Layers: explain -> data -> models -> heatmaps -> report -> audit -> fix -> bench
 import ast
 import importlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import klugerhans
@@ -142,6 +144,72 @@ def test_the_import_graph_resolves_relative_and_submodule_imports():
 def test_no_import_circles():
     circles = _cycles(_import_graph())
     assert not circles, "import circles:\n" + "\n".join(" -> ".join(c) for c in circles)
+
+
+ENGINE = "explain"
+ENGINE_MAY_IMPORT = {"version", "errors", "io", "registry", ENGINE}
+"""What the LRP engine (``klugerhans.explain``) may import of the package: the leaf modules and itself."""
+
+
+def _engine_imports_outside(modules: dict[str, Path]) -> list[str]:
+    """``"<module> imports <name>"`` for every import of an engine module that leaves :data:`ENGINE_MAY_IMPORT`.
+
+    Every import in the file counts: relative ones, ones inside functions and ``TYPE_CHECKING`` blocks.
+    """
+    known = set(modules) | set(_modules())
+    bad = []
+    for module, path in sorted(modules.items()):
+        if _layer(module) != ENGINE:
+            continue
+        for name in sorted(_imported(module, path, known)):
+            if _layer(name) not in ENGINE_MAY_IMPORT:
+                bad.append(f"{module} imports {name}")
+    return bad
+
+
+def test_the_engine_imports_no_data_models_audit_or_web():
+    modules = _modules()
+    assert sum(_layer(m) == ENGINE for m in modules) > 10, "the engine's modules were not found"
+    bad = _engine_imports_outside(modules)
+    assert not bad, "the LRP engine must stand on its own:\n" + "\n".join(bad)
+
+
+def test_the_engine_check_catches_hidden_imports(tmp_path):
+    # an engine module that reaches up in every way the check must see: at the top, relatively, inside a function,
+    # in a TYPE_CHECKING block, and the lazy top-level package
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from klugerhans.errors import KlugerhansError\n"
+        "from klugerhans.explain.rules import Rule\n"
+        "from ..data import images\n"
+        "if TYPE_CHECKING:\n"
+        "    from klugerhans.models.preprocess import Normalization\n"
+        "def f():\n"
+        "    import klugerhans.audit.run\n"
+        "    from klugerhans.web import app\n"
+        "    import klugerhans\n"
+    )
+    fake = tmp_path / "fake.py"
+    fake.write_text(source, encoding="utf-8")
+    bad = _engine_imports_outside({"klugerhans.explain.fake": fake, "klugerhans.report.fake": fake})
+    assert bad == [
+        "klugerhans.explain.fake imports klugerhans",
+        "klugerhans.explain.fake imports klugerhans.audit.run",
+        "klugerhans.explain.fake imports klugerhans.data.images",
+        "klugerhans.explain.fake imports klugerhans.models.preprocess",
+        "klugerhans.explain.fake imports klugerhans.web.app",
+    ]
+
+
+def test_importing_the_engine_loads_no_other_layer():
+    code = (
+        "import pkgutil, sys, importlib, klugerhans.explain as e\n"
+        "for m in pkgutil.iter_modules(e.__path__): importlib.import_module(f'klugerhans.explain.{m.name}')\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('klugerhans.'))))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert any(m.startswith("klugerhans.explain.") for m in loaded)
+    assert [m for m in loaded if _layer(m) not in ENGINE_MAY_IMPORT] == []  # the package's own loads version
 
 
 def _documented_exports() -> list[tuple[str, str]]:
