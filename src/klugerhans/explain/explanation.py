@@ -53,6 +53,17 @@ def resolve_targets(target: Target, logits: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def per_image_targets(target: Target, n: int) -> torch.Tensor | None:
+    """``target`` as an (N,) tensor to slice batch by batch, or None where one target (None: the predicted class, or
+    an int) serves every image; a one-line error when the count is not ``n``."""
+    if target is None or isinstance(target, int | np.integer):
+        return None
+    targets = torch.as_tensor(target)
+    if len(targets) != n:
+        raise KlugerhansError(f"got {len(targets)} targets for {n} images")
+    return targets
+
+
 class Explainer(ABC):
     """An LRP engine bound to one model and composite; :meth:`attribute` gives the relevance of any number of images."""
 
@@ -94,9 +105,7 @@ class Explainer(ABC):
             return self.explain(x, target)
         if batch_size < 1:
             raise KlugerhansError(f"batch size must be >= 1, got {batch_size}")
-        targets = None if target is None or isinstance(target, int | np.integer) else torch.as_tensor(target)
-        if targets is not None and len(targets) != len(x):
-            raise KlugerhansError(f"got {len(targets)} targets for {len(x)} images")
+        targets = per_image_targets(target, len(x))
         parts = []
         for start in range(0, len(x), batch_size):
             rows = slice(start, min(start + batch_size, len(x)))

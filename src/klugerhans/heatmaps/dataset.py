@@ -11,7 +11,7 @@ from torch import nn
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Composite
-from klugerhans.explain.explanation import Explainer, Explanation, Target
+from klugerhans.explain.explanation import Explainer, Explanation, Target, per_image_targets
 from klugerhans.explain.lrp import as_explainer
 from klugerhans.models.preprocess import Normalization, to_tensor
 
@@ -76,9 +76,7 @@ def explain_dataset(
     n = len(images)
     if n == 0:
         raise KlugerhansError("no images to explain")
-    all_targets = None if targets is None or isinstance(targets, int | np.integer) else torch.as_tensor(targets)
-    if all_targets is not None and len(all_targets) != n:
-        raise KlugerhansError(f"got {len(all_targets)} targets for {n} images")
+    all_targets = per_image_targets(targets, n)
     if batch_size < 1:
         raise KlugerhansError(f"batch size must be >= 1, got {batch_size}")
     starts = range(0, n, batch_size)
