@@ -74,6 +74,30 @@ def test_rescore_audits_again_and_keeps_the_rest(smoke, tmp_path, capsys):
     ).stat().st_mtime_ns
 
 
+def test_a_baseline_a_finished_job_lacks_is_added_and_the_rest_kept(smoke, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "smoke"
+    shutil.copytree(smoke, copy)
+    path = copy / "jobs" / "c00" / "result.json"
+    before = json.loads(path.read_text())
+    lacking = {**before, "detectors": {k: v for k, v in before["detectors"].items() if k != "spectral_signatures"}}
+    path.write_text(json.dumps(lacking))
+    args = ["bench", "--suite", "smoke", "--out", str(copy), "--no-progress", "--device", "cpu"]
+    # a pass without baselines leaves the job as it is; the next pass that asks for one adds it
+    assert main([*args, "--baselines", ""]) == 0
+    assert json.loads(path.read_text()) == lacking
+    assert main([*args, "--baselines", "spectral_signatures,strip"]) == 0
+    after = json.loads(path.read_text())
+    assert after["detectors"]["spectral_signatures"]["scores"] == before["detectors"]["spectral_signatures"]["scores"]
+    assert after["detectors"]["strip"] == before["detectors"]["strip"]  # there already: not run again
+    assert after["detectors"]["klugerhans"] == before["detectors"]["klugerhans"]
+    assert after["timings"]["total"] > lacking["timings"]["total"]
+    assert (copy / "jobs" / "c00" / "run" / "best.safetensors").stat().st_mtime_ns == (
+        smoke / "jobs" / "c00" / "run" / "best.safetensors"
+    ).stat().st_mtime_ns
+
+
 def test_a_finished_suite_is_reused_not_retrained(smoke, capsys):
     before = {p: p.stat().st_mtime_ns for p in smoke.glob("jobs/*/result.json")}
     assert main(["bench", "--suite", "smoke", "--out", str(smoke), "--no-progress", "--device", "cpu"]) == 0

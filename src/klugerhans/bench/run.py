@@ -200,7 +200,8 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     """
     done = load_result(options.out, job)
     if done is not None:
-        return _rescore(job, suite, options, done) if options.rescore else done
+        done = _rescore(job, suite, options, done) if options.rescore else done
+        return _complete(job, suite, options, done)
     folder = job_dir(options.out, job)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -210,16 +211,9 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     t = time.perf_counter()
     detectors = _audits(clf, prepared, suite, job)
     timings["audit"] = time.perf_counter() - t
-    if options.baselines:
-        _say(f"{job.id}: baselines {', '.join(options.baselines)}", options.progress)
-        found = run_baselines(
-            clf.model, prepared.train.images, prepared.train.labels, clf.meta.normalization,
-            names=options.baselines, seed=job.recipe.seed, device=str(clf.device),
-            settings={"neural_cleanse": {"steps": suite.cleanse_steps, "group": suite.cleanse_group}},
-        )  # fmt: skip
-        for name, res in found.items():
-            detectors[name] = _detector(res.scores, res.flagged, note=res.note, seconds=res.seconds)
-            timings[name] = res.seconds
+    found = _baselines(clf, prepared, job, suite, options.baselines, options.progress)
+    detectors.update(found)
+    timings.update({name: d["seconds"] for name, d in found.items()})
     result: dict[str, Any] = {
         **job.to_dict(),
         "evaluation": {k: evaluation[k] for k in ("accuracy", "clean_target_accuracy", "flip_rate")}
@@ -242,6 +236,44 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     result["timings"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - start, 2)}
     atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
     _say(f"{job.id}: done in {result['timings']['total']:.0f} s", options.progress)
+    return result
+
+
+def _baselines(
+    clf: Classifier, prepared: PreparedData, job: BenchJob, suite: SuiteConfig, names: tuple[str, ...], progress: bool
+) -> dict[str, dict[str, Any]]:
+    """The baseline detectors ``names`` on the job's training images, as :func:`_detector` entries."""
+    if not names:
+        return {}
+    _say(f"{job.id}: baselines {', '.join(names)}", progress)
+    found = run_baselines(
+        clf.model, prepared.train.images, prepared.train.labels, clf.meta.normalization,
+        names=names, seed=job.recipe.seed, device=str(clf.device),
+        settings={"neural_cleanse": {"steps": suite.cleanse_steps, "group": suite.cleanse_group}},
+    )  # fmt: skip
+    return {name: _detector(r.scores, r.flagged, note=r.note, seconds=r.seconds) for name, r in found.items()}
+
+
+def _complete(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[str, Any]) -> dict[str, Any]:
+    """``done`` with the baselines of ``options`` that it lacks run on the job's trained model.
+
+    A suite can so run in two passes that resume separately: ``--baselines ''`` trains and audits every model, a
+    later run with the baselines adds them to the finished jobs (on the takes suite the baselines cost three times
+    what training and the audit do).
+    """
+    missing = tuple(name for name in options.baselines if name not in done["detectors"])
+    if not missing:
+        return done
+    folder = job_dir(options.out, job)
+    trained = BenchJob.from_dict(done)  # the recipe that was trained (a retry has a seed of its own)
+    clf = load_classifier(folder / done.get("run", "run") / "best.safetensors", device=options.device)
+    prepared = prepare_data(replace(trained.recipe, progress=False))
+    found = _baselines(clf, prepared, trained, suite, missing, options.progress)
+    timings = dict(done.get("timings", {}))
+    timings.update({name: round(d["seconds"], 2) for name, d in found.items()})
+    timings["total"] = round(timings.get("total", 0.0) + sum(d["seconds"] for d in found.values()), 2)
+    result = {**done, "detectors": {**done["detectors"], **found}, "timings": timings}
+    atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
     return result
 
 

@@ -20,7 +20,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     what.add_argument("--job", action="append", default=None, metavar="ID", help="run only this job (repeatable)")
     what.add_argument("--summarize", action="store_true", help="only write bench.json and the report from results")
     p.add_argument(
-        "--baselines", default=None, help="comma-separated baseline detectors ('' for none; default: all registered)"
+        "--baselines",
+        default=None,
+        help="comma-separated baseline detectors ('' for none; default: all registered); a finished job gets those "
+        "it lacks",
     )
     p.add_argument("--no-fix", action="store_true", help="skip the repair of each manipulated model")
     p.add_argument(
