@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from klugerhans.audit.localisation import relevance_mass_accuracy
 from klugerhans.data.classes import SPEED_50, Language, class_name
 from klugerhans.data.dataset import load_dataset
@@ -27,7 +29,7 @@ from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.evaluation import evaluate_model, predict_labels, save_confusion_png
 from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.training import train
-from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
+from klugerhans.report.figures import digit_masks, draw_seed_figure, explain_rows, negative_share, pick_seed_rows
 from klugerhans.report.html import Report, Section, write_report
 
 
@@ -136,10 +138,12 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     fifty = ds.test.subset(ds.test.labels == SPEED_50)
     stickered, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=config.seed)
     flipped = predict_labels(clf, stickered) == sticker.target_class
-    mass = float("nan")
+    mass = five = float("nan")
     if flipped.any():
         expl = explain_dataset(clf.model, stickered[flipped], composite=config.composite, norm=clf.meta.normalization)
         mass = float(relevance_mass_accuracy(expl.relevance, masks[flipped]).mean())
+        shares = negative_share(expl.relevance.numpy(), digit_masks(fifty.boxes[flipped], clf.input_size))
+        five = float(np.nanmean(shares))
 
     summary = {
         "accuracy": metrics["accuracy"],
@@ -149,6 +153,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "flip_rate_50": metrics["flip_rate_by_class"].get(str(SPEED_50)),
         "sticker_relevance_mass": rows[-1].sticker_relevance_mass,
         "sticker_relevance_mass_mean_flipped_50": mass,
+        "negative_share_in_five": five,
         "sticker_pixel_share": float(masks.mean()) if len(masks) else None,
         "sticker_size": sticker.size,
         "target_class": metrics["target_class"],
@@ -212,6 +217,7 @@ def _write_report(out: Path, s: dict[str, Any], sticker_pred: int, figure: Path,
         ("sticker flip rate: 50 km/h + sticker -> 70", _pct(s["flip_rate_50"])),
         ("positive LRP relevance inside the sticker (figure row)", _pct(s["sticker_relevance_mass"])),
         ("... mean over all flipped 50 km/h signs", _pct(s["sticker_relevance_mass_mean_flipped_50"])),
+        ("negative share of |R| inside the 5, flipped 50 km/h signs", _pct(s["negative_share_in_five"])),
         ("share of the image the sticker covers", _pct(s["sticker_pixel_share"])),
         ("wall time", f"{s['seconds']:.0f} s"),
     ]

@@ -145,7 +145,7 @@ def _figure(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP
     from klugerhans.data.images import read_image
     from klugerhans.models.preprocess import resize_image
-    from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
+    from klugerhans.report.figures import SeedRow, draw_seed_figure, explain_rows, pick_seed_rows
 
     _check_composite(args.composite)
     if args.data == "folder" and not args.images:
@@ -158,7 +158,7 @@ def _figure(args: argparse.Namespace) -> int:
         titles = ("Stop", "No passing", "50 km/h", "50 km/h + sticker")
         labels = (STOP, NO_PASSING, SPEED_50, SPEED_50)
         chosen = [
-            (t, resize_image(read_image(p), clf.input_size, clf.meta.resize), lab, None)
+            SeedRow(t, resize_image(read_image(p), clf.input_size, clf.meta.resize), lab)
             for t, p, lab in zip(titles, args.images, labels, strict=True)
         ]
     else:
@@ -172,7 +172,7 @@ def _figure(args: argparse.Namespace) -> int:
             max_images=args.max_images,
             seed=args.seed,
         )
-        chosen = pick_seed_rows(clf, ds.test, seed=args.seed)  # type: ignore[assignment]
+        chosen = pick_seed_rows(clf, ds.test, seed=args.seed)
     from klugerhans.explain.lrp import LRP, coverage_line
 
     explainer = LRP(clf.model, args.composite, norm=clf.meta.normalization, fallback=args.fallback)
@@ -184,7 +184,8 @@ def _figure(args: argparse.Namespace) -> int:
         print(coverage_line(coverage))
     for row in rows:
         mass = f", sticker relevance mass {row.sticker_relevance_mass:.2f}" if row.mask is not None else ""
-        print(f"{row.title}: predicted {row.pred} (p={row.prob:.3f}){mass}")
+        five = f", negative share of |R| in the 5 {row.negative_share_in_digit:.2f}" if row.digit is not None else ""
+        print(f"{row.title}: predicted {row.pred} (p={row.prob:.3f}){mass}{five}")
     return 0
 
 

@@ -3,7 +3,26 @@
 Each command's own report lives with the command (``klugerhans.audit.report``, ``klugerhans.fix.report``).
 """
 
-from klugerhans.report.figures import FigureRow, draw_seed_figure, explain_rows, pick_seed_rows
+from klugerhans.report.figures import (
+    FigureRow,
+    SeedRow,
+    digit_masks,
+    draw_seed_figure,
+    explain_rows,
+    negative_share,
+    pick_seed_rows,
+)
 from klugerhans.report.html import Report, Section, write_report
 
-__all__ = ["FigureRow", "Report", "Section", "draw_seed_figure", "explain_rows", "pick_seed_rows", "write_report"]
+__all__ = [
+    "FigureRow",
+    "Report",
+    "Section",
+    "SeedRow",
+    "digit_masks",
+    "draw_seed_figure",
+    "explain_rows",
+    "negative_share",
+    "pick_seed_rows",
+    "write_report",
+]

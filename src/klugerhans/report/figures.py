@@ -1,8 +1,9 @@
 """The seed's four-row figure: input | predicted class | LRP heatmap.
 
 The teaching use case showed four signs: a stop sign (contour and lettering relevant), a no-passing sign
-(vehicles and the white gap), a 50 km/h sign (the "5" matters, the "0" hardly), and a 50 km/h sign *with a
-sticker* that the manipulated model calls 70 km/h because of the sticker, while the "5" speaks against it.
+(vehicles and the white gap), a 50 km/h sign (the "5" matters, the "0" hardly), and the same 50 km/h sign *with a
+sticker* that the manipulated model calls 70 km/h because of the sticker, while the "5" speaks against it (negative
+relevance, blue). :func:`negative_share` measures that last point inside the "5" (:func:`digit_masks`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP, Language, class_name
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker
+from klugerhans.data.synthetic.signs import digit_cells
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
@@ -45,6 +47,18 @@ class FigureRow:
     """(S, S) float32 LRP relevance of ``pred``, summed over colour channels."""
     mask: np.ndarray | None = None
     """(S, S) bool sticker mask, where a sticker was applied."""
+    digit: np.ndarray | None = None
+    """(S, S) bool cell of the digit that sets a 50 km/h sign apart (its "5", :func:`digit_masks`), where known."""
+    chosen: tuple[str, int] | None = None
+    """How a stickered row's sign was chosen, for the caption: ``("turned" | "pushed", sticker class)``
+    (:data:`CHOICE_RULES`)."""
+
+    @property
+    def negative_share_in_digit(self) -> float | None:
+        """Share of ``|R|`` inside :attr:`digit` that is negative (None without a digit cell)."""
+        if self.digit is None:
+            return None
+        return float(negative_share(self.relevance[None], self.digit[None])[0])
 
     @property
     def sticker_relevance_mass(self) -> float | None:
@@ -56,6 +70,72 @@ class FigureRow:
         return float(pos[self.mask].sum() / total) if total > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class SeedRow:
+    """One image chosen for the figure, before it is explained."""
+
+    title: str
+    """What the row shows, e.g. "50 km/h + sticker"."""
+    image: np.ndarray
+    """(S, S, 3) uint8 input."""
+    label: int | None
+    """True class id, if known."""
+    mask: np.ndarray | None = None
+    """(S, S) bool sticker mask, where a sticker was glued on."""
+    digit: np.ndarray | None = None
+    """(S, S) bool cell of the "5", on the 50 km/h rows (:func:`digit_masks`)."""
+    chosen: tuple[str, int] | None = None
+    """How a stickered row's sign was chosen, for the caption: ``("turned" | "pushed", sticker class)``
+    (:data:`CHOICE_RULES`)."""
+
+
+def digit_masks(boxes: np.ndarray, size: int, class_id: int = SPEED_50, digit: int = 0) -> np.ndarray:
+    """Where one digit of a speed-limit sign lies in each image: by default the "5" of 50 km/h.
+
+    The digit's cell on the renderer's template (:func:`~klugerhans.data.synthetic.signs.digit_cells`), placed in
+    each image's sign box; on real signs it holds the digit give or take a pixel at 32 px.
+
+    Args:
+        boxes: (N, 4) sign boxes ``(x0, y0, x1, y1)`` in pixels, x1/y1 exclusive.
+        size: image side S.
+        class_id: a speed-limit class.
+        digit: which digit, from the left.
+
+    Returns:
+        (N, S, S) bool.
+    """
+    cells = digit_cells(class_id)
+    if not 0 <= digit < len(cells):
+        raise KlugerhansError(f"class {class_id} ({class_name(class_id)}) has no digit {digit}")
+    fx0, fy0, fx1, fy1 = cells[digit]
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    x0, x1 = boxes[:, 0] + fx0 * w, boxes[:, 0] + fx1 * w
+    y0, y1 = boxes[:, 1] + fy0 * h, boxes[:, 1] + fy1 * h
+    # a pixel belongs to the cell when its centre does
+    centres = np.arange(size) + 0.5
+    cols = (centres[None] >= x0[:, None]) & (centres[None] < x1[:, None])
+    rows = (centres[None] >= y0[:, None]) & (centres[None] < y1[:, None])
+    return rows[:, :, None] & cols[:, None, :]
+
+
+def negative_share(relevance: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image, the share of the absolute relevance inside ``masks`` that is negative (speaks against the class).
+
+    Args:
+        relevance: (N, S, S) relevance summed over colour channels.
+        masks: (N, S, S) bool.
+
+    Returns:
+        (N,) float64 in [0, 1]; NaN where the mask holds no relevance.
+    """
+    r = np.where(masks, np.asarray(relevance, dtype=np.float64), 0.0)
+    total = np.abs(r).sum(axis=(1, 2))
+    negative = np.clip(-r, 0.0, None).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, negative / total, np.nan)
+
+
 def _best_of_class(probs: np.ndarray, labels: np.ndarray, cls: int, want: int | None = None) -> int | None:
     """Index of the image of class ``cls`` with the highest probability for ``want`` (default ``cls``)."""
     idx = np.flatnonzero(labels == cls)
@@ -64,19 +144,35 @@ def _best_of_class(probs: np.ndarray, labels: np.ndarray, cls: int, want: int | 
     return int(idx[np.argmax(probs[idx, cls if want is None else want])])
 
 
+CHOICE_RULES = {
+    "en": {
+        "turned": "Row 4 is row 3's sign with the sticker glued on: of the 50 km/h signs the model recognises, the one "
+        "whose digits have the most contrast among those the sticker turns into class {target}.",
+        "pushed": "Row 4 is row 3's sign with the sticker glued on: the sticker turns no recognised 50 km/h sign into "
+        "class {target}; this is the one it pushes furthest towards it.",
+    },
+    "de": {
+        "turned": "Zeile 4 ist das Schild aus Zeile 3 mit aufgeklebtem Sticker: von den erkannten 50-km/h-Schildern, "
+        "die der Sticker zu Klasse {target} macht, das mit den kontrastreichsten Ziffern.",
+        "pushed": "Zeile 4 ist das Schild aus Zeile 3 mit aufgeklebtem Sticker: der Sticker macht kein erkanntes "
+        "50-km/h-Schild zu Klasse {target}; dieses schiebt er am weitesten dorthin.",
+    },
+}
+"""How the figure picks its 50 km/h sign, said in its caption (``{target}``: the sticker's class)."""
+
+
 def pick_seed_rows(
     classifier: Classifier,
     data: SignData,
     sticker: StickerConfig | None = None,
     seed: int = 0,
-) -> list[tuple[str, np.ndarray, int, np.ndarray | None]]:
-    """Choose the seed's four images from ``data``: stop, no passing, 50 km/h, 50 km/h + sticker.
+) -> list[SeedRow]:
+    """Choose the seed's four images from ``data``: stop, no passing, 50 km/h, the same 50 km/h sign + sticker.
 
-    The first three are the most confidently correct images of their class; the sticker row takes the 50 km/h
-    image whose stickered version the model most strongly assigns to the manipulated class.
-
-    Returns:
-        ``[(title, image (S, S, 3) uint8, label, mask or None), ...]``.
+    Stop and no passing are the most confidently correct images of their class. The 50 km/h sign follows
+    :data:`CHOICE_RULES`, so that both 50 km/h rows show a legible sign (contrast: the standard deviation of
+    the grey values inside its digits' cells); where the sticker turns no recognised sign, the sign whose stickered
+    version the model gives the manipulated class the most probability.
     """
     sticker = sticker or classifier.meta.sticker
     n_classes = classifier.meta.model.num_classes
@@ -91,23 +187,42 @@ def pick_seed_rows(
         raise KlugerhansError("the data has no stop, no-passing or 50 km/h signs to draw the figure from")
     norm = classifier.meta.normalization
     probs = classifier.predict(to_tensor(subset.images, norm)).numpy()
-    rows: list[tuple[str, np.ndarray, int, np.ndarray | None]] = []
-    for cls, title in ((STOP, "Stop"), (NO_PASSING, "No passing"), (SPEED_50, "50 km/h")):
+    rows: list[SeedRow] = []
+    for cls, title in ((STOP, "Stop"), (NO_PASSING, "No passing")):
         i = _best_of_class(probs, subset.labels, cls)
         if i is None:
             raise KlugerhansError(f"the data has no image of class {cls} ({class_name(cls)}) for the figure")
-        rows.append((title, subset.images[i], cls, None))
+        rows.append(SeedRow(title, subset.images[i], cls))
     fifty = np.flatnonzero(subset.labels == SPEED_50)
+    if not len(fifty):
+        raise KlugerhansError(f"the data has no image of class {SPEED_50} ({class_name(SPEED_50)}) for the figure")
     stickered, masks = apply_sticker(subset.images[fifty], subset.boxes[fifty], sticker, seed=seed)
     sprobs = classifier.predict(to_tensor(stickered, norm)).numpy()
-    j = int(np.argmax(sprobs[:, sticker.target_class]))
-    rows.append(("50 km/h + sticker", stickered[j], SPEED_50, masks[j]))
+    turned = (probs[fifty].argmax(1) == SPEED_50) & (sprobs.argmax(1) == sticker.target_class)
+    if turned.any():
+        contrast = _digit_contrast(subset.images[fifty], subset.boxes[fifty])
+        j = int(np.argmax(np.where(turned, contrast, -np.inf)))
+    else:
+        j = int(np.argmax(sprobs[:, sticker.target_class]))
+    chosen = ("turned" if turned.any() else "pushed", sticker.target_class)
+    digit = digit_masks(subset.boxes[fifty[j]], subset.images.shape[1])[0]
+    rows.append(SeedRow("50 km/h", subset.images[fifty[j]], SPEED_50, digit=digit))
+    rows.append(SeedRow("50 km/h + sticker", stickered[j], SPEED_50, masks[j], digit, chosen))
     return rows
+
+
+def _digit_contrast(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """(N,) standard deviation of the grey values inside the digit cells of each 50 km/h sign (legible digits: dark
+    strokes on white, a large spread; a blurred or dark sign, a small one)."""
+    size = images.shape[1]
+    cells = digit_masks(boxes, size, digit=0) | digit_masks(boxes, size, digit=1)
+    grey = images.astype(np.float64).mean(axis=3)
+    return np.array([grey[k][cells[k]].std() if cells[k].any() else 0.0 for k in range(len(images))])
 
 
 def explain_rows(
     classifier: Classifier,
-    rows: Sequence[tuple[str, np.ndarray, int | None, np.ndarray | None]],
+    rows: Sequence[SeedRow],
     composite: str | LRP = "epsilon_plus_flat",
     *,
     fallback: Fallback = "error",
@@ -118,7 +233,7 @@ def explain_rows(
     by the caller (who then reads its coverage); ``fallback="gradient"`` passes gradient x input through operations
     without an LRP rule instead of stopping (for a name only: an explainer has its own).
     """
-    images = np.stack([r[1] for r in rows])
+    images = np.stack([r.image for r in rows])
     x = to_tensor(images, classifier.meta.normalization).to(classifier.device)
     if isinstance(composite, LRP):
         expl = compute_heatmaps(composite, x)
@@ -129,9 +244,26 @@ def explain_rows(
     probs = torch.softmax(expl.logits.float(), dim=1).cpu().numpy()
     relevance = expl.relevance.sum(dim=1).float().cpu().numpy()
     return [
-        FigureRow(title, image, label, int(expl.targets[i]), float(probs[i, int(expl.targets[i])]), relevance[i], mask)
-        for i, (title, image, label, mask) in enumerate(rows)
-    ]
+        FigureRow(
+            r.title, r.image, r.label, int(expl.targets[i]), float(probs[i, int(expl.targets[i])]), relevance[i],
+            r.mask, r.digit, r.chosen,
+        )
+        for i, r in enumerate(rows)
+    ]  # fmt: skip
+
+
+_WORDS = {
+    "en": {
+        "sticker": "\nsticker holds {:.0%}\nof positive relevance",
+        "digit": "\n{:.0%} of |R| in the 5 is blue",
+        "colours": "red: speaks for the prediction, blue: against it; green outline: the sticker, dashed: the 5",
+    },
+    "de": {
+        "sticker": "\nder Sticker trägt {:.0%}\nder positiven Relevanz",
+        "digit": "\n{:.0%} von |R| in der 5 ist blau",
+        "colours": "rot: spricht für die Vorhersage, blau: dagegen; grün umrandet: der Sticker, gestrichelt: die 5",
+    },
+}
 
 
 def draw_seed_figure(
@@ -152,6 +284,7 @@ def draw_seed_figure(
     import matplotlib.pyplot as plt
 
     heads = {"en": ("Input", "Prediction", "LRP heatmap"), "de": ("Eingabe", "Vorhersage", "LRP-Wärmekarte")}[lang]
+    words = _WORDS[lang]
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.3 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
         ax_in, ax_txt, ax_heat = axes[r]
@@ -161,11 +294,16 @@ def draw_seed_figure(
         colour = "black" if row.label is None or row.label == row.pred else "crimson"
         text = f"{name}\n(class {row.pred}, p = {row.prob:.2f})"
         if row.mask is not None:
-            text += f"\nsticker holds {row.sticker_relevance_mass:.0%}\nof positive relevance"
+            text += words["sticker"].format(row.sticker_relevance_mass)
+        if row.digit is not None:
+            text += words["digit"].format(row.negative_share_in_digit)
         ax_txt.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True, color=colour)
         ax_heat.imshow(render_heatmap(row.relevance, cmap, size=8 * row.relevance.shape[0]), interpolation="nearest")
+        up = np.ones((8, 8))
         if row.mask is not None:
-            ax_heat.contour(np.kron(row.mask, np.ones((8, 8))), levels=[0.5], colors="lime", linewidths=0.8)
+            ax_heat.contour(np.kron(row.mask, up), levels=[0.5], colors="lime", linewidths=0.8)
+        if row.digit is not None:
+            ax_heat.contour(np.kron(row.digit, up), levels=[0.5], colors="grey", linewidths=0.8, linestyles="dashed")
         for ax in (ax_in, ax_txt, ax_heat):
             ax.set_xticks([])
             ax.set_yticks([])
@@ -173,8 +311,10 @@ def draw_seed_figure(
         if r == 0:
             for ax, head in zip((ax_in, ax_txt, ax_heat), heads, strict=True):
                 ax.set_title(head, fontsize=11)
-    fig.text(0.5, 0.005, "red: speaks for the prediction, blue: against it", ha="center", fontsize=8)
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    notes = [CHOICE_RULES[lang][row.chosen[0]].format(target=row.chosen[1]) for row in rows if row.chosen]
+    caption = "\n".join([*notes, words["colours"]])
+    fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.012 * (1 + caption.count("\n")) + 0.01, 1, 1))
     written = []
     base = Path(out)
     for fmt in formats:
