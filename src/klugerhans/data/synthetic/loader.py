@@ -40,6 +40,7 @@ from klugerhans.data.synthetic.scenes import draw_background
 from klugerhans.errors import KlugerhansError
 
 __all__ = [
+    "RENDER_SIZES",
     "SPLITS",
     "SyntheticConfig",
     "load_synthetic",
@@ -49,6 +50,8 @@ __all__ = [
     "synthetic_split",
 ]
 
+RENDER_SIZES: tuple[int, int] = (8, 512)
+"""Smallest and largest image side the renderer draws."""
 SPLITS: dict[str, int] = {"train": 0, "test": 1}
 """Split names and the id each mixes into its random streams."""
 _BATCH = 256
@@ -56,8 +59,11 @@ _BATCH = 256
 
 
 def _check_size(size: int) -> int:
-    if int(size) < 8 or int(size) > 512:
-        raise KlugerhansError(f"unsupported synthetic image size {size}: use 8..512 (the models take 32, 48 or 64)")
+    low, high = RENDER_SIZES
+    if int(size) < low or int(size) > high:
+        raise KlugerhansError(
+            f"unsupported synthetic image size {size}: use {low}..{high} (the models take 32, 48 or 64)"
+        )
     return int(size)
 
 
