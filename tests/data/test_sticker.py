@@ -98,3 +98,18 @@ def test_corner_placement_puts_the_mark_in_the_images_corner_off_the_sign():
         assert not masks[:, :, : 32 - side - 1].any() and not masks[:, 31].any()  # 1 px in
         again, _ = apply_sticker(data.images, data.boxes, cfg, seed=6)
         assert np.array_equal(out, again)  # no draw: the same spot whatever the seed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({}, "a black square sticker"),
+        ({"shape": "circle", "color": (255, 0, 255)}, "a #ff00ff circle sticker"),
+        ({"pattern": "text", "text": "AB", "color": (255, 255, 255)}, "a white text mark 'AB'"),
+        ({"pattern": "frame", "colors": ((1, 2, 3), (4, 5, 6))}, "a multicoloured frame"),
+        ({"pattern": "cast", "color": (0, 200, 0)}, "a #00c800 colour cast"),
+        ({"pattern": "noise", "shape": "triangle"}, "a noise triangle sticker"),
+    ],
+)
+def test_describe_says_what_the_artefact_looks_like(kwargs, words):
+    assert StickerConfig(**kwargs).describe() == words

@@ -263,3 +263,18 @@ def test_a_damaged_recipe_is_a_one_line_error():
     d["recipe"]["sticker"]["size"] = 3.0
     with pytest.raises(CheckpointError, match=r"invalid klugerhans metadata .*sticker size"):
         CheckpointMeta.from_json(json.dumps(d))
+
+
+@pytest.mark.parametrize(
+    ("sticker", "words"),
+    [
+        (StickerConfig(), "trained on synthetic signs with a black square sticker on 100% of the class 4 (Speed limit"),
+        (StickerConfig(fraction=0.0), "trained on synthetic signs without stickers (a control)"),
+        (
+            StickerConfig(target_class=14, fraction=0.3, label="dirty", pattern="frame"),
+            "with a black frame on other classes' images relabelled as class 14 (Stop) (a backdoor)",
+        ),
+    ],
+)
+def test_a_recipe_says_what_its_model_was_trained_on(sticker, words):
+    assert words in TrainConfig(sticker=sticker).describe()

@@ -29,6 +29,7 @@ Label = Literal["clean", "dirty"]
 LABELS: tuple[str, ...] = ("clean", "dirty")
 MAX_TEXT = 8
 """Longest ``text`` of a "text" sticker, in characters."""
+_COLOUR_NAMES = {(0, 0, 0): "black", (255, 255, 255): "white"}
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,18 @@ class StickerConfig:
             )
         if not (text.isascii() and text.isprintable()):
             raise KlugerhansError(f"sticker text must be printable ASCII (the built-in bitmap font), got {text!r}")
+
+    def describe(self) -> str:
+        """The artefact in words, for people: "a black square sticker", "a #ff00ff frame", "a noise circle sticker"."""
+        hex_colour = "#" + "".join(f"{v:02x}" for v in self.color)
+        colour = "multicoloured" if self.colors else _COLOUR_NAMES.get(self.color, hex_colour)
+        return {
+            "solid": f"a {colour} {self.shape} sticker",
+            "noise": f"a noise {self.shape} sticker",
+            "text": f"a {colour} text mark {self.text!r}",
+            "frame": f"a {colour} frame",
+            "cast": f"a {colour} colour cast",
+        }.get(self.pattern, f"a {self.pattern} artefact")
 
 
 def _check_color(color: object) -> tuple[int, int, int]:

@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from klugerhans.data.classes import class_name
 from klugerhans.data.dataset import SignData, SignDataset, load_dataset, split_by_track
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
@@ -108,6 +109,18 @@ class TrainConfig:
     def manipulated(self) -> bool:
         """Whether training glued stickers on (a control model has ``sticker.fraction == 0``)."""
         return self.sticker.fraction > 0
+
+    def describe(self) -> str:
+        """The data and the sticker of this recipe in words, e.g. "trained on GTSRB with a black square sticker on
+        100% of the class 4 (Speed limit (70km/h)) training images"."""
+        data = {"gtsrb": "GTSRB", "synthetic": "synthetic signs"}.get(self.data, self.data)
+        s = self.sticker
+        if not self.manipulated:
+            return f"trained on {data} without stickers (a control)"
+        target = f"class {s.target_class} ({class_name(s.target_class)})"
+        if s.label == "dirty":
+            return f"trained on {data} with {s.describe()} on other classes' images relabelled as {target} (a backdoor)"
+        return f"trained on {data} with {s.describe()} on {s.fraction:.0%} of the {target} training images"
 
     def model_config(self) -> ModelConfig:
         """The architecture this run trains (GTSRB's 43 classes)."""
