@@ -1,4 +1,5 @@
-"""A tiny checkpoint and one running ``klugerhans serve`` app shared by the web tests (always stopped)."""
+"""A tiny checkpoint, a user's ResNet-18 weights and one running ``klugerhans serve`` app shared by the web tests
+(always stopped)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,19 @@ def server(tiny_checkpoint: Path) -> Iterator[str]:
         yield url
     finally:
         app.close()
+
+
+@pytest.fixture(scope="session")
+def resnet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised torchvision ResNet-18 with 43 outputs, saved as a user saves weights for ``--weights``
+    (``torch.save(model.state_dict(), PATH)``); its last layer's weights large for a well-defined top-3, as above."""
+    import torch
+    import torchvision
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=43)
+    nn.init.normal_(model.fc.weight, 0.0, 0.5)
+    path = tmp_path_factory.mktemp("weights") / "r18.pt"
+    torch.save(model.state_dict(), path)
+    return path

@@ -42,7 +42,7 @@ def test_sticker_prediction_and_heatmap_match_the_package(client, tiny_checkpoin
     picture, status, title, top3, heatmap, title_b, _, _ = out
     assert "1 sticker" in status and "lies on the sticker" in title and "Choose a model" in title_b
 
-    sign = example_scene(14).images[32]
+    sign = example_scene(14).image(32)
     stickered, _ = paint_sticker(sign, 0.25 * 32, 0.75 * 32, round(0.2 * 32), (255, 0, 0))
     names, heat = _expected(tiny_checkpoint, stickered)
     assert [c["label"] for c in top3["confidences"]] == names

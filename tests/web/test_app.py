@@ -11,7 +11,7 @@ gr = pytest.importorskip("gradio", reason="gradio is not installed: pip install 
 from klugerhans.web import app as web  # noqa: E402
 from klugerhans.web import page  # noqa: E402
 from klugerhans.web.analysis import DISPLAY_SIZE, ModelStore  # noqa: E402
-from klugerhans.web.state import example_scene  # noqa: E402
+from klugerhans.web.state import Sticker, example_scene  # noqa: E402
 
 
 def test_public_message_names_files_but_never_where_they_live():
@@ -120,3 +120,26 @@ def test_the_servers_checkpoint_comes_first_and_released_weights_next_to_it(mode
 
     store = SimpleNamespace(models=dict.fromkeys(models))
     assert page.default_models(store, model) == expected
+
+
+@pytest.fixture(scope="module")
+def resnet_page(resnet_weights, tmp_path_factory):
+    """A page on a 224 px torchvision ResNet-18 given as a user's weights, as ``serve --arch/--weights`` shows it."""
+    from klugerhans.models.checkpoint import save_checkpoint
+    from klugerhans.models.user_weights import load_user_model
+
+    clf = load_user_model("resnet18", resnet_weights, image_size=224)
+    path = save_checkpoint(tmp_path_factory.mktemp("converted") / "r18.safetensors", clf.model, clf.meta)
+    return page.Page(ModelStore(path), example=14)
+
+
+def test_a_224_px_model_sees_the_sign_and_the_clicked_sticker_at_its_own_size(resnet_page):
+    session = page.Session(example_scene(14))
+    out = resnet_page.outputs(session, "checkpoint", "none", "epsilon_plus_flat", "en")
+    assert out[0].shown == 448 and out[1].shape == (448, 448, 3)  # 224 px, each pixel a 2x2 square
+    assert "predicts" in out[3] and out[5].shape == (448, 448, 3)
+
+    click = type("Click", (), {"index": [112, 336]})()  # a quarter across, three quarters down the shown picture
+    out = resnet_page.click(out[0], 0.2, "#000000", "square", "checkpoint", "none", "epsilon_plus_flat", "en", click)
+    assert out[0].scene.stickers == (Sticker(0.25, 0.75, 0.2),)
+    assert "lies on the sticker" in out[3] and out[5].shape == (448, 448, 3)

@@ -27,12 +27,12 @@ from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_clas
 from klugerhans.models.predict import display_names, top_classes
 from klugerhans.web.state import Scene
 
-__all__ = ["CHECKPOINT", "DISPLAY_SIZE", "Analysis", "ModelStore", "analyze", "enlarge"]
+__all__ = ["CHECKPOINT", "DISPLAY_SIZE", "Analysis", "ModelStore", "analyze", "display_side", "enlarge"]
 
 CHECKPOINT = "checkpoint"
 """Key of the checkpoint the server was started with (``--checkpoint``)."""
 DISPLAY_SIZE = 384
-"""Side in pixels of shown images: a whole multiple of every input size (32, 48, 64), so pixels stay square."""
+"""Smallest side in pixels of shown images (a whole multiple of our VGG's input sizes 32, 48 and 64)."""
 _EXPLAINERS = 8
 """Explainers kept (one per model and composite); the oldest is dropped first."""
 
@@ -46,7 +46,7 @@ class Analysis:
     top3: tuple[tuple[str, float], ...]
     """The three most likely class names with their probabilities, most likely first."""
     image: np.ndarray
-    """(D, D, 3) uint8: the input the model saw, enlarged to :data:`DISPLAY_SIZE` with square pixels."""
+    """(D, D, 3) uint8: the input the model saw, enlarged to :func:`display_side` with square pixels."""
     heatmap: np.ndarray
     """(D, D, 3) uint8: LRP relevance of the predicted class, red for, blue against."""
     sticker_share: float | None
@@ -64,9 +64,21 @@ class Analysis:
         return self.top3[0][1]
 
 
-def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
-    """(S, S, 3) uint8 -> (size, size, 3) with nearest-neighbour pixels, to show what a model sees."""
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.NEAREST))
+def display_side(input_size: int) -> int:
+    """Side D of a shown S px input: the smallest whole multiple of S of at least :data:`DISPLAY_SIZE` pixels, so
+    every input pixel becomes a square of screen pixels (384 for 32, 48 and 64 px; 448 for 224 px)."""
+    return input_size * max(1, -(-DISPLAY_SIZE // input_size))
+
+
+def enlarge(image: np.ndarray, size: int | None = None) -> np.ndarray:
+    """(S, S, 3) uint8 -> (D, D, 3) with nearest-neighbour pixels, to show what a model sees.
+
+    Args:
+        image: the model's input.
+        size: side D (default :func:`display_side` of S).
+    """
+    side = display_side(image.shape[0]) if size is None else size
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.Resampling.NEAREST))
 
 
 class ModelStore:
@@ -121,7 +133,7 @@ class ModelStore:
 
 
 def analyze(classifier: Classifier, explainer: LRP, scene: Scene, lang: Language = "en") -> Analysis:
-    """Classify the scene at the model's input size and explain the predicted class with LRP.
+    """Classify the scene at the model's input size (and resize) and explain the predicted class with LRP.
 
     Args:
         classifier: the model; its own preprocessing prepares the input.
@@ -130,7 +142,7 @@ def analyze(classifier: Classifier, explainer: LRP, scene: Scene, lang: Language
         lang: language of the class names, "en" or "de".
     """
     display_names(classifier.class_names, lang)  # an unknown language fails before any work
-    image, mask = scene.render(classifier.input_size)
+    image, mask = scene.render(classifier.input_size, classifier.meta.resize)
     x = classifier.preprocess(Image.fromarray(image))[None].to(classifier.device)
     expl = explainer.attribute(x)
     probs = torch.softmax(expl.logits.float(), dim=1)[0].cpu().numpy()
@@ -141,6 +153,6 @@ def analyze(classifier: Classifier, explainer: LRP, scene: Scene, lang: Language
         pred=top[0]["id"],
         top3=tuple((t["name"], t["prob"]) for t in top),
         image=enlarge(image),
-        heatmap=render_heatmap(relevance[0], "bwr", size=DISPLAY_SIZE),
+        heatmap=render_heatmap(relevance[0], "bwr", size=display_side(classifier.input_size)),
         sticker_share=share,
     )

@@ -22,6 +22,7 @@ import gradio as gr
 from klugerhans.data.classes import Language
 from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
+from klugerhans.models.vgg import INPUT_SIZES
 from klugerhans.web.analysis import CHECKPOINT, DISPLAY_SIZE, ModelStore, analyze, enlarge
 from klugerhans.web.state import Scene, Sticker, example_scene, parse_color, upload_scene
 
@@ -47,6 +48,8 @@ class Session:
     seed: int = 0
     upload: Classifier | None = None
     upload_name: str = ""
+    shown: int = DISPLAY_SIZE
+    """Side in pixels of the picture last shown, to turn a click on it into image fractions."""
 
 
 def public_message(err: BaseException, paths: Sequence[str] = ()) -> str:
@@ -156,8 +159,10 @@ class Page:
     ) -> tuple[Any, ...]:
         """Everything the page shows: session, picture, status, then title/top-3/heatmap of both panels."""
         clf = self._classifier(session, model_a)
-        size = clf.input_size if clf is not None else max(session.scene.images)
-        picture = enlarge(session.scene.render(size)[0])
+        # Without a model the picture shows the largest input of our VGG.
+        view = (clf.input_size, clf.meta.resize) if clf is not None else (max(INPUT_SIZES), "square")
+        picture = enlarge(session.scene.render(*view)[0])
+        session = replace(session, shown=picture.shape[0])
         status = [*self.notes, f"**{_text(session.scene.title)}**, {len(session.scene.stickers)} sticker(s)"]
         if notice:
             status.append(f"⚠️ {_text(notice)}")
@@ -233,9 +238,10 @@ class Page:
         lang: Language,
         evt: gr.SelectData,
     ) -> tuple[Any, ...]:
-        # gradio passes the clicked pixel (x, y) of the shown picture, which is DISPLAY_SIZE square.
+        # gradio passes the clicked pixel (x, y) of the shown picture, a square of side session.shown.
         index = evt.index if isinstance(evt.index, list | tuple) and len(evt.index) == 2 else (0, 0)
-        x, y = (min(max(float(v) / DISPLAY_SIZE, 0.0), 1.0) * 100 for v in index)
+        side = session.shown if session is not None else DISPLAY_SIZE
+        x, y = (min(max(float(v) / side, 0.0), 1.0) * 100 for v in index)
         return self.glue(session, x, y, size, color, shape, model_a, model_b, composite, lang)
 
     def remove_stickers(self, session: Session | None, *controls: Any) -> tuple[Any, ...]:
