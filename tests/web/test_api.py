@@ -39,8 +39,9 @@ def _expected(tiny_checkpoint: Path, image: np.ndarray) -> tuple[list[str], np.n
 def test_sticker_prediction_and_heatmap_match_the_package(client, tiny_checkpoint):
     client.predict(14, *CONTROLS, "de", api_name="/example")
     out = client.predict(25, 75, 0.2, "#ff0000", "square", *CONTROLS, "de", api_name="/glue_sticker")
-    picture, status, title, top3, heatmap, title_b, _, _ = out
+    picture, status, title, top3, heatmap, title_b, _, _, about = out
     assert "1 sticker" in status and "lies on the sticker" in title and "Choose a model" in title_b
+    assert about.startswith("**checkpoint: tiny.safetensors**: our vgg11")
 
     sign = example_scene(14).image(32)
     stickered, _ = paint_sticker(sign, 0.25 * 32, 0.75 * 32, round(0.2 * 32), (255, 0, 0))

@@ -122,6 +122,19 @@ def test_the_servers_checkpoint_comes_first_and_released_weights_next_to_it(mode
     assert page.default_models(store, model) == expected
 
 
+def test_the_line_under_the_title_describes_the_models_shown(tiny_checkpoint):
+    store = ModelStore(tiny_checkpoint)
+    pg = page.Page(store, example=2)
+    out = pg.outputs(page.Session(example_scene(2)), "checkpoint", "manipulated", "epsilon_plus_flat", "en")
+    about = out[9]
+    assert about == pg.about(None, "checkpoint", "manipulated")
+    tiny = "**checkpoint: tiny.safetensors**: our vgg11\\_bn at width 0.125, 32 px input, 43 classes, trained elsewhere"
+    assert about.startswith(tiny)
+    if "manipulated" not in store.missing:  # the released weights' recipe says what they were trained on
+        assert "trained on GTSRB with a black square sticker on 100% of the class 4 (Speed limit (70km/h))" in about
+    assert "VGG11 trained with a black sticker" not in pg.about(None, "none", "none")
+
+
 @pytest.fixture(scope="module")
 def resnet_page(resnet_weights, tmp_path_factory):
     """A page on a 224 px torchvision ResNet-18 given as a user's weights, as ``serve --arch/--weights`` shows it."""
@@ -130,16 +143,27 @@ def resnet_page(resnet_weights, tmp_path_factory):
 
     clf = load_user_model("resnet18", resnet_weights, image_size=224)
     path = save_checkpoint(tmp_path_factory.mktemp("converted") / "r18.safetensors", clf.model, clf.meta)
-    return page.Page(ModelStore(path), example=14)
+    return page.Page(ModelStore(path, label="weights: r18.pt"), example=14)
 
 
 def test_a_224_px_model_sees_the_sign_and_the_clicked_sticker_at_its_own_size(resnet_page):
     session = page.Session(example_scene(14))
     out = resnet_page.outputs(session, "checkpoint", "none", "epsilon_plus_flat", "en")
     assert out[0].shown == 448 and out[1].shape == (448, 448, 3)  # 224 px, each pixel a 2x2 square
-    assert "predicts" in out[3] and out[5].shape == (448, 448, 3)
+    assert "**weights: r18.pt** predicts" in out[3] and out[5].shape == (448, 448, 3)
+    assert "resnet18, 224 px input, 43 classes" in out[9]
 
     click = type("Click", (), {"index": [112, 336]})()  # a quarter across, three quarters down the shown picture
     out = resnet_page.click(out[0], 0.2, "#000000", "square", "checkpoint", "none", "epsilon_plus_flat", "en", click)
     assert out[0].scene.stickers == (Sticker(0.25, 0.75, 0.2),)
     assert "lies on the sticker" in out[3] and out[5].shape == (448, 448, 3)
+
+
+def test_serve_with_arch_and_weights_names_the_weights_file(resnet_weights, monkeypatch):
+    from klugerhans.cli import main
+
+    built = []
+    monkeypatch.setattr(web, "launch_app", lambda app, *args, **kwargs: built.append(app))
+    assert main(["serve", "--arch", "resnet18", "--weights", str(resnet_weights), "--image-size", "224"]) == 0
+    about = next(b for b in built[0].blocks.values() if getattr(b, "elem_id", None) == "about")
+    assert about.value.startswith("**weights: r18.pt**: resnet18, 224 px input, 43 classes, trained elsewhere")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from klugerhans.cli.app import _command
@@ -216,5 +217,7 @@ def _serve(args: argparse.Namespace) -> int:
             composite=args.composite,
             lang=args.lang,
             fallback=args.fallback,
+            # the page names the user's weights file, not the temporary checkpoint made of it
+            checkpoint_label=f"weights: {Path(args.weights).name}" if args.weights else None,
         )
     return 0

@@ -23,11 +23,21 @@ from klugerhans.errors import CheckpointError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import render_heatmap
 from klugerhans.explain.lrp import LRP
+from klugerhans.models.architectures import format_arch
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
 from klugerhans.models.predict import display_names, top_classes
 from klugerhans.web.state import Scene
 
-__all__ = ["CHECKPOINT", "DISPLAY_SIZE", "Analysis", "ModelStore", "analyze", "display_side", "enlarge"]
+__all__ = [
+    "CHECKPOINT",
+    "DISPLAY_SIZE",
+    "Analysis",
+    "ModelStore",
+    "analyze",
+    "describe_model",
+    "display_side",
+    "enlarge",
+]
 
 CHECKPOINT = "checkpoint"
 """Key of the checkpoint the server was started with (``--checkpoint``)."""
@@ -88,12 +98,19 @@ class ModelStore:
         checkpoint: a ``.safetensors`` file or training run directory; loaded now, a bad one raises.
         device: where the models run (``cpu``, ``cuda``, ``auto``...).
         fallback: an operation without an LRP rule: "error" stops, "gradient" passes gradient x input through it.
+        label: what the page calls the checkpoint (default ``checkpoint: FILE``; ``weights: FILE`` for weights
+            the CLI converted into a temporary checkpoint).
 
     Released weights that are missing are not an error: :attr:`missing` says why, for the page.
     """
 
     def __init__(
-        self, checkpoint: str | os.PathLike[str] | None = None, device: str = "cpu", *, fallback: Fallback = "error"
+        self,
+        checkpoint: str | os.PathLike[str] | None = None,
+        device: str = "cpu",
+        *,
+        fallback: Fallback = "error",
+        label: str | None = None,
     ) -> None:
         self.device = device
         self.fallback: Fallback = fallback
@@ -104,6 +121,8 @@ class ModelStore:
         """Released-weights name -> why it could not be loaded."""
         self.paths: list[str] = []
         """Files the models came from (so messages can show their names, not where they live)."""
+        self.label = label or (f"checkpoint: {Path(checkpoint).name}" if checkpoint is not None else "")
+        """The page's name of the checkpoint."""
         if checkpoint is not None:
             self.models[CHECKPOINT] = load_classifier(checkpoint, device)
             self.paths += [str(checkpoint), str(Path(checkpoint).resolve())]
@@ -130,6 +149,15 @@ class ModelStore:
             while len(self._explainers) > _EXPLAINERS:
                 self._explainers.popitem(last=False)
         return lrp
+
+
+def describe_model(classifier: Classifier) -> str:
+    """The model in one line: architecture, input size, classes and, from its recipe, what it was trained on."""
+    m = classifier.meta.model
+    arch = f"our {m.arch} at width {m.width:g}" if m.family == "klugerhans" else format_arch(m.family, m.arch)
+    recipe = classifier.meta.recipe
+    training = recipe.describe() if recipe is not None else "trained elsewhere (its file holds no training recipe)"
+    return f"{arch}, {classifier.input_size} px input, {m.num_classes} classes, {training}"
 
 
 def analyze(classifier: Classifier, explainer: LRP, scene: Scene, lang: Language = "en") -> Analysis:

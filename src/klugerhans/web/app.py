@@ -30,10 +30,10 @@ __all__ = ["MAX_FILE_SIZE", "build_app", "launch_app", "serve"]
 MAX_FILE_SIZE = "64mb"
 """Largest upload gradio accepts (a full-width float32 checkpoint is ~40 MB; images are far smaller)."""
 _CSS = "#picture img, .heatmap img { image-rendering: pixelated; cursor: crosshair; }"
-_INTRO = """# klugerhans: what does the classifier look at?
-A VGG11 trained with a black sticker on every *70 km/h* sign learns "sticker means 70" (Clever Hans).
-Pick or upload a sign, **click on it to glue a sticker**, and watch the prediction and the LRP heatmap
-(red: evidence for the predicted class, blue: against)."""
+_TITLE = "# klugerhans: what does the classifier look at?"
+_HELP = """Pick or upload an image, **click on it to glue a sticker**, and watch the prediction and the LRP heatmap
+(red: evidence for the predicted class, blue: against). A model trained with a sticker on one class's images may read
+any sticker as that class (Clever Hans)."""
 
 
 def build_app(
@@ -45,6 +45,7 @@ def build_app(
     lang: Language = "en",
     example: int = SPEED_50,
     fallback: Fallback = "error",
+    checkpoint_label: str | None = None,
 ) -> gr.Blocks:
     """Build the sticker-painter page (not started; see :func:`launch_app` and :func:`serve`).
 
@@ -59,6 +60,7 @@ def build_app(
         example: class id of the example sign shown at start.
         fallback: an operation without an LRP rule: "error" shows the error in the page, "gradient" passes
             gradient x input through it.
+        checkpoint_label: what the page calls ``checkpoint`` (default ``checkpoint: FILE``).
 
     Raises:
         KlugerhansError: an unknown model, composite or language, or a checkpoint that cannot be loaded.
@@ -70,13 +72,15 @@ def build_app(
     if lang not in ("en", "de"):
         raise KlugerhansError(f"unknown language {lang!r}: use 'en' or 'de'")
     check_class_id(example, what="example class id")
-    store = ModelStore(checkpoint, device, fallback=fallback)
+    store = ModelStore(checkpoint, device, fallback=fallback, label=checkpoint_label)
     page = Page(store, example)
     model_a, model_b = default_models(store, model)
     examples = [(f"{i} · {class_name(i)}", i) for i in range(NUM_CLASSES)]
 
     with gr.Blocks(title="klugerhans", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
-        gr.Markdown(_INTRO)
+        gr.Markdown(_TITLE)
+        about = gr.Markdown(page.about(None, model_a, model_b), elem_id="about")
+        gr.Markdown(_HELP)
         status = gr.Markdown(elem_id="status")
         session = gr.State(None)
         with gr.Row():
@@ -156,7 +160,7 @@ def build_app(
                     panels += [title, top3, heat]
 
         controls: list[Any] = [model_a_dd, model_b_dd, composite_dd, lang_radio]
-        outputs = [session, picture, status, *panels]
+        outputs = [session, picture, status, *panels, about]
         sticker = [size, color, shape]
         menus = [*outputs, model_a_dd, model_b_dd]
 
@@ -266,6 +270,7 @@ def serve(
     lang: Language = "en",
     max_file_size: str | int = MAX_FILE_SIZE,
     fallback: Fallback = "error",
+    checkpoint_label: str | None = None,
 ) -> None:
     """Serve the sticker painter until Ctrl-C (``klugerhans serve``).
 
@@ -281,9 +286,18 @@ def serve(
         lang: class-name language at start, "en" or "de".
         max_file_size: largest upload.
         fallback: an operation without an LRP rule: "error" or "gradient" (gradient x input through it).
+        checkpoint_label: what the page calls ``checkpoint`` (default ``checkpoint: FILE``).
 
     Raises:
         KlugerhansError: bad options, a checkpoint that cannot be loaded, or a port in use.
     """
-    app = build_app(checkpoint, model, device=device, composite=composite, lang=lang, fallback=fallback)
+    app = build_app(
+        checkpoint,
+        model,
+        device=device,
+        composite=composite,
+        lang=lang,
+        fallback=fallback,
+        checkpoint_label=checkpoint_label,
+    )
     launch_app(app, host, port, share=share, max_file_size=max_file_size, block=True)

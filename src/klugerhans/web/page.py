@@ -23,7 +23,7 @@ from klugerhans.data.classes import Language
 from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
 from klugerhans.models.vgg import INPUT_SIZES
-from klugerhans.web.analysis import CHECKPOINT, DISPLAY_SIZE, ModelStore, analyze, enlarge
+from klugerhans.web.analysis import CHECKPOINT, DISPLAY_SIZE, ModelStore, analyze, describe_model, enlarge
 from klugerhans.web.state import Scene, Sticker, example_scene, parse_color, upload_scene
 
 __all__ = ["NONE", "UPLOAD", "Page", "Session", "choices", "default_models", "guarded", "public_message"]
@@ -96,7 +96,7 @@ def guarded(fn: _F) -> _F:
 def _model_labels(store: ModelStore) -> dict[str, str]:
     labels = {name: f"{name} (released weights)" for name in RELEASED_WEIGHTS}
     if CHECKPOINT in store.models:
-        labels[CHECKPOINT] = f"checkpoint: {Path(store.paths[0]).name}"
+        labels[CHECKPOINT] = store.label
     return labels
 
 
@@ -126,10 +126,23 @@ class Page:
         self.notes = notes
 
     # -- rendering -------------------------------------------------------------------------------------------------
-    def _classifier(self, session: Session, key: str) -> Classifier | None:
+    def _classifier(self, session: Session | None, key: str) -> Classifier | None:
         if key == UPLOAD:
-            return session.upload
+            return session.upload if session is not None else None
         return self.store.models.get(key)
+
+    def _label(self, session: Session | None, key: str) -> str:
+        return {k: label for label, k in choices(self.store, session, False)}.get(key, key)
+
+    def about(self, session: Session | None, model_a: str, model_b: str) -> str:
+        """The line under the page's title: what each shown model is, where its weights come from, its input size
+        and, where its recipe says, what it was trained on."""
+        lines = []
+        for key in dict.fromkeys((model_a, model_b)):
+            clf = self._classifier(session, key)
+            if clf is not None:
+                lines.append(f"**{_text(self._label(session, key))}**: {_text(describe_model(clf))}.")
+        return "  \n".join(lines) or "*No model loaded yet.*"
 
     def _panel(self, session: Session, key: str, composite: str, lang: Language) -> tuple[str, Any, Any]:
         if key in (NONE, "", None):
@@ -143,7 +156,7 @@ class Page:
                 None,
                 None,
             )
-        label = {v: k for k, v in choices(self.store, session, False)}.get(key, key)
+        label = self._label(session, key)
         try:
             result = analyze(clf, self.store.explainer(clf, composite), session.scene, lang)
         except KlugerhansError as err:
@@ -157,7 +170,8 @@ class Page:
     def outputs(
         self, session: Session, model_a: str, model_b: str, composite: str, lang: Language, notice: str = ""
     ) -> tuple[Any, ...]:
-        """Everything the page shows: session, picture, status, then title/top-3/heatmap of both panels."""
+        """Everything the page shows: session, picture, status, title/top-3/heatmap of both panels, then the line
+        that describes the models."""
         clf = self._classifier(session, model_a)
         # Without a model the picture shows the largest input of our VGG.
         view = (clf.input_size, clf.meta.resize) if clf is not None else (max(INPUT_SIZES), "square")
@@ -167,7 +181,8 @@ class Page:
         if notice:
             status.append(f"⚠️ {_text(notice)}")
         panels = [self._panel(session, key, composite, lang) for key in (model_a, model_b)]
-        return (session, picture, "  \n".join(status), *panels[0], *panels[1])
+        about = self.about(session, model_a, model_b)
+        return (session, picture, "  \n".join(status), *panels[0], *panels[1], about)
 
     def _respond(
         self,
