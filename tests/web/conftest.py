@@ -1,11 +1,12 @@
-"""A tiny checkpoint, a user's ResNet-18 weights and one running ``klugerhans serve`` app shared by the web tests
-(always stopped)."""
+"""A tiny checkpoint, a user's ResNet-18 weights and the ``klugerhans serve`` apps the web tests share (always
+stopped)."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,29 @@ def resnet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "r18.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def resnet_server(resnet_weights: Path) -> Iterator[str]:
+    """URL of ``klugerhans serve --arch resnet18 --weights r18.pt --image-size 224``, run by the CLI in this process
+    (its launch made non-blocking, on a free port); closed after the session."""
+    pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[web]'")
+    from klugerhans.cli import main
+    from klugerhans.web import app as web_app
+
+    started: dict[str, Any] = {}
+    launch = web_app.launch_app
+
+    def start(app: Any, host: str, port: int, **kwargs: Any) -> str:
+        started["app"] = app
+        started["url"] = launch(app, host, free_port(), **{**kwargs, "block": False, "quiet": True})
+        return str(started["url"])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(web_app, "launch_app", start)
+        code = main(["serve", "--arch", "resnet18", "--weights", str(resnet_weights), "--image-size", "224"])
+    assert code == 0 and "url" in started
+    try:
+        yield started["url"]
+    finally:
+        started["app"].close()
