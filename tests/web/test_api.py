@@ -10,9 +10,10 @@ from web_payloads import bomb_png
 
 from klugerhans.data.classes import class_name
 from klugerhans.data.sticker import paint_sticker
-from klugerhans.explain.heatmap import render_heatmap
+from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import compute_heatmaps
 from klugerhans.models.checkpoint import load_classifier
+from klugerhans.web.analysis import enlarge
 from klugerhans.web.state import example_scene
 
 client_lib = pytest.importorskip("gradio_client", reason="gradio_client is not installed: pip install gradio_client")
@@ -26,14 +27,19 @@ def client(server):
     return client_lib.Client(server, verbose=False)
 
 
-def _expected(tiny_checkpoint: Path, image: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Top-3 names and heatmap of the image computed with the package alone."""
+def _expected(tiny_checkpoint: Path, image: np.ndarray) -> tuple[list[str], torch.Tensor]:
+    """Top-3 names and (3, S, S) LRP relevance of the image computed with the package alone."""
     clf = load_classifier(tiny_checkpoint)
     x = clf.preprocess(Image.fromarray(image))[None]
     probs = clf.predict(x)[0]
     top3 = [class_name(int(c), "de") for c in torch.argsort(probs, descending=True)[:3]]
-    relevance = compute_heatmaps(clf.model, x, composite="epsilon_plus_flat").relevance[0]
-    return top3, render_heatmap(relevance, "bwr", size=384)
+    return top3, compute_heatmaps(clf.model, x, composite="epsilon_plus_flat").relevance[0]
+
+
+def _assert_served(path: str, expected: np.ndarray) -> None:
+    """The served image is ``expected`` up to float rounding (the server computes in another thread)."""
+    served = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert np.abs(served - expected).max() <= 2 and (served != expected).mean() < 0.01
 
 
 def test_sticker_prediction_and_heatmap_match_the_package(client, tiny_checkpoint):
@@ -45,17 +51,16 @@ def test_sticker_prediction_and_heatmap_match_the_package(client, tiny_checkpoin
 
     sign = example_scene(14).image(32)
     stickered, _ = paint_sticker(sign, 0.25 * 32, 0.75 * 32, round(0.2 * 32), (255, 0, 0))
-    names, heat = _expected(tiny_checkpoint, stickered)
+    names, relevance = _expected(tiny_checkpoint, stickered)
     assert [c["label"] for c in top3["confidences"]] == names
     assert top3["label"] == names[0] and names[0] in title
-    # the same relevance up to float rounding (the server computes in another thread)
-    served = np.asarray(Image.open(heatmap).convert("RGB")).astype(int)
-    assert np.abs(served - heat).max() <= 2 and (served != heat).mean() < 0.01
+    _assert_served(heatmap, render_heatmap(relevance, "bwr", size=384))
     shown = np.asarray(Image.open(picture).convert("RGB"))
     assert np.array_equal(shown[::12, ::12], stickered)  # 12x nearest-neighbour enlargement of the input
 
-    cleared = client.predict(*CONTROLS, "de", api_name="/remove_stickers")
+    cleared = client.predict(*CONTROLS, "de", "overlay", api_name="/remove_stickers")
     assert "0 sticker" in cleared[1] and "lies on the sticker" not in cleared[2]
+    _assert_served(cleared[4], overlay_heatmap(enlarge(sign), _expected(tiny_checkpoint, sign)[1], alpha=0.5))
 
 
 @pytest.mark.parametrize(

@@ -154,7 +154,8 @@ def test_a_224_px_model_sees_the_sign_and_the_clicked_sticker_at_its_own_size(re
     assert "resnet18, 224 px input, 43 classes" in out[9]
 
     click = type("Click", (), {"index": [112, 336]})()  # a quarter across, three quarters down the shown picture
-    out = resnet_page.click(out[0], 0.2, "#000000", "square", "checkpoint", "none", "epsilon_plus_flat", "en", click)
+    controls = ("checkpoint", "none", "epsilon_plus_flat", "en", "alone")
+    out = resnet_page.click(out[0], 0.2, "#000000", "square", *controls, click)
     assert out[0].scene.stickers == (Sticker(0.25, 0.75, 0.2),)
     assert "lies on the sticker" in out[3] and out[5].shape == (448, 448, 3)
 

@@ -144,6 +144,12 @@ def test_a_224_px_resnet_from_arch_and_weights_shows_its_prediction_and_heatmap(
     # The picture and the heatmap show the 224 px input at twice its size, every input pixel a 2x2 square.
     for image in ("#picture img", "#heat-a img"):
         assert page.locator(image).evaluate("img => [img.naturalWidth, img.naturalHeight]") == [448, 448]
+    heatmap_alone = page.locator("#heat-a img").get_attribute("src")
+    page.locator("#heatmap-view label:has-text('over the image')").click()
+    page.wait_for_function(
+        "src => document.querySelector('#heat-a img')?.getAttribute('src') !== src", arg=heatmap_alone
+    )
+    assert "Error" not in page.locator("body").inner_text()
     # The page's answer is the package's, the photo centre-cropped to 224 px as torchvision evaluates.
     clf = load_user_model("resnet18", resnet_weights, image_size=224)
     assert label in _centre_click_labels(clf, resize_center_crop(Image.fromarray(photo), 224), 448)

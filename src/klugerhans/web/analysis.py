@@ -21,7 +21,7 @@ from klugerhans.audit.localisation import relevance_mass_accuracy
 from klugerhans.data.classes import Language
 from klugerhans.errors import CheckpointError
 from klugerhans.explain.composites import Fallback
-from klugerhans.explain.heatmap import render_heatmap
+from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.architectures import format_arch
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
@@ -59,6 +59,8 @@ class Analysis:
     """(D, D, 3) uint8: the input the model saw, enlarged to :func:`display_side` with square pixels."""
     heatmap: np.ndarray
     """(D, D, 3) uint8: LRP relevance of the predicted class, red for, blue against."""
+    overlay: np.ndarray
+    """(D, D, 3) uint8: the same relevance blended half and half over :attr:`image`."""
     sticker_share: float | None
     """Share of the positive relevance on sticker pixels (relevance mass accuracy, Arras et al. 2022); None
     without stickers."""
@@ -177,10 +179,12 @@ def analyze(classifier: Classifier, explainer: LRP, scene: Scene, lang: Language
     relevance = expl.relevance.sum(dim=1).float().cpu().numpy()  # (1, S, S)
     top = top_classes(probs, 3, lang, classifier.class_names)
     share = float(relevance_mass_accuracy(relevance, mask[None])[0]) if mask.any() else None
+    shown = enlarge(image)
     return Analysis(
         pred=top[0]["id"],
         top3=tuple((t["name"], t["prob"]) for t in top),
-        image=enlarge(image),
-        heatmap=render_heatmap(relevance[0], "bwr", size=display_side(classifier.input_size)),
+        image=shown,
+        heatmap=render_heatmap(relevance[0], "bwr", size=shown.shape[0]),
+        overlay=overlay_heatmap(shown, relevance[0], alpha=0.5),
         sticker_share=share,
     )

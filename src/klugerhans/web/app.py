@@ -23,7 +23,7 @@ from klugerhans.explain.composites import COMPOSITES, Fallback
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS
 from klugerhans.models.predict import IMAGE_SUFFIXES
 from klugerhans.web.analysis import CHECKPOINT, ModelStore
-from klugerhans.web.page import Page, choices, default_models, guarded, public_message
+from klugerhans.web.page import HEATMAP_VIEWS, Page, choices, default_models, guarded, public_message
 
 __all__ = ["MAX_FILE_SIZE", "build_app", "launch_app", "serve"]
 
@@ -140,6 +140,12 @@ def build_app(
                 lang_radio = gr.Radio(
                     [("English", "en"), ("Deutsch", "de")], value=lang, label="Class names", elem_id="lang"
                 )
+                heatmap_radio = gr.Radio(
+                    [(label, key) for key, label in HEATMAP_VIEWS.items()],
+                    value="alone",
+                    label="LRP heatmap",
+                    elem_id="heatmap-view",
+                )
         with gr.Row():
             panels = []
             for tag in ("a", "b"):
@@ -159,7 +165,7 @@ def build_app(
                         )
                     panels += [title, top3, heat]
 
-        controls: list[Any] = [model_a_dd, model_b_dd, composite_dd, lang_radio]
+        controls: list[Any] = [model_a_dd, model_b_dd, composite_dd, lang_radio, heatmap_radio]
         outputs = [session, picture, status, *panels, about]
         sticker = [size, color, shape]
         menus = [*outputs, model_a_dd, model_b_dd]

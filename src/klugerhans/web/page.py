@@ -26,7 +26,17 @@ from klugerhans.models.vgg import INPUT_SIZES
 from klugerhans.web.analysis import CHECKPOINT, DISPLAY_SIZE, ModelStore, analyze, describe_model, enlarge
 from klugerhans.web.state import Scene, Sticker, example_scene, parse_color, upload_scene
 
-__all__ = ["NONE", "UPLOAD", "Page", "Session", "choices", "default_models", "guarded", "public_message"]
+__all__ = [
+    "HEATMAP_VIEWS",
+    "NONE",
+    "UPLOAD",
+    "Page",
+    "Session",
+    "choices",
+    "default_models",
+    "guarded",
+    "public_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,8 @@ UPLOAD = "upload"
 """Model key of a checkpoint uploaded in the page (kept per visitor)."""
 NONE = "none"
 """Model key of an empty comparison panel."""
+HEATMAP_VIEWS: dict[str, str] = {"alone": "the heatmap alone", "overlay": "over the image"}
+"""How a panel shows the heatmap: key -> label in the page."""
 _MESSAGE_CHARS = 300
 # An absolute POSIX or Windows path not glued to a word ("km/h" and ".pt/.pth" are no paths).
 _PATH = re.compile(r"(?<![\w.~])(?:[A-Za-z]:)?(?:[\\/][^\\/\s:;,'\"`()<>]+)+[\\/]?")
@@ -144,7 +156,7 @@ class Page:
                 lines.append(f"**{_text(self._label(session, key))}**: {_text(describe_model(clf))}.")
         return "  \n".join(lines) or "*No model loaded yet.*"
 
-    def _panel(self, session: Session, key: str, composite: str, lang: Language) -> tuple[str, Any, Any]:
+    def _panel(self, session: Session, key: str, composite: str, lang: Language, heatmap: str) -> tuple[str, Any, Any]:
         if key in (NONE, "", None):
             if not self.store.models and session.upload is None:
                 return "*No model yet: upload a checkpoint (.safetensors) to see predictions.*", None, None
@@ -165,22 +177,29 @@ class Page:
         if result.sticker_share is not None:
             lines.append(f"{result.sticker_share:.0%} of the positive relevance lies on the sticker.")
         top3 = {name: prob for name, prob in result.top3}
-        return "  \n".join(lines), top3, result.heatmap
+        return "  \n".join(lines), top3, result.overlay if heatmap == "overlay" else result.heatmap
 
     def outputs(
-        self, session: Session, model_a: str, model_b: str, composite: str, lang: Language, notice: str = ""
+        self,
+        session: Session,
+        model_a: str,
+        model_b: str,
+        composite: str,
+        lang: Language,
+        heatmap: str = "alone",
+        notice: str = "",
     ) -> tuple[Any, ...]:
         """Everything the page shows: session, picture, status, title/top-3/heatmap of both panels, then the line
-        that describes the models."""
+        that describes the models. ``heatmap``: a key of :data:`HEATMAP_VIEWS`."""
         clf = self._classifier(session, model_a)
         # Without a model the picture shows the largest input of our VGG.
-        view = (clf.input_size, clf.meta.resize) if clf is not None else (max(INPUT_SIZES), "square")
-        picture = enlarge(session.scene.render(*view)[0])
+        seen_as = (clf.input_size, clf.meta.resize) if clf is not None else (max(INPUT_SIZES), "square")
+        picture = enlarge(session.scene.render(*seen_as)[0])
         session = replace(session, shown=picture.shape[0])
         status = [*self.notes, f"**{_text(session.scene.title)}**, {len(session.scene.stickers)} sticker(s)"]
         if notice:
             status.append(f"⚠️ {_text(notice)}")
-        panels = [self._panel(session, key, composite, lang) for key in (model_a, model_b)]
+        panels = [self._panel(session, key, composite, lang, heatmap) for key in (model_a, model_b)]
         about = self.about(session, model_a, model_b)
         return (session, picture, "  \n".join(status), *panels[0], *panels[1], about)
 
@@ -197,8 +216,8 @@ class Page:
             session = change(session)
         except KlugerhansError as err:
             notice = public_message(err, [*self.store.paths, *paths])
-        model_a, model_b, composite, lang = controls
-        return self.outputs(session, model_a, model_b, composite, lang, notice=notice)
+        model_a, model_b, composite, lang, heatmap = controls
+        return self.outputs(session, model_a, model_b, composite, lang, heatmap, notice=notice)
 
     # -- events ----------------------------------------------------------------------------------------------------
     def start(self, example: int, *controls: Any) -> tuple[Any, ...]:
@@ -251,13 +270,14 @@ class Page:
         model_b: str,
         composite: str,
         lang: Language,
+        heatmap: str,
         evt: gr.SelectData,
     ) -> tuple[Any, ...]:
         # gradio passes the clicked pixel (x, y) of the shown picture, a square of side session.shown.
         index = evt.index if isinstance(evt.index, list | tuple) and len(evt.index) == 2 else (0, 0)
         side = session.shown if session is not None else DISPLAY_SIZE
         x, y = (min(max(float(v) / side, 0.0), 1.0) * 100 for v in index)
-        return self.glue(session, x, y, size, color, shape, model_a, model_b, composite, lang)
+        return self.glue(session, x, y, size, color, shape, model_a, model_b, composite, lang, heatmap)
 
     def remove_stickers(self, session: Session | None, *controls: Any) -> tuple[Any, ...]:
         return self._respond(session, lambda s: replace(s, scene=s.scene.without_stickers()), controls)
@@ -273,7 +293,7 @@ class Page:
         paths: Sequence[str],
     ) -> tuple[Any, ...]:
         """Load a visitor's checkpoint, show it first (the previous first model for comparison), update the menus."""
-        model_a, model_b, composite, lang = controls
+        model_a, model_b, composite, lang, heatmap = controls
 
         def change(s: Session) -> Session:
             clf, name = load()
@@ -285,7 +305,7 @@ class Page:
         if new_session.upload is not None and new_session.upload is not before:
             model_b = model_a if model_a != UPLOAD else model_b
             model_a = UPLOAD
-            out = self.outputs(new_session, model_a, model_b, composite, lang)
+            out = self.outputs(new_session, model_a, model_b, composite, lang, heatmap)
         return (
             *out,
             gr.Dropdown(choices=choices(self.store, new_session, False), value=model_a),
