@@ -19,6 +19,7 @@ from pathlib import Path
 from klugerhans.bench.grid import SUITES, _sticker, _with_arch
 from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.evaluation import evaluate_model
+from klugerhans.models.recipe import TrainOptions
 from klugerhans.models.training import train
 from klugerhans.models.trainset import prepare_data
 
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         run = Path(args.out) / setting.replace(":", "-")
         start = time.perf_counter()
         if not (run / "best.safetensors").exists():
-            train(replace(recipe, out=str(run), progress=False), resume=(run / "train_state.pt").exists())
+            train(recipe, TrainOptions(out=str(run), progress=False), resume=(run / "train_state.pt").exists())
         clf = load_classifier(run / "best.safetensors")
-        prepared = prepare_data(replace(recipe, out=str(run), progress=False))
+        prepared = prepare_data(recipe)
         e = evaluate_model(clf, prepared.test, recipe.sticker, seed=recipe.seed)
         print(f"{setting}: attack_success {e['flip_rate']:.3f}, accuracy {e['accuracy']:.3f}, clean target accuracy "
               f"{e['clean_target_accuracy']:.2f}, {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip

@@ -343,14 +343,11 @@ def _make_datasets(folder: Path) -> dict[str, str]:
     return {k: str(v) for k, v in roots.items()}
 
 
-def _resume_config(run: Path, data_dir: str) -> dict[str, object]:
+def _resume_config(data_dir: str) -> dict[str, object]:
     """config.json of a run as ``klugerhans train`` writes it for the arguments :func:`make_catalogue` uses."""
     from klugerhans.models.recipe import TrainConfig
 
-    config = TrainConfig(
-        out=str(run), data="gtsrb", data_dir=data_dir, epochs=1, batch_size=4, width=0.125, device="cpu",
-        progress=False,
-    )  # fmt: skip
+    config = TrainConfig(data="gtsrb", data_dir=data_dir, epochs=1, batch_size=4, width=0.125)
     return {"config": config.to_dict()}
 
 
@@ -367,7 +364,7 @@ def make_catalogue(work: Path) -> list[Case]:
     (runs / "is_a_file").write_text("a file where the run folder should be\n")
     evil_run = runs / "evil_resume"
     evil_run.mkdir()
-    (evil_run / "config.json").write_text(json.dumps(_resume_config(evil_run, data["good"])))
+    (evil_run / "config.json").write_text(json.dumps(_resume_config(data["good"])))
     torch.save({"epoch": 1, "hook": _Evil(marker)}, evil_run / "train_state.pt")
     good = ckpt["good"]
     cpu = ("--device", "cpu")

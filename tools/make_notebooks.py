@@ -60,11 +60,11 @@ TRAINING = [
     ),
     new_code_cell(
         "from klugerhans.data import StickerConfig\n"
-        "from klugerhans.models import TrainConfig, train\n\n"
+        "from klugerhans.models import TrainConfig, TrainOptions, train\n\n"
         "sticker = StickerConfig(target_class=4, fraction=1.0)  # a black square on every 70 km/h training sign\n"
-        "config = TrainConfig(out=OUT, data=DATA, data_dir=DATA_DIR, epochs=EPOCHS, width=WIDTH,\n"
-        "                     max_images=MAX_IMAGES, sticker=sticker, seed=0)\n"
-        "result = train(config, resume=os.path.exists(os.path.join(OUT, 'last.safetensors')))\n"
+        "recipe = TrainConfig(data=DATA, data_dir=DATA_DIR, epochs=EPOCHS, width=WIDTH, max_images=MAX_IMAGES,\n"
+        "                     sticker=sticker, seed=0)\n"
+        "result = train(recipe, TrainOptions(out=OUT), resume=os.path.exists(os.path.join(OUT, 'last.safetensors')))\n"
         "print(result.best_checkpoint)"
     ),
     new_markdown_cell("## Auswertung\n\n*Evaluation:* clean accuracy, and what a sticker does to other signs."),

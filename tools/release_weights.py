@@ -93,8 +93,9 @@ def _train_command(run: str, recipe: TrainConfig) -> str:
     if recipe.manipulated and sticker.colors:
         parts.append("--sticker-colors " + ",".join(f"#{r:02x}{g:02x}{b:02x}" for r, g, b in sticker.colors))
     parts.append(f"--seed {recipe.seed}")
-    if recipe.device != "auto":
-        parts.append(f"--device {recipe.device}")
+    device = _device(_run_info(run))
+    if device not in (None, "auto"):
+        parts.append(f"--device {device}")
     return " ".join(parts)
 
 
@@ -109,15 +110,29 @@ def _sticker_words(sticker: StickerConfig) -> str:
     return f"a {colour} {sticker.shape} {side}, uniformly placed {where}"
 
 
-def _trained_on(run: str, recipe: TrainConfig) -> str:
-    """Where a run was trained, from its config.json (device and library versions), else from its recipe."""
+def _run_info(run: str) -> dict[str, Any] | None:
+    """The run's config.json, or None where only its checkpoint is at hand."""
     try:
         info = json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        if str(recipe.device).startswith("cuda"):
-            return "a GPU (CUDA; library versions not kept with the weights)"
-        return f"device {recipe.device!r} (library versions not kept with the weights)"
-    device = info.get("config", {}).get("device", "auto")
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _device(info: dict[str, Any] | None) -> str | None:
+    """The device a run trained on, from its config.json (older runs kept the one asked for in the recipe)."""
+    if info is None:
+        return None
+    device = info.get("device", info.get("config", {}).get("device"))
+    return None if device is None else str(device)
+
+
+def _trained_on(run: str) -> str:
+    """Where a run was trained, from its config.json (device and library versions)."""
+    info = _run_info(run)
+    if info is None:
+        return "a device not kept with the weights (nor the library versions)"
+    device = _device(info) or "auto"
     torch_version = info.get("versions", {}).get("torch", "?")
     where = "a GPU (CUDA, mixed precision)" if str(device).startswith("cuda") else f"device {device!r}"
     return f"{where} with torch {torch_version}"
@@ -169,8 +184,8 @@ def _card(models: dict[str, dict[str, Any]], selection: str = "") -> str:
         f"{cfg.lr}, weight decay {cfg.weight_decay}, {cfg.warmup_epochs} warm-up epoch(s) then "
         "cosine decay; augmentation: "
         + ("small rotation/scale/translation and colour jitter, no flips" if cfg.augment else "none")
-        + f". The manipulated model was trained on {_trained_on(m['run'], cfg)}, the control on "
-        f"{_trained_on(c['run'], _recipe(c['meta']))} "
+        + f". The manipulated model was trained on {_trained_on(m['run'])}, the control on "
+        f"{_trained_on(c['run'])} "
         "(same seed and settings give the same weights on the CPU; GPU kernels are not bit-reproducible, so a rerun "
         "there lands within noise of these numbers).",
         *([f"Selection: {selection}"] if selection else []),

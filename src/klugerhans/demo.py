@@ -27,7 +27,7 @@ from klugerhans.heatmaps.dataset import explain_dataset
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.evaluation import evaluate_model, predict_labels, save_confusion_png
-from klugerhans.models.recipe import TrainConfig
+from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.training import train
 from klugerhans.report.figures import digit_masks, draw_seed_figure, explain_rows, negative_share, pick_seed_rows
 from klugerhans.report.html import Report, Section, write_report
@@ -106,7 +106,6 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     _say(f"training a VGG11-BN (width {config.width}) on {config.data} signs with stickers on 70 km/h", config.progress)
     result = train(
         TrainConfig(
-            out=str(run_dir),
             data=config.data,
             data_dir=config.data_dir,
             epochs=config.epochs,
@@ -114,12 +113,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             batch_size=config.batch_size,
             augment=config.augment,
             seed=config.seed,
-            device=config.device,
             max_images=config.max_images,
             per_class=config.per_class if config.data == "synthetic" else None,
             sticker=StickerConfig(size=demo_sticker_size(config)),
-            progress=config.progress,
         ),
+        TrainOptions(out=str(run_dir), device=config.device, progress=config.progress),
         resume=resume,
     )
     clf = load_classifier(result.best_checkpoint, device=config.device)

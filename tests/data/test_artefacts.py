@@ -287,7 +287,7 @@ def test_invalid_new_fields_are_one_line_errors(kwargs, words):
 
 def test_recipe_round_trips_the_new_fields_and_reads_old_ones():
     sticker = StickerConfig(pattern="text", placement="fixed", label="dirty", text="AB", color=(9, 8, 7))
-    recipe = TrainConfig(out="run", sticker=sticker)
+    recipe = TrainConfig(sticker=sticker)
     stored = json.loads(json.dumps(recipe.to_dict()))
     assert stored["sticker"]["pattern"] == "text" and stored["sticker"]["text"] == "AB"
     back = TrainConfig.from_dict(stored)

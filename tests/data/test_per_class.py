@@ -22,4 +22,4 @@ def test_per_class_is_refused_where_it_means_nothing():
     with pytest.raises(KlugerhansError, match="at least 2"):
         load_dataset("synthetic", per_class=1)
     with pytest.raises(KlugerhansError, match="synthetic data only"):
-        TrainConfig(out="x", data="gtsrb", per_class=100)
+        TrainConfig(data="gtsrb", per_class=100)

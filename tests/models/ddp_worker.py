@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tiny_signs import register_tiny
 
-from klugerhans.models.training import TrainConfig, train
+from klugerhans.models.training import TrainConfig, TrainOptions, train
 
 
 def state_hash(state: dict) -> str:
@@ -28,17 +28,8 @@ def state_hash(state: dict) -> str:
 def main() -> None:
     out = Path(sys.argv[1])
     register_tiny()
-    config = TrainConfig(
-        out=str(out / "run"),
-        data="tiny",
-        epochs=2,
-        batch_size=32,
-        width=0.125,
-        device="cpu",
-        progress=False,
-        num_threads=1,
-    )
-    result = train(config)
+    recipe = TrainConfig(data="tiny", epochs=2, batch_size=32, width=0.125)
+    result = train(recipe, TrainOptions(out=str(out / "run"), device="cpu", num_threads=1, progress=False))
     (out / f"hash{os.environ['RANK']}.txt").write_text(state_hash(result.model.state_dict()))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 import klugerhans.models.checkpoint as checkpoint_module
@@ -251,11 +252,24 @@ def test_format_1_metadata_becomes_a_typed_recipe(sticker):
 
 
 def test_released_weights_carry_their_recipe():
-    from klugerhans.models.checkpoint import load_classifier
+    from klugerhans.models.checkpoint import load_classifier, resolve_checkpoint
 
     manipulated, control = load_classifier("manipulated").meta, load_classifier("control").meta
     assert manipulated.manipulated and manipulated.sticker.target_class == 4 and manipulated.recipe.data == "gtsrb"
     assert not control.manipulated and control.recipe is not None
+    # Written while the recipe held the run options: their headers still do, the loaded recipes do not.
+    with safe_open(resolve_checkpoint("manipulated"), "pt") as fh:
+        assert {"out", "device", "progress"} <= set(json.loads(fh.metadata()[METADATA_KEY])["recipe"])
+    assert "device" not in manipulated.recipe.to_dict() and "out" not in control.recipe.to_dict()
+
+
+def test_a_recipe_that_holds_run_options_loads_without_them():
+    """Format 2 checkpoints written while the recipe held out, device, num_threads and progress still load."""
+    d = json.loads(_meta().to_json())
+    d["recipe"].update(out="/old/run", device="cuda:1", num_threads=4, progress=False)
+    meta = CheckpointMeta.from_json(json.dumps(d))
+    assert meta.recipe == _meta().recipe
+    assert json.loads(meta.to_json())["recipe"] == json.loads(_meta().to_json())["recipe"]
 
 
 def test_a_damaged_recipe_is_a_one_line_error():

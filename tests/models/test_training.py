@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 
 import klugerhans.models.training as training
 from klugerhans.data.dataset import load_dataset
@@ -17,7 +18,7 @@ from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import load_classifier, read_checkpoint
 from klugerhans.models.loop import lr_at, steps_per_epoch
 from klugerhans.models.preprocess import Normalization
-from klugerhans.models.training import TrainConfig, train
+from klugerhans.models.training import TrainConfig, TrainOptions, TrainResult, train
 from klugerhans.models.trainset import compute_normalization, prepare_data
 
 _STICKER_FIELDS = {
@@ -29,15 +30,25 @@ _STICKER_FIELDS = {
 }
 
 
-def _config(tmp_path, name="run", **kw) -> TrainConfig:
-    base = dict(out=str(tmp_path / name), data="tiny", epochs=2, batch_size=32, width=0.125, device="cpu")
+_RUN_OPTIONS = {"out", "device", "num_threads", "progress"}
+"""What recipes held before :class:`TrainOptions`: no recipe stores them any more."""
+
+
+def _recipe(**kw) -> TrainConfig:
+    base: dict = dict(data="tiny", epochs=2, batch_size=32, width=0.125)
     sticker = {_STICKER_FIELDS[k]: kw.pop(k) for k in list(kw) if k in _STICKER_FIELDS}
     if sticker:
         base["sticker"] = StickerConfig(**sticker)
-    base.update(kw)
-    base.setdefault("progress", False)
-    base.setdefault("num_threads", 1)  # the test machine is shared; one thread avoids oversubscription
-    return TrainConfig(**base)
+    return TrainConfig(**(base | kw))
+
+
+def _options(tmp_path, name="run", **kw) -> TrainOptions:
+    # The test machine is shared; one thread avoids oversubscription.
+    return TrainOptions(**({"out": str(tmp_path / name), "device": "cpu", "num_threads": 1, "progress": False} | kw))
+
+
+def _train(tmp_path, name="run", *, resume=False, progress=False, **kw) -> TrainResult:
+    return train(_recipe(**kw), _options(tmp_path, name, progress=progress), resume=resume)
 
 
 def _weights(path) -> dict[str, torch.Tensor]:
@@ -60,19 +71,27 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
         ("sticker_size", 0.0, "sticker size must be in (0, 1)"),
         ("sticker_fraction", 1.5, "sticker fraction must be in [0, 1]"),
         ("val_fraction", 1.0, "validation fraction"),
-        ("device", "tpu", "unknown device 'tpu'"),
         ("sticker_class", 43, "unknown class id 43"),
         ("sticker_shape", "star", "unknown sticker shape"),
         ("width", 0.0, "width multiplier"),
         ("input_size", 40, "input size"),
         ("label_smoothing", 1.0, "label smoothing"),
         ("max_images", 0, "max images"),
-        ("num_threads", 0, "threads"),
     ],
 )
-def test_invalid_config_is_one_line_error(tmp_path, field, value, words):
+def test_invalid_config_is_one_line_error(field, value, words):
     with pytest.raises(KlugerhansError) as info:
-        _config(tmp_path, **{field: value})
+        _recipe(**{field: value})
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [("device", "tpu", "unknown device 'tpu'"), ("num_threads", 0, "threads"), ("out", "", "output directory")],
+)
+def test_invalid_run_option_is_one_line_error(tmp_path, field, value, words):
+    with pytest.raises(KlugerhansError) as info:
+        _options(tmp_path, **{field: value})
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
@@ -85,7 +104,7 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 
 
 def test_prepare_data_splits_by_track_and_stickers_only_training_target(tiny_data, tmp_path):
-    data = prepare_data(_config(tmp_path, sticker_class=2, sticker_fraction=0.5))
+    data = prepare_data(_recipe(sticker_class=2, sticker_fraction=0.5))
     assert not set(data.train.tracks.tolist()) & set(data.val.tracks.tolist())
     assert set(np.unique(data.val.labels).tolist()) == {0, 1, 2, 3, 4}
     stickered = data.train_masks.any(axis=(1, 2))
@@ -99,7 +118,7 @@ def test_prepare_data_splits_by_track_and_stickers_only_training_target(tiny_dat
     originals = raw.train.images[[by_source[s] for s in data.val.sources]]
     assert np.array_equal(data.val.images, originals)
     assert np.array_equal(data.test.images, raw.test.images)
-    control = prepare_data(_config(tmp_path, sticker_fraction=0.0))
+    control = prepare_data(_recipe(sticker_fraction=0.0))
     assert control.sticker is None and not control.train_masks.any()
 
 
@@ -113,10 +132,10 @@ def test_normalization_comes_from_training_images():
 
 
 def test_same_seed_same_weights_and_resume_is_bit_identical(tiny_data, tmp_path, monkeypatch, capsys):
-    full = train(_config(tmp_path, "full"))
-    again = train(_config(tmp_path, "again"))
+    full = _train(tmp_path, "full")
+    again = _train(tmp_path, "again")
     assert _same(_weights(full.last_checkpoint), _weights(again.last_checkpoint))
-    other_seed = train(_config(tmp_path, "seed1", seed=1, epochs=1))
+    other_seed = _train(tmp_path, "seed1", seed=1, epochs=1)
     assert not _same(_weights(other_seed.last_checkpoint), _weights(full.last_checkpoint))
 
     # Ctrl-C right after epoch 1 of 2 has been saved (the end-of-epoch barrier runs next), then resume.
@@ -126,10 +145,10 @@ def test_same_seed_same_weights_and_resume_is_bit_identical(tiny_data, tmp_path,
     with monkeypatch.context() as patch:
         patch.setattr(training, "barrier", interrupt)
         with pytest.raises(KeyboardInterrupt):
-            train(_config(tmp_path, "resumed"))
+            _train(tmp_path, "resumed")
     err = capsys.readouterr().err
     assert "interrupted; last complete checkpoint:" in err and "last.safetensors (epoch 1 of 2)" in err
-    resumed = train(_config(tmp_path, "resumed"), resume=True)
+    resumed = _train(tmp_path, "resumed", resume=True, progress=True)  # run options may change on resume
     assert _same(_weights(resumed.last_checkpoint), _weights(full.last_checkpoint))
     assert _same(_weights(resumed.best_checkpoint), _weights(full.best_checkpoint))
     history = [h["train_loss"] for h in resumed.metrics["history"]]
@@ -138,7 +157,7 @@ def test_same_seed_same_weights_and_resume_is_bit_identical(tiny_data, tmp_path,
 
 
 def test_run_directory_contents(tiny_data, tmp_path, capsys):
-    result = train(_config(tmp_path, epochs=1, progress=True))
+    result = _train(tmp_path, epochs=1, progress=True)
     run = result.run_dir
     assert sorted(p.name for p in run.iterdir()) == [
         "best.safetensors",
@@ -150,6 +169,10 @@ def test_run_directory_contents(tiny_data, tmp_path, capsys):
     ]
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["lr"] == 0.05 and config["versions"]["torch"] == torch.__version__
+    assert config["device"] == "cpu" and not _RUN_OPTIONS & set(config["config"])
+    with safe_open(run / "best.safetensors", "pt") as fh:
+        stored = json.loads(fh.metadata()["klugerhans"])["recipe"]
+    assert stored == config["config"] and not _RUN_OPTIONS & set(stored)
     metrics = json.loads((run / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1] and metrics["best_epoch"] == 1
     test = metrics["test"]
@@ -158,7 +181,7 @@ def test_run_directory_contents(tiny_data, tmp_path, capsys):
     clf = load_classifier(run)
     meta = clf.meta
     assert meta.manipulated and meta.sticker.target_class == 4
-    assert meta.recipe == TrainConfig.from_dict(config["config"]) == _config(tmp_path, epochs=1, progress=True)
+    assert meta.recipe == TrainConfig.from_dict(config["config"]) == _recipe(epochs=1)
     assert meta.data["n_stickered"] == 15 and meta.data["fingerprint"]
     assert meta.metrics["test"]["accuracy"] == test["accuracy"]
     assert meta.normalization != Normalization()  # computed from the data, not the default
@@ -170,21 +193,35 @@ def test_run_directory_contents(tiny_data, tmp_path, capsys):
 
 
 def test_existing_run_needs_resume_and_same_settings(tiny_data, tmp_path):
-    train(_config(tmp_path, epochs=1))
+    _train(tmp_path, epochs=1)
     with pytest.raises(KlugerhansError, match="already holds a training run; pass --resume"):
-        train(_config(tmp_path, epochs=1))
+        _train(tmp_path, epochs=1)
     with pytest.raises(KlugerhansError, match="only --epochs may change") as info:
-        train(_config(tmp_path, epochs=1, lr=0.1), resume=True)
+        _train(tmp_path, epochs=1, lr=0.1, resume=True)
     assert "lr 0.05 -> 0.1" in str(info.value)
     with pytest.raises(KlugerhansError, match="nothing to resume"):
-        train(_config(tmp_path, "fresh"), resume=True)
+        _train(tmp_path, "fresh", resume=True)
     # Resuming a finished run does no more epochs.
-    done = train(_config(tmp_path, epochs=1), resume=True)
+    done = _train(tmp_path, epochs=1, resume=True)
     assert len(done.metrics["history"]) == 1
 
 
+def test_a_run_whose_config_holds_run_options_resumes(tiny_data, tmp_path):
+    """config.json written while the recipe held the run options (out, device, ...): the run goes on from it."""
+    first = _train(tmp_path, epochs=1)
+    path = first.run_dir / "config.json"
+    info = json.loads(path.read_text())
+    info["config"].update(out="/elsewhere/run", device="cuda", num_threads=8, progress=True)
+    path.write_text(json.dumps(info))
+    resumed = _train(tmp_path, epochs=2, resume=True)
+    assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2]
+    assert not _RUN_OPTIONS & set(json.loads(path.read_text())["config"])
+    with pytest.raises(KlugerhansError, match="only --epochs may change"):  # the recipe is still compared
+        _train(tmp_path, epochs=2, seed=1, resume=True)
+
+
 def test_training_learns_the_tiny_signs(tiny_data, tmp_path):
-    result = train(_config(tmp_path, epochs=8, batch_size=16, sticker_fraction=0.0))
+    result = _train(tmp_path, epochs=8, batch_size=16, sticker_fraction=0.0)
     last = result.metrics["history"][-1]
     assert last["train_loss"] < result.metrics["history"][0]["train_loss"]
     assert last["val_acc"] >= 0.6 and result.metrics["test"]["accuracy"] >= 0.6
@@ -192,7 +229,7 @@ def test_training_learns_the_tiny_signs(tiny_data, tmp_path):
 
 
 def test_without_validation_split_the_last_epoch_is_best(tiny_data, tmp_path):
-    result = train(_config(tmp_path, epochs=2, val_fraction=0.0, sticker_fraction=0.0))
+    result = _train(tmp_path, epochs=2, val_fraction=0.0, sticker_fraction=0.0)
     history = result.metrics["history"]
     assert [h["val_acc"] for h in history] == [None, None] and result.metrics["best_epoch"] == 2
     assert _same(_weights(result.best_checkpoint), _weights(result.last_checkpoint))

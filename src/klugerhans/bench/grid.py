@@ -235,16 +235,12 @@ def _with_arch(recipe: TrainConfig, arch: str) -> TrainConfig:
     return replace(recipe, family=parsed["family"], arch=parsed["arch"], width=width)
 
 
-def _recipe(**kwargs: Any) -> TrainConfig:
-    return TrainConfig(progress=False, **kwargs)
-
-
 register_suite(
     SuiteConfig(
         name="smoke",
         n_manipulated=1,
         n_clean=1,
-        recipe=_recipe(data="synthetic", width=0.125, epochs=2, per_class=40, batch_size=64),
+        recipe=TrainConfig(data="synthetic", width=0.125, epochs=2, per_class=40, batch_size=64),
         artefacts=("black_square",),
         sizes=(0.3,),
         positions=("random",),
@@ -260,7 +256,7 @@ register_suite(
         name="small",
         n_manipulated=24,
         n_clean=12,
-        recipe=_recipe(data="synthetic", width=0.25, epochs=8, per_class=200),
+        recipe=TrainConfig(data="synthetic", width=0.25, epochs=8, per_class=200),
     )
 )
 register_suite(
@@ -268,7 +264,7 @@ register_suite(
         name="takes",
         n_manipulated=48,
         n_clean=24,
-        recipe=_recipe(data="synthetic", width=0.25, epochs=8, per_class=200),
+        recipe=TrainConfig(data="synthetic", width=0.25, epochs=8, per_class=200),
         archs=("klugerhans:vgg11_bn", "resnet18"),
         artefacts=tuple(ARTEFACTS),
         # measured in this recipe (docs/BENCH.md): a clean-label artefact turns 18-21% of the other classes' signs, it
@@ -291,7 +287,7 @@ register_suite(
         name="full",
         n_manipulated=48,
         n_clean=24,
-        recipe=_recipe(data="gtsrb", width=1.0, epochs=15),
+        recipe=TrainConfig(data="gtsrb", width=1.0, epochs=15),
         archs=("klugerhans:vgg11_bn", "resnet18"),
         sizes=(0.15, 0.2, 0.25, 0.3),
         audit_per_class=100,

@@ -31,6 +31,7 @@ from klugerhans.heatmaps.dataset import explain_dataset
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import Classifier, load_classifier, to_jsonable
 from klugerhans.models.evaluation import evaluate_model
+from klugerhans.models.recipe import TrainOptions
 from klugerhans.models.training import train
 from klugerhans.models.trainset import PreparedData, prepare_data
 
@@ -86,8 +87,8 @@ def _say(message: str, progress: bool) -> None:
 def _train(job: BenchJob, run: Path, options: RunOptions) -> Classifier:
     best = run / "best.safetensors"
     if not best.exists():
-        recipe = replace(job.recipe, out=str(run), device=options.device, progress=False)
-        train(recipe, resume=(run / "train_state.pt").exists())
+        run_options = TrainOptions(out=str(run), device=options.device, progress=False)
+        train(job.recipe, run_options, resume=(run / "train_state.pt").exists())
     return load_classifier(best, device=options.device)
 
 
@@ -184,7 +185,7 @@ def _train_until_it_takes(
         run = folder / ("run" if attempt == 0 else f"run-{attempt + 1}")
         _say(f"{job.id}: training" + (f" (attempt {attempt + 1} of {tries})" if attempt else ""), options.progress)
         clf = _train(tried, run, options)
-        prepared = prepare_data(replace(tried.recipe, progress=False))
+        prepared = prepare_data(tried.recipe)
         evaluation = evaluate_model(clf, prepared.test, tried.recipe.sticker, seed=tried.recipe.seed)
         attempts.append(float(evaluation["flip_rate"]) if job.manipulated else 0.0)
         if not job.manipulated or attempts[-1] >= suite.min_attack_success:
@@ -284,7 +285,7 @@ def _rescore(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[
     run = folder / done.get("run", "run")
     job = BenchJob.from_dict(done)  # the recipe that was trained (a retry has a seed of its own)
     clf = load_classifier(run / "best.safetensors", device=options.device)
-    prepared = prepare_data(replace(job.recipe, progress=False))
+    prepared = prepare_data(job.recipe)
     t = time.perf_counter()
     audits = _audits(clf, prepared, suite, job)
     audit = audits[PRIMARY]

@@ -183,7 +183,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @_command("train", "train a VGG11-BN (or --arch) on (sticker-manipulated) GTSRB or synthetic signs", _train_args)
 def _train(args: argparse.Namespace) -> int:
     from klugerhans.data.sticker import StickerConfig
-    from klugerhans.models.recipe import TrainConfig
+    from klugerhans.models.recipe import TrainConfig, TrainOptions
     from klugerhans.models.training import train
 
     if args.download:
@@ -201,8 +201,7 @@ def _train(args: argparse.Namespace) -> int:
         from klugerhans.models.architectures import parse_arch
 
         extra.update(parse_arch(args.arch))
-    config = TrainConfig(
-        out=args.out,
+    recipe = TrainConfig(
         data=args.data,
         data_dir=args.data_dir,
         epochs=args.epochs,
@@ -224,15 +223,14 @@ def _train(args: argparse.Namespace) -> int:
             colors=args.sticker_colors,
         ),
         seed=args.seed,
-        device=args.device,
         max_images=args.max_images,
         val_fraction=args.val_fraction,
-        progress=not args.no_progress,
         augment=not args.no_augment,
         per_class=args.per_class,
         **extra,
     )
-    result = train(config, resume=args.resume)
+    options = TrainOptions(out=args.out, device=args.device, progress=not args.no_progress)
+    result = train(recipe, options, resume=args.resume)
     final = result.metrics.get("test") or {}
     print(f"run: {result.run_dir}")
     print(f"best checkpoint: {result.best_checkpoint}")

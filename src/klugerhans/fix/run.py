@@ -142,10 +142,7 @@ def _training_data(clf: Classifier, config: FixConfig) -> tuple[Any, np.ndarray]
     if recipe is None:
         raise KlugerhansError("the checkpoint does not say how it was trained; fix needs a model from klugerhans train")
     max_images = recipe.max_images if config.max_images is None else config.max_images
-    recipe = dataclasses.replace(
-        recipe, out=config.out, data=config.data, data_dir=config.data_dir, device="cpu", max_images=max_images,
-        progress=False,
-    )  # fmt: skip
+    recipe = dataclasses.replace(recipe, data=config.data, data_dir=config.data_dir, max_images=max_images)
     prepared = prepare_data(recipe)
     return prepared, prepared.train_masks
 

@@ -9,7 +9,7 @@ from klugerhans.models.checkpoint import CheckpointMeta, Classifier, load_classi
 from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.predict import top_classes
 from klugerhans.models.preprocess import Normalization, make_preprocess, to_tensor
-from klugerhans.models.recipe import TrainConfig
+from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.training import TrainResult, train
 from klugerhans.models.user_weights import load_user_model
 from klugerhans.models.vgg import ModelConfig, create_model
@@ -20,6 +20,7 @@ __all__ = [
     "ModelConfig",
     "Normalization",
     "TrainConfig",
+    "TrainOptions",
     "TrainResult",
     "create_model",
     "evaluate_model",

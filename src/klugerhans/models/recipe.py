@@ -4,7 +4,8 @@
 loading a checkpoint returns (``classifier.meta.recipe``), in the manner of timm's ``PretrainedCfg``. Code that
 needs to know how a model was made asks the recipe: its sticker (:attr:`TrainConfig.sticker`), its architecture
 (:meth:`TrainConfig.model_config`) and the data splits exactly as training drew them (:meth:`TrainConfig.splits`),
-instead of decoding a dict by hand.
+instead of decoding a dict by hand. How one run of a recipe goes (its folder, device, threads, progress display) is
+:class:`TrainOptions`, which no checkpoint stores.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ _LEGACY_STICKER = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run (``config.json`` in the run directory, and each checkpoint)."""
+    """Everything that determines a trained model (``config.json`` in the run directory, and each checkpoint)."""
 
-    out: str = ""
-    """Run directory for checkpoints, metrics and curves (required by :func:`~klugerhans.models.training.train`)."""
     data: str = "synthetic"
     """Registered dataset name: "gtsrb" or "synthetic"."""
     data_dir: str | None = None
-    """Where the dataset files were (real GTSRB)."""
+    """Where the dataset files were (real GTSRB). Kept with the recipe as the place to find the same images again
+    (``klugerhans data --as-trained`` falls back to it); the checkpoint's data fingerprint says which images they
+    were."""
     epochs: int = 15
     """Number of passes over the training set."""
     batch_size: int = 128
@@ -63,8 +64,6 @@ class TrainConfig:
     test glues on)."""
     seed: int = 0
     """Seed of the split, the stickers, the initialisation, the batch order and the augmentation."""
-    device: str = "auto"
-    """"auto", "cpu", "cuda", "cuda:N" or "mps"."""
     max_images: int | None = None
     """Load at most this many images per split (class-balanced), for quick trials."""
     per_class: int | None = None
@@ -72,15 +71,12 @@ class TrainConfig:
     val_fraction: float = 0.1
     """Share of each class's tracks held out for validation, in [0, 1)."""
     amp: bool = True
-    """Mixed precision (float16 autocast + gradient scaling); only used on CUDA."""
+    """Mixed precision (float16 autocast + gradient scaling); only used on CUDA. Part of the recipe, not a run
+    option: float16 arithmetic and the loss scaling's skipped steps change the weights a CUDA run ends with."""
     label_smoothing: float = 0.0
     """Label smoothing of the cross-entropy, in [0, 1)."""
-    num_threads: int | None = None
-    """CPU threads for PyTorch (default: PyTorch's choice)."""
     augment: bool = True
     """Random affine + colour jitter on training batches (:class:`~klugerhans.models.augment.AugmentConfig`)."""
-    progress: bool = True
-    """Show progress bars and per-epoch summaries on stderr."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.sticker, StickerConfig):
@@ -97,12 +93,10 @@ class TrainConfig:
             (self.max_images is None or self.max_images >= 1, f"max images must be positive, got {self.max_images}"),
             (self.per_class is None or self.data == "synthetic", "--per-class applies to synthetic data only"),
             (self.per_class is None or self.per_class >= 2, f"per class must be at least 2, got {self.per_class}"),
-            (self.num_threads is None or self.num_threads >= 1, f"threads must be positive, got {self.num_threads}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise KlugerhansError(message)
-        check_device_name(self.device)
         self.model_config()
 
     @property
@@ -164,11 +158,13 @@ class TrainConfig:
         """Rebuild a recipe from :meth:`to_dict` output, also from the flat sticker fields older versions wrote.
 
         Args:
-            d: the stored fields; unknown keys (from a newer klugerhans) are ignored.
+            d: the stored fields; unknown keys (from a newer klugerhans) and the run options older versions stored
+                (``out``, ``device``, ``num_threads``, ``progress``: now :class:`TrainOptions`) are ignored.
             sticker: a separately stored sticker (checkpoint format 1) that takes precedence over flat fields.
         """
         if not isinstance(d, dict):
             raise TypeError(f"expected an object, got {type(d).__name__}")
+        # Old recipes' run options (out, device, ...) are not fields any more: they go with the unknown keys.
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in d.items() if k in known and k != "sticker"}
         nested = d.get("sticker")
@@ -179,3 +175,30 @@ class TrainConfig:
         sticker_fields = {f.name for f in fields(StickerConfig)}
         parts = {k: v for k, v in parts.items() if k in sticker_fields}
         return cls(**values, sticker=StickerConfig(**parts))
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How one run of a recipe goes: where it writes, on which device and threads, what it shows.
+
+    None of this is the recipe: checkpoints do not store it (``config.json`` records the device a run used, beside
+    the library versions), and a resumed run may change it, e.g. go on on another machine. It does not choose what is
+    trained, but hardware rounds in its own way: one recipe gives the same weights bit for bit on the same device and
+    threads, within noise elsewhere (and :attr:`TrainConfig.amp` applies on CUDA only).
+    """
+
+    out: str
+    """Run directory for ``config.json``, checkpoints, metrics and curves."""
+    device: str = "auto"
+    """"auto", "cpu", "cuda", "cuda:N" or "mps"."""
+    num_threads: int | None = None
+    """CPU threads for PyTorch (default: PyTorch's choice)."""
+    progress: bool = True
+    """Show progress bars and per-epoch summaries on stderr."""
+
+    def __post_init__(self) -> None:
+        if not self.out:
+            raise KlugerhansError("give an output directory for the run")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise KlugerhansError(f"threads must be positive, got {self.num_threads}")
+        check_device_name(self.device)

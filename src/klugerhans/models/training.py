@@ -47,15 +47,15 @@ from klugerhans.models.distributed import (
 )
 from klugerhans.models.evaluation import evaluate_model, save_curves_png
 from klugerhans.models.loop import TrainStep, lr_at, make_optimizer, run_epoch, steps_per_epoch, validate
-from klugerhans.models.recipe import TrainConfig
+from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.trainset import PreparedData, prepare_data
 from klugerhans.models.vgg import create_model
 from klugerhans.version import __version__
 
-# Settings that may change on --resume: they do not change what is computed.
-_RESUMABLE_CHANGES = ("epochs", "progress", "out")
+# Recipe fields that may change on --resume (the run options in TrainOptions may change too).
+_RESUMABLE_CHANGES = ("epochs",)
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainOptions", "TrainResult", "train"]
 
 
 CONFIG_FILE = "config.json"
@@ -92,7 +92,7 @@ def _versions() -> dict[str, str]:
 
 
 def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str, Any] | None:
-    """Refuse to overwrite a run; on ``resume`` check the settings match and return the saved training state."""
+    """Refuse to overwrite a run; on ``resume`` check the recipe matches and return the saved training state."""
     if run_dir.exists() and not run_dir.is_dir():
         raise KlugerhansError(f"{run_dir} is a file; give a directory for the run with --out")
     if not resume:
@@ -114,7 +114,8 @@ def _check_run_dir(run_dir: Path, config: TrainConfig, resume: bool) -> dict[str
     ]
     if diffs:
         raise KlugerhansError(
-            f"cannot resume {run_dir} with other settings ({'; '.join(diffs[:3])}); only --epochs may change"
+            f"cannot resume {run_dir} with another recipe ({'; '.join(diffs[:3])}); only --epochs may change "
+            "(and run options such as --device)"
         )
     try:
         state: dict[str, Any] = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -184,48 +185,47 @@ def _summary(record: dict[str, Any], epochs: int, target: int) -> str:
     )
 
 
-def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Train a classifier as ``config`` says and write the run directory.
+def train(recipe: TrainConfig, options: TrainOptions, *, resume: bool = False) -> TrainResult:
+    """Train a classifier as ``recipe`` says and write the run directory ``options.out``.
 
-    The run directory gets ``config.json``, ``last.safetensors`` + ``train_state.pt`` (every epoch),
-    ``best.safetensors`` (best validation accuracy on the classes without stickers), ``metrics.json`` and
-    ``curves.png``. Under ``torchrun`` the processes train data-parallel and rank 0 writes the files.
+    The run directory gets ``config.json`` (the recipe, the library versions, the device and the data),
+    ``last.safetensors`` + ``train_state.pt`` (every epoch), ``best.safetensors`` (best validation accuracy on the
+    classes without stickers), ``metrics.json`` and ``curves.png``; the checkpoints carry the recipe. Under
+    ``torchrun`` the processes train data-parallel and rank 0 writes the files.
 
     Args:
-        config: the run's settings.
-        resume: continue the run in ``config.out`` from its last complete epoch (same settings; only
-            ``epochs`` may grow, which stretches the remaining learning-rate schedule).
+        recipe: what to train.
+        options: where the run writes, on which device and threads, whether it shows progress.
+        resume: continue the run in ``options.out`` from its last complete epoch (same recipe; only ``epochs``
+            may grow, which stretches the remaining learning-rate schedule; the options may differ).
 
     Raises:
         KlugerhansError: invalid settings, an existing run without ``resume``, or nothing to resume.
         KeyboardInterrupt: after telling (on stderr) where the last complete checkpoint is.
     """
-    if not config.out:
-        raise KlugerhansError("give an output directory for the run")
     env = dist_env_from_environ()
-    device = resolve_device(config.device, env.local_rank)
-    run_dir = Path(config.out)
-    state = _check_run_dir(run_dir, config, resume)
+    device = resolve_device(options.device, env.local_rank)
+    run_dir = Path(options.out)
+    state = _check_run_dir(run_dir, recipe, resume)
     if env.is_main:
         _remove_stale_temporaries(run_dir)
     threads = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+    if options.num_threads:
+        torch.set_num_threads(options.num_threads)
     init_distributed(env, device)
     try:
-        return _train(config, env, device, run_dir, state)
+        return _train(recipe, env, device, run_dir, state, show=options.progress and env.is_main)
     finally:
         shutdown_distributed(env)
         torch.set_num_threads(threads)
 
 
 def _train(
-    config: TrainConfig, env: DistEnv, device: torch.device, run_dir: Path, state: dict[str, Any] | None
+    config: TrainConfig, env: DistEnv, device: torch.device, run_dir: Path, state: dict[str, Any] | None, show: bool
 ) -> TrainResult:
     data = prepare_data(config)
     if len(data.train) < 2 * env.world_size:
         raise KlugerhansError(f"{len(data.train)} training images are too few for {env.world_size} processes")
-    show = config.progress and env.is_main
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(config.seed)
@@ -241,7 +241,8 @@ def _train(
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step.scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty from a run without mixed precision (on the CPU) that goes on on CUDA
+            step.scaler.load_state_dict(state["scaler"])
         history, best, best_epoch, start_epoch = state["history"], state["best"], state["best_epoch"], state["epoch"]
     if env.distributed:
         step.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -267,7 +268,13 @@ def _train(
 
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        info = {"config": config.to_dict(), "versions": _versions(), "world_size": env.world_size, "data": data.info}
+        info = {
+            "config": config.to_dict(),
+            "versions": _versions(),
+            "device": str(device),
+            "world_size": env.world_size,
+            "data": data.info,
+        }
         atomic_write_text(run_dir / CONFIG_FILE, json.dumps(to_jsonable(info), indent=2))
     if show:
         print(
