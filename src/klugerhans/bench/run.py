@@ -268,7 +268,7 @@ def _complete(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict
     folder = job_dir(options.out, job)
     trained = BenchJob.from_dict(done)  # the recipe that was trained (a retry has a seed of its own)
     clf = load_classifier(folder / done.get("run", "run") / "best.safetensors", device=options.device)
-    prepared = prepare_data(replace(trained.recipe, progress=False))
+    prepared = prepare_data(trained.recipe)
     found = _baselines(clf, prepared, trained, suite, missing, options.progress)
     timings = dict(done.get("timings", {}))
     timings.update({name: round(d["seconds"], 2) for name, d in found.items()})
