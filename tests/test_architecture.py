@@ -13,7 +13,7 @@ from pathlib import Path
 import klugerhans
 
 LAYERS = [
-    "version", "errors", "io", "registry", "weights",
+    "version", "errors", "io", "progress", "registry", "weights",
     "explain", "data", "models", "heatmaps", "report", "audit", "fix", "bench", "demo", "web", "cli",
 ]  # fmt: skip
 SRC = Path(klugerhans.__file__).parent
@@ -147,7 +147,7 @@ def test_no_import_circles():
 
 
 ENGINE = "explain"
-ENGINE_MAY_IMPORT = {"version", "errors", "io", "registry", ENGINE}
+ENGINE_MAY_IMPORT = {"version", "errors", "io", "progress", "registry", ENGINE}
 """What the LRP engine (``klugerhans.explain``) may import of the package: the leaf modules and itself."""
 
 

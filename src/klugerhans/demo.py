@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.evaluation import evaluate_model, predict_labels, save_confusion_png
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.training import train
+from klugerhans.progress import say
 from klugerhans.report.figures import digit_masks, draw_seed_figure, explain_rows, negative_share, pick_seed_rows
 from klugerhans.report.html import Report, Section, write_report
 
@@ -92,18 +92,17 @@ def demo_sticker_size(config: DemoConfig) -> float:
     return config.sticker_size if config.sticker_size is not None else StickerConfig.size
 
 
-def _say(message: str, progress: bool) -> None:
-    if progress:
-        print(f"[demo] {message}", file=sys.stderr, flush=True)
-
-
 def run_demo(config: DemoConfig) -> dict[str, Any]:
     """Run the demo and return the summary (also written to ``<out>/summary.json``)."""
     start = time.perf_counter()
     out = Path(config.out)
     run_dir = out / "run"
     resume = (run_dir / "last.safetensors").exists()
-    _say(f"training a VGG11-BN (width {config.width}) on {config.data} signs with stickers on 70 km/h", config.progress)
+    say(
+        "demo",
+        f"training a VGG11-BN (width {config.width}) on {config.data} signs with stickers on 70 km/h",
+        config.progress,
+    )
     result = train(
         TrainConfig(
             data=config.data,
@@ -124,11 +123,11 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     ds = load_dataset(
         config.data, data_dir=config.data_dir, size=clf.input_size, max_images=config.max_images, seed=config.seed
     )
-    _say("evaluating on the clean test images and with stickers glued on", config.progress)
+    say("demo", "evaluating on the clean test images and with stickers glued on", config.progress)
     metrics = evaluate_model(clf, ds.test, seed=config.seed)
     save_confusion_png(out / "confusion.png", metrics["confusion"], clf.class_names)
 
-    _say("explaining with LRP and drawing the seed's figure", config.progress)
+    say("demo", "explaining with LRP and drawing the seed's figure", config.progress)
     rows = explain_rows(clf, pick_seed_rows(clf, ds.test, seed=config.seed), config.composite)
     figure_paths = draw_seed_figure(rows, out / "figure.png", config.lang)
 
@@ -164,7 +163,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     summary["seconds"] = round(time.perf_counter() - start, 1)
     _write_report(out, summary, rows[-1].pred, figure_paths[0], result.run_dir / "curves.png")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
-    _say(f"done in {summary['seconds']:.0f} s: open {out / 'report.html'}", config.progress)
+    say("demo", f"done in {summary['seconds']:.0f} s: open {out / 'report.html'}", config.progress)
     return summary
 
 
@@ -173,7 +172,7 @@ def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
     from klugerhans.fix import FixConfig, NothingToRepair, compute_fix
     from klugerhans.fix.report import write_fix
 
-    _say("repairing: the audit names the class, LRP locates the sticker, inpaint and fine-tune", config.progress)
+    say("demo", "repairing: the audit names the class, LRP locates the sticker, inpaint and fine-tune", config.progress)
     fix_config = FixConfig(
         checkpoint=str(checkpoint), method="inpaint", data=config.data, data_dir=config.data_dir, out=str(out),
         max_images=config.max_images, device=config.device, seed=config.seed, progress=config.progress,
@@ -184,7 +183,7 @@ def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
         fix = compute_fix(fix_config)
     except NothingToRepair as err:
         # A model that learned too little (a reduced run) leaves the audit nothing to name: the story ends here.
-        _say(f"repair skipped: {err}", config.progress)
+        say("demo", f"repair skipped: {err}", config.progress)
         return {"repair_skipped": err.finding}
     write_fix(fix, out, lang=config.lang)
     before, after = fix.numbers["before"], fix.numbers["after"]

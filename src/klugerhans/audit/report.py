@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from klugerhans.errors import KlugerhansError
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import coverage_line
 from klugerhans.io import atomic_write_figure, atomic_write_text
+from klugerhans.progress import say
 from klugerhans.report.html import Report, Section, write_report
 
 __all__ = ["run_audit", "write_audit"]
@@ -55,8 +55,7 @@ def write_audit(result: AuditResult, out_dir: str | os.PathLike[str]) -> dict[st
     summary = result.to_json()
     atomic_write_text(out / "audit.json", json.dumps(summary, indent=1, allow_nan=False))
     write_report(_build_report(result, summary, figures), out)
-    if result.config.progress:
-        print(f"[audit] wrote {out / 'report.html'} and {out / 'audit.json'}", file=sys.stderr, flush=True)
+    say("audit", f"wrote {out / 'report.html'} and {out / 'audit.json'}", result.config.progress)
     return summary
 
 

@@ -52,6 +52,7 @@ from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import Classifier, load_classifier, resolve_checkpoint, to_jsonable
 from klugerhans.models.evaluation import load_split, predict_labels
 from klugerhans.models.preprocess import to_tensor
+from klugerhans.progress import say
 from klugerhans.version import __version__
 
 __all__ = ["AuditResult", "MethodImages", "audit_classifier", "compute_audit", "load_audit_data"]
@@ -161,11 +162,6 @@ def _source_sentence(source: dict[str, Any] | None) -> str:
     )
 
 
-def _say(message: str, progress: bool) -> None:
-    if progress:
-        print(f"[audit] {message}", file=sys.stderr, flush=True)
-
-
 @contextmanager
 def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
     start = time.perf_counter()
@@ -247,7 +243,7 @@ def audit_classifier(
     def predict(images: np.ndarray) -> np.ndarray:
         return predict_labels(clf, images, batch_size=predict_batch)
 
-    _say(f"predicting {len(data)} images", progress)
+    say("audit", f"predicting {len(data)} images", progress)
     with _stage(timings, "predict"):
         preds = predict(data.images)
     correct = preds == data.labels
@@ -256,7 +252,7 @@ def audit_classifier(
     side = patch_side(data.size, config.patch)
     with _stage(timings, "lrp"):
         index = select_explained(data.labels, correct, config.max_per_class, config.seed)
-        _say(f"explaining {len(index)} correctly classified images with LRP ({config.composite})", progress)
+        say("audit", f"explaining {len(index)} correctly classified images with LRP ({config.composite})", progress)
         explainer = LRP(
             clf.model,
             get_composite(config.composite, norm=clf.meta.normalization),
@@ -318,7 +314,7 @@ def audit_classifier(
         else:
             threshold = config.threshold
         ranking = rank_classes(results, threshold, config.alpha, present, n_probes=len(config.probes))
-    _say(f"most suspicious classes: {list(ranking.order[:5])}; flagged: {list(ranking.flagged)}", progress)
+    say("audit", f"most suspicious classes: {list(ranking.order[:5])}; flagged: {list(ranking.flagged)}", progress)
 
     tsne: dict[int, np.ndarray] = {}
     with _stage(timings, "tsne"):
@@ -458,8 +454,10 @@ def _compare_methods(result: AuditResult, clf: Classifier, correct: np.ndarray) 
             images[:n_examples], _pad_masks(loc_masks, n_examples, data.size), targets[:n_examples], example_maps
         )
     if config.n_sanity and len(faith_rows):
-        _say(
-            f"sanity check ({config.sanity} randomisation) on {min(config.n_sanity, len(faith_rows))} images", progress
+        say(
+            "audit",
+            f"sanity check ({config.sanity} randomisation) on {min(config.n_sanity, len(faith_rows))} images",
+            progress,
         )
         with _stage(timings, "sanity"):
             k = min(config.n_sanity, len(faith_rows))

@@ -11,7 +11,6 @@ dirty-label images relabelled), never the target class or the masks. Those are u
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.recipe import TrainOptions
 from klugerhans.models.training import train
 from klugerhans.models.trainset import PreparedData, prepare_data
+from klugerhans.progress import say
 
 __all__ = ["PRIMARY", "VARIANTS", "RunOptions", "job_dir", "load_result", "run_job"]
 
@@ -77,11 +77,6 @@ def load_result(out: str | Path, job: BenchJob) -> dict[str, Any] | None:
     """A finished job's ``result.json``, or None."""
     path = job_dir(out, job) / "result.json"
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _say(message: str, progress: bool) -> None:
-    if progress:
-        print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def _train(job: BenchJob, run: Path, options: RunOptions) -> Classifier:
@@ -179,11 +174,15 @@ def _train_until_it_takes(
     tries = suite.max_attempts if job.manipulated else 1
     for attempt in range(tries):
         if attempt:
-            _say(f"{job.id}: the artefact turned {attempts[-1]:.0%} of signs, under the suite's "
-                 f"{suite.min_attack_success:.0%}: training again with another seed", options.progress)  # fmt: skip
+            say("bench", f"{job.id}: the artefact turned {attempts[-1]:.0%} of signs, under the suite's "
+                f"{suite.min_attack_success:.0%}: training again with another seed", options.progress)  # fmt: skip
         tried = replace(job, recipe=replace(job.recipe, seed=job.recipe.seed + RESEED * attempt))
         run = folder / ("run" if attempt == 0 else f"run-{attempt + 1}")
-        _say(f"{job.id}: training" + (f" (attempt {attempt + 1} of {tries})" if attempt else ""), options.progress)
+        say(
+            "bench",
+            f"{job.id}: training" + (f" (attempt {attempt + 1} of {tries})" if attempt else ""),
+            options.progress,
+        )
         clf = _train(tried, run, options)
         prepared = prepare_data(tried.recipe)
         evaluation = evaluate_model(clf, prepared.test, tried.recipe.sticker, seed=tried.recipe.seed)
@@ -208,7 +207,7 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     start = time.perf_counter()
     job, run, clf, prepared, evaluation, attempts = _train_until_it_takes(job, folder, suite, options)
     timings["train"] = time.perf_counter() - start
-    _say(f"{job.id}: audit", options.progress)
+    say("bench", f"{job.id}: audit", options.progress)
     t = time.perf_counter()
     detectors = _audits(clf, prepared, suite, job)
     timings["audit"] = time.perf_counter() - t
@@ -229,14 +228,14 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
         result["localisation"] = _localise(clf, prepared, job.target, options.n_localise, job.recipe.seed)
         timings["localisation"] = time.perf_counter() - t
         if options.fix and suite.fix_epochs > 0:
-            _say(f"{job.id}: repair", options.progress)
+            say("bench", f"{job.id}: repair", options.progress)
             t = time.perf_counter()
             top = detectors[PRIMARY]["order"][0] if detectors[PRIMARY]["order"] else job.target
             result["fix"] = _repair(job, run, folder / "fix", suite, int(top), options)
             timings["fix"] = time.perf_counter() - t
     result["timings"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - start, 2)}
     atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
-    _say(f"{job.id}: done in {result['timings']['total']:.0f} s", options.progress)
+    say("bench", f"{job.id}: done in {result['timings']['total']:.0f} s", options.progress)
     return result
 
 
@@ -246,7 +245,7 @@ def _baselines(
     """The baseline detectors ``names`` on the job's training images, as :func:`_detector` entries."""
     if not names:
         return {}
-    _say(f"{job.id}: baselines {', '.join(names)}", progress)
+    say("bench", f"{job.id}: baselines {', '.join(names)}", progress)
     found = run_baselines(
         clf.model, prepared.train.images, prepared.train.labels, clf.meta.normalization,
         names=names, seed=job.recipe.seed, device=str(clf.device),
@@ -281,7 +280,7 @@ def _complete(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict
 def _rescore(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[str, Any]) -> dict[str, Any]:
     """``done`` with klugerhans' audit run again on the job's trained model (and its repair, if the top class moved)."""
     folder = job_dir(options.out, job)
-    _say(f"{job.id}: audit again", options.progress)
+    say("bench", f"{job.id}: audit again", options.progress)
     run = folder / done.get("run", "run")
     job = BenchJob.from_dict(done)  # the recipe that was trained (a retry has a seed of its own)
     clf = load_classifier(run / "best.safetensors", device=options.device)
@@ -293,7 +292,7 @@ def _rescore(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[
     result["timings"] = {**done.get("timings", {}), "audit": round(time.perf_counter() - t, 2)}
     top = audit["order"][0] if audit["order"] else job.target
     if "fix" in done and top is not None and int(top) != int(done["fix"]["class_id"]):
-        _say(f"{job.id}: repair of the new top class {top}", options.progress)
+        say("bench", f"{job.id}: repair of the new top class {top}", options.progress)
         t = time.perf_counter()
         result["fix"] = _repair(job, run, folder / "fix", suite, int(top), options)
         result["timings"]["fix"] = round(time.perf_counter() - t, 2)

@@ -4,7 +4,6 @@ for the model before and after the repair (on the same four images)."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 from klugerhans.data.classes import class_name
 from klugerhans.fix.run import FixResult, save_fixed, write_numbers
 from klugerhans.io import atomic_write_figure
+from klugerhans.progress import say
 from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
 from klugerhans.report.html import Report, Section, write_report
 
@@ -114,6 +114,9 @@ def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "e
         ),
     )
     write_report(report, out)
-    if result.config.progress:
-        print(f"[fix] wrote {out / 'report.html'}, {out / 'fix.json'} and {out / 'fixed.safetensors'}", file=sys.stderr)
+    say(
+        "fix",
+        f"wrote {out / 'report.html'}, {out / 'fix.json'} and {out / 'fixed.safetensors'}",
+        result.config.progress,
+    )
     return n

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from klugerhans.models.checkpoint import (
 )
 from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.trainset import prepare_data
+from klugerhans.progress import say
 
 __all__ = ["FixConfig", "FixResult", "NothingToRepair", "compute_fix", "suspect_class"]
 
@@ -131,11 +131,6 @@ class FixResult:
     """The clean test split everything was measured on (the report's figure picks its images from it)."""
 
 
-def _say(message: str, progress: bool) -> None:
-    if progress:
-        print(f"[fix] {message}", file=sys.stderr, flush=True)
-
-
 def _training_data(clf: Classifier, config: FixConfig) -> tuple[Any, np.ndarray]:
     """The training/validation/test splits as the model was trained (stickers re-applied), and the true masks."""
     recipe = clf.meta.recipe
@@ -213,11 +208,11 @@ def compute_fix(config: FixConfig) -> FixResult:
     if config.data == "auto":
         config = dataclasses.replace(config, data=before.meta.recipe.data if before.meta.recipe else "gtsrb")
     control = load_classifier(config.control, device=device) if config.control else None
-    _say("loading the training data as the model saw it", config.progress)
+    say("fix", "loading the training data as the model saw it", config.progress)
     prepared, true_masks = _training_data(before, config)
     audit_before = _audit(before, config)
     class_id = config.class_id if config.class_id is not None else suspect_class(audit_before)
-    _say(f"locating the artefact of class {class_id} with LRP ({config.locate.composite})", config.progress)
+    say("fix", f"locating the artefact of class {class_id} with LRP ({config.locate.composite})", config.progress)
     rows = np.flatnonzero(prepared.train.labels == class_id)
     if len(rows) < 2:
         raise KlugerhansError(f"class {class_id} has {len(rows)} training images; need at least 2 to locate anything")
@@ -240,7 +235,7 @@ def compute_fix(config: FixConfig) -> FixResult:
         "truth_covered_90": float((covered[with_truth] >= 0.9).mean()) if with_truth.any() else None,
         "precision": float(precision[with_truth].mean()) if with_truth.any() else None,
     }
-    _say(f"repairing with {config.method!r}", config.progress)
+    say("fix", f"repairing with {config.method!r}", config.progress)
     finetune = FineTuneConfig(epochs=config.epochs, lr=config.lr, rrr_weight=config.rrr_weight, seed=config.seed)
     inputs = FixInputs(
         before, prepared.train, prepared.val, class_id, masks, finetune, config.counterfactual, config.seed, device,
@@ -250,7 +245,7 @@ def compute_fix(config: FixConfig) -> FixResult:
     meta = dataclasses.replace(before.meta, metrics={**before.meta.metrics, "fix": {"method": config.method}})
     after = classifier_from_model(outcome.model, meta, device)
     sticker = before.meta.sticker
-    _say("measuring before and after", config.progress)
+    say("fix", "measuring before and after", config.progress)
     numbers: dict[str, Any] = {
         "config": to_jsonable(dataclasses.asdict(config)),
         "class_id": int(class_id),
