@@ -9,27 +9,13 @@ from klugerhans.data.images import resize_center_crop, resize_square
 from klugerhans.data.sticker import paint_sticker
 from klugerhans.data.synthetic.loader import RENDER_SIZES, render_sign
 from klugerhans.errors import ImageError, KlugerhansError
-from klugerhans.web.state import MAX_SIZES, MAX_STICKERS, Scene, Sticker, example_scene, parse_color, upload_scene
+from klugerhans.web.state import MAX_SIZES, MAX_STICKERS, Scene, Sticker, example_scene, upload_scene
 
 
 def _png(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.mark.parametrize(
-    ("value", "rgb"),
-    [("#000000", (0, 0, 0)), ("#FF8000", (255, 128, 0)), ("#0f0", (0, 255, 0)), ("rgba(10, 20, 30, 1)", (10, 20, 30))],
-)
-def test_parse_color(value, rgb):
-    assert parse_color(value) == rgb
-
-
-@pytest.mark.parametrize("value", ["red", "#12345", "rgb(1, 2, 300)", "#gggggg"])
-def test_parse_color_rejects_garbage(value):
-    with pytest.raises(KlugerhansError):
-        parse_color(value)
 
 
 @pytest.mark.parametrize(

@@ -75,16 +75,12 @@ def _class_id(text: str) -> int:
 
 
 def _color(text: str) -> tuple[int, int, int]:
-    named = {"black": (0, 0, 0), "white": (255, 255, 255), "yellow": (255, 220, 0), "green": (0, 160, 60)}
-    if text.lower() in named:
-        return named[text.lower()]
-    raw = text.lstrip("#")
-    if len(raw) == 6:
-        try:
-            return (int(raw[0:2], 16), int(raw[2:4], 16), int(raw[4:6], 16))
-        except ValueError:
-            pass
-    raise argparse.ArgumentTypeError(f"expected a colour name ({', '.join(named)}) or #RRGGBB, got {text!r}")
+    from klugerhans.data.colors import parse_color
+
+    try:
+        return parse_color(text)
+    except KlugerhansError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _colors(text: str) -> tuple[tuple[int, int, int], ...]:

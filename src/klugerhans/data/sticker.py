@@ -18,6 +18,7 @@ import numpy as np
 
 from klugerhans.data.artefacts import PATTERNS, Pattern, cast, frame_masks, noise_texture, shape_mask, text_mask
 from klugerhans.data.classes import SPEED_70, check_class_id
+from klugerhans.data.colors import parse_color
 from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
 
@@ -30,6 +31,7 @@ LABELS: tuple[str, ...] = ("clean", "dirty")
 MAX_TEXT = 8
 """Longest ``text`` of a "text" sticker, in characters."""
 _COLOUR_NAMES = {(0, 0, 0): "black", (255, 255, 255): "white"}
+_WHAT = "sticker colour"
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,9 @@ class StickerConfig:
             )
         if not isinstance(self.colors, tuple | list):
             raise KlugerhansError(f"sticker colours must be a list of RGB colours, got {self.colors!r}")
-        object.__setattr__(self, "colors", tuple(_check_color(c) for c in self.colors))
+        object.__setattr__(self, "colors", tuple(parse_color(c, _WHAT) for c in self.colors))
         _check_shape(self.shape)
-        object.__setattr__(self, "color", _check_color(self.color))  # JSON gives a list
+        object.__setattr__(self, "color", parse_color(self.color, _WHAT))  # JSON gives a list
         for name, value, allowed in (
             ("pattern", self.pattern, PATTERNS),
             ("placement", self.placement, PLACEMENTS),
@@ -119,18 +121,6 @@ class StickerConfig:
             "frame": f"a {colour} frame",
             "cast": f"a {colour} colour cast",
         }.get(self.pattern, f"a {self.pattern} artefact")
-
-
-def _check_color(color: object) -> tuple[int, int, int]:
-    """``color`` as an RGB tuple of ints, or a one-line error."""
-
-    def byte(v: object) -> bool:
-        return isinstance(v, int | np.integer) and not isinstance(v, bool) and 0 <= int(v) <= 255
-
-    if not isinstance(color, tuple | list) or len(color) != 3 or not all(byte(v) for v in color):
-        raise KlugerhansError(f"sticker colour must be three values 0..255, got {color!r}")
-    r, g, b = (int(v) for v in color)
-    return r, g, b
 
 
 def _check_shape(shape: str) -> None:
@@ -282,7 +272,7 @@ def paint_sticker(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise KlugerhansError(f"image must be (H, W, 3) uint8, got shape {image.shape} {image.dtype}")
     _check_shape(shape)
-    color = _check_color(color)
+    color = parse_color(color, _WHAT)
     if not (np.isfinite(x) and np.isfinite(y)) or int(side_px) < 1:
         raise KlugerhansError(
             f"sticker needs a finite position and a side of at least 1 pixel, got {x}, {y}, {side_px}"

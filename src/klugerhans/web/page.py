@@ -20,11 +20,12 @@ from typing import Any, TypeVar, cast
 import gradio as gr
 
 from klugerhans.data.classes import Language
+from klugerhans.data.colors import parse_color
 from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
 from klugerhans.models.vgg import INPUT_SIZES
 from klugerhans.web.analysis import CHECKPOINT, DISPLAY_SIZE, ModelStore, analyze, describe_model, enlarge
-from klugerhans.web.state import Scene, Sticker, example_scene, parse_color, upload_scene
+from klugerhans.web.state import Scene, Sticker, example_scene, upload_scene
 
 __all__ = [
     "HEATMAP_VIEWS",
@@ -255,7 +256,8 @@ class Page:
         """Glue a sticker centred at ``(x, y)`` percent of the image width and height."""
 
         def change(s: Session) -> Session:
-            sticker = Sticker(float(x) / 100, float(y) / 100, float(size), parse_color(color), str(shape))
+            rgb = parse_color(color or "black")  # a cleared picker is black
+            sticker = Sticker(float(x) / 100, float(y) / 100, float(size), rgb, str(shape))
             return replace(s, scene=s.scene.with_sticker(sticker))
 
         return self._respond(session, change, controls)

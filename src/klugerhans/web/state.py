@@ -12,7 +12,6 @@ smooth one.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -20,45 +19,19 @@ import numpy as np
 from PIL import Image
 
 from klugerhans.data.classes import SPEED_50, check_class_id, class_name
+from klugerhans.data.colors import parse_color
 from klugerhans.data.images import decode_image
 from klugerhans.data.sticker import SHAPES, paint_sticker
 from klugerhans.data.synthetic.loader import RENDER_SIZES, render_sign
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.preprocess import ResizeMode, resize_image
 
-__all__ = ["Scene", "Sticker", "example_scene", "parse_color", "upload_scene"]
+__all__ = ["Scene", "Sticker", "example_scene", "upload_scene"]
 
 MAX_STICKERS = 20
 """Stickers kept per scene; older ones are dropped first (a page cannot grow without bound)."""
 MAX_SIZES = 8
 """Input sizes (with their resize) kept per image; the least recently used is dropped first (drawn again if asked)."""
-
-
-def parse_color(value: str | tuple[int, int, int] | None) -> tuple[int, int, int]:
-    """A colour picker's value (``#rgb``, ``#rrggbb``, ``rgb(r, g, b)``/``rgba(...)``) or an RGB triple -> RGB.
-
-    Raises:
-        KlugerhansError: anything else.
-    """
-    if value is None or value == "":
-        return (0, 0, 0)
-    if isinstance(value, tuple | list):
-        rgb = tuple(int(v) for v in value)
-    else:
-        text = str(value).strip().lower()
-        hex_match = re.fullmatch(r"#([0-9a-f]{3}|[0-9a-f]{6})", text)
-        func_match = re.fullmatch(r"rgba?\(\s*([\d.]+)\s*,\s*([\d.]+)\s*,\s*([\d.]+)\s*(?:,\s*[\d.]+\s*)?\)", text)
-        if hex_match:
-            digits = hex_match.group(1)
-            digits = "".join(2 * c for c in digits) if len(digits) == 3 else digits
-            rgb = tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))
-        elif func_match:
-            rgb = tuple(round(float(v)) for v in func_match.groups())
-        else:
-            raise KlugerhansError(f"cannot read the colour {str(value)[:40]!r}; give #rrggbb")
-    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
-        raise KlugerhansError(f"a colour needs three values 0..255, got {rgb}")
-    return (rgb[0], rgb[1], rgb[2])
 
 
 @dataclass(frozen=True)
@@ -85,7 +58,7 @@ class Sticker:
             raise KlugerhansError(f"sticker side must be a share of the image in (0, 1], got {self.image_share}")
         if self.shape not in SHAPES:
             raise KlugerhansError(f"unknown sticker shape {self.shape!r}: choose one of {', '.join(SHAPES)}")
-        parse_color(self.color)
+        object.__setattr__(self, "color", parse_color(self.color, "sticker colour"))
 
     def paint(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Glue this sticker on an (S, S, 3) uint8 image -> ``(image copy, (S, S) bool mask)``."""
