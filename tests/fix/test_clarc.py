@@ -8,8 +8,8 @@ import torch
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.fix.clarc import (
-    ArtifactSubspace,
-    artifact_subspace,
+    ArtefactSubspace,
+    artefact_subspace,
     fold_projection,
     penultimate_features,
     project_features,
@@ -25,7 +25,7 @@ def test_subspace_recovers_a_planted_direction_and_the_reference():
     direction = torch.zeros(16)
     direction[3], direction[7] = 0.6, 0.8
     strength = 1.0 + torch.rand(200, 1, generator=g)
-    sub = artifact_subspace(clean + strength * direction, clean, energy=0.9, max_dims=4)
+    sub = artefact_subspace(clean + strength * direction, clean, energy=0.9, max_dims=4)
     assert sub.basis.shape == (16, 1)
     assert abs(float(sub.basis[:, 0] @ direction)) > 0.999
     assert torch.allclose(sub.reference, clean.mean(0), atol=1e-6)
@@ -34,7 +34,7 @@ def test_subspace_recovers_a_planted_direction_and_the_reference():
 
 def test_projection_removes_the_artefact_component_and_is_idempotent():
     v = torch.linalg.qr(torch.randn(10, 2, generator=torch.Generator().manual_seed(1)))[0]
-    sub = ArtifactSubspace(basis=v, reference=torch.full((10,), 0.5), energy=1.0)
+    sub = ArtefactSubspace(basis=v, reference=torch.full((10,), 0.5), energy=1.0)
     h = torch.randn(7, 10, generator=torch.Generator().manual_seed(2))
     p = project_features(h, sub)
     assert torch.allclose((p - sub.reference) @ v, torch.zeros(7, 2), atol=1e-5)  # at the reference along V
@@ -50,7 +50,7 @@ def test_folded_model_equals_projection_then_head():
     images = np.random.default_rng(0).integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
     h = penultimate_features(model, images, norm)
     v = torch.linalg.qr(torch.randn(h.shape[1], 3))[0]
-    sub = ArtifactSubspace(basis=v, reference=h.mean(0), energy=1.0)
+    sub = ArtefactSubspace(basis=v, reference=h.mean(0), energy=1.0)
     expected = model.classifier(project_features(h, sub))
     folded = copy.deepcopy(model)
     fold_projection(folded, sub)
@@ -73,6 +73,6 @@ def test_head_training_lowers_the_loss_and_bad_inputs_are_refused():
     with pytest.raises(KlugerhansError):
         train_head(model, feats, labels[:10])
     with pytest.raises(KlugerhansError):
-        artifact_subspace(feats, feats[:, :5])
+        artefact_subspace(feats, feats[:, :5])
     with pytest.raises(KlugerhansError):
-        artifact_subspace(feats, feats)  # no difference: nothing to project out
+        artefact_subspace(feats, feats)  # no difference: nothing to project out

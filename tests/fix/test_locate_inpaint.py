@@ -5,7 +5,7 @@ import pytest
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.fix.inpaint import inpaint
-from klugerhans.fix.locate import LocateConfig, blob_masks, locate_artifacts
+from klugerhans.fix.locate import LocateConfig, blob_masks, locate_artefacts
 
 
 def test_blob_is_the_connected_strong_region_around_the_peak():
@@ -38,7 +38,7 @@ def test_blob_area_is_capped_and_settings_are_checked():
 def test_lrp_locates_the_patch_a_shortcut_model_uses(squares_setup):
     fx, data, clf = squares_setup
     rows = np.flatnonzero(data.labels == fx.SHORTCUT_CLASS)
-    located = locate_artifacts(clf, data.images[rows], fx.SHORTCUT_CLASS)
+    located = locate_artefacts(clf, data.images[rows], fx.SHORTCUT_CLASS)
     patch = (data.images[rows] == 0).all(axis=3)
     covered = (located.masks & patch).sum((1, 2)) / patch.sum((1, 2))
     assert covered.mean() > 0.95
@@ -74,3 +74,14 @@ def test_inpainting_is_harmonic_a_linear_ramp_is_continued():
 def test_inpainting_rejects_mismatched_masks():
     with pytest.raises(KlugerhansError):
         inpaint(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 7), bool))
+
+
+def test_the_old_spelling_of_the_locate_names_still_works_with_a_warning():
+    import klugerhans.fix as fix
+
+    with pytest.warns(DeprecationWarning, match="locate_artefacts"):
+        assert fix.locate_artifacts is locate_artefacts
+    with pytest.warns(DeprecationWarning, match="LocatedArtefacts"):
+        assert fix.LocatedArtifacts is fix.LocatedArtefacts
+    with pytest.raises(AttributeError):
+        _ = fix.locate_artifact

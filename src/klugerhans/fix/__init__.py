@@ -1,12 +1,14 @@
 """Unlearning a shortcut that LRP located: ``klugerhans fix``.
 
-:func:`locate_artifacts` cuts the artefact out of the model's own heatmaps; the methods of :data:`FIX_METHODS`
+:func:`locate_artefacts` cuts the artefact out of the model's own heatmaps; the methods of :data:`FIX_METHODS`
 repair the model from those masks (never from ground truth); :func:`compute_fix` measures before and after and
 :func:`write_fix` writes the repaired weights and the report.
 """
 
+import warnings
+
 from klugerhans.fix.inpaint import inpaint
-from klugerhans.fix.locate import LocateConfig, LocatedArtifacts, locate_artifacts
+from klugerhans.fix.locate import LocateConfig, LocatedArtefacts, locate_artefacts
 from klugerhans.fix.methods import FIX_METHODS, FixInputs, FixOutcome, register_fix
 from klugerhans.fix.run import FixConfig, FixResult, NothingToRepair, compute_fix, suspect_class
 
@@ -17,15 +19,19 @@ __all__ = [
     "FixOutcome",
     "FixResult",
     "LocateConfig",
-    "LocatedArtifacts",
+    "LocatedArtefacts",
     "NothingToRepair",
     "compute_fix",
     "inpaint",
-    "locate_artifacts",
+    "locate_artefacts",
     "register_fix",
     "suspect_class",
     "write_fix",
 ]
+
+
+_RENAMED = {"locate_artifacts": "locate_artefacts", "LocatedArtifacts": "LocatedArtefacts"}
+"""Old spellings of public names -> today's; they still work, with a DeprecationWarning."""
 
 
 def __getattr__(name: str) -> object:
@@ -34,4 +40,7 @@ def __getattr__(name: str) -> object:
         from klugerhans.fix.report import write_fix
 
         return write_fix
+    if name in _RENAMED:
+        warnings.warn(f"klugerhans.fix.{name} is now {_RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
     raise AttributeError(name)

@@ -26,8 +26,8 @@ from klugerhans.errors import KlugerhansError
 from klugerhans.models.preprocess import Normalization, to_tensor
 
 __all__ = [
-    "ArtifactSubspace",
-    "artifact_subspace",
+    "ArtefactSubspace",
+    "artefact_subspace",
     "fold_projection",
     "penultimate_features",
     "project_features",
@@ -36,7 +36,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class ArtifactSubspace:
+class ArtefactSubspace:
     """The artefact's subspace of the penultimate features and the artefact-free reference point."""
 
     basis: torch.Tensor
@@ -73,24 +73,24 @@ def penultimate_features(
     return torch.cat(out) if out else torch.empty(0, _head_input_layer(model).in_features)
 
 
-def artifact_subspace(
-    with_artifact: torch.Tensor, without: torch.Tensor, energy: float = 0.9, max_dims: int = 8
-) -> ArtifactSubspace:
+def artefact_subspace(
+    with_artefact: torch.Tensor, without: torch.Tensor, energy: float = 0.9, max_dims: int = 8
+) -> ArtefactSubspace:
     """Estimate the artefact subspace from paired features (row ``i`` of both: the same image).
 
     Args:
-        with_artifact: (N, D) features of the images as they are.
+        with_artefact: (N, D) features of the images as they are.
         without: (N, D) features of the same images with the located artefact removed.
         energy: keep the fewest leading directions that capture this share of the differences' squared norm.
         max_dims: but at most this many.
     """
-    if with_artifact.shape != without.shape or with_artifact.ndim != 2 or len(with_artifact) < 2:
+    if with_artefact.shape != without.shape or with_artefact.ndim != 2 or len(with_artefact) < 2:
         raise KlugerhansError(
-            f"need two (N, D) feature sets of the same shape, N >= 2; got {tuple(with_artifact.shape)}"
+            f"need two (N, D) feature sets of the same shape, N >= 2; got {tuple(with_artefact.shape)}"
         )
     if not 0.0 < energy <= 1.0 or max_dims < 1:
         raise KlugerhansError(f"energy must be in (0, 1] and max_dims >= 1, got {energy}, {max_dims}")
-    diff = (with_artifact - without).double()
+    diff = (with_artefact - without).double()
     _, s, vh = torch.linalg.svd(diff, full_matrices=False)
     power = s**2
     total = float(power.sum())
@@ -99,21 +99,21 @@ def artifact_subspace(
     cumulative = torch.cumsum(power, 0) / total
     k = min(int(torch.searchsorted(cumulative, torch.tensor(energy, dtype=cumulative.dtype)).item()) + 1, max_dims)
     k = min(k, len(s))
-    return ArtifactSubspace(
+    return ArtefactSubspace(
         basis=vh[:k].T.float().contiguous(),
         reference=without.double().mean(0).float(),
         energy=float(cumulative[k - 1]),
     )
 
 
-def project_features(h: torch.Tensor, subspace: ArtifactSubspace) -> torch.Tensor:
+def project_features(h: torch.Tensor, subspace: ArtefactSubspace) -> torch.Tensor:
     """P-ClArC on (N, D) features: ``h - V V^T (h - z)``."""
     v, z = subspace.basis, subspace.reference
     return h - ((h - z) @ v) @ v.T
 
 
 @torch.no_grad()
-def fold_projection(model: nn.Module, subspace: ArtifactSubspace) -> None:
+def fold_projection(model: nn.Module, subspace: ArtefactSubspace) -> None:
     """Fold the P-ClArC projection into the head's first linear layer, in place.
 
     ``W (h - V V^T (h - z)) + b = W (I - V V^T) h + (b + W V V^T z)``.

@@ -23,7 +23,7 @@ from klugerhans.explain.composites import Fallback
 from klugerhans.heatmaps.dataset import explain_dataset
 from klugerhans.models.checkpoint import Classifier
 
-__all__ = ["LocateConfig", "LocatedArtifacts", "blob_masks", "locate_artifacts"]
+__all__ = ["LocateConfig", "LocatedArtefacts", "blob_masks", "locate_artefacts"]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class LocateConfig:
 
 
 @dataclass(frozen=True)
-class LocatedArtifacts:
+class LocatedArtefacts:
     """Where LRP says the artefact is, per image."""
 
     masks: np.ndarray
@@ -108,7 +108,7 @@ def blob_masks(relevance: np.ndarray | torch.Tensor, config: LocateConfig | None
     return out.numpy()
 
 
-def locate_artifacts(
+def locate_artefacts(
     clf: Classifier,
     images: np.ndarray,
     class_id: int,
@@ -116,7 +116,7 @@ def locate_artifacts(
     progress: bool = False,
     *,
     fallback: Fallback = "error",
-) -> LocatedArtifacts:
+) -> LocatedArtefacts:
     """LRP-explain ``images`` as ``class_id`` and cut the artefact blob out of each heatmap.
 
     Args:
@@ -148,4 +148,4 @@ def locate_artifacts(
     total = pos.flatten(1).sum(1)
     inside = (pos * torch.from_numpy(masks)).flatten(1).sum(1)
     share = torch.where(total > 0, inside / total.clamp(min=1e-30), torch.zeros_like(total))
-    return LocatedArtifacts(masks, relevance.numpy().astype(np.float32), share.numpy().astype(np.float64))
+    return LocatedArtefacts(masks, relevance.numpy().astype(np.float32), share.numpy().astype(np.float64))

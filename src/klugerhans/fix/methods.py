@@ -2,7 +2,7 @@
 
 ``@register_fix`` fills :data:`FIX_METHODS`; :func:`klugerhans.fix.run.run_fix` looks the method up by name. No
 method sees ground-truth artefact masks: they get the images of the suspicious class and the masks
-:func:`klugerhans.fix.locate.locate_artifacts` cut from the model's own heatmaps.
+:func:`klugerhans.fix.locate.locate_artefacts` cut from the model's own heatmaps.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
 from klugerhans.fix.clarc import (
-    artifact_subspace,
+    artefact_subspace,
     fold_projection,
     penultimate_features,
     project_features,
@@ -140,9 +140,9 @@ def _fix_pclarc(inputs: FixInputs) -> FixOutcome:
     if len(rows) < 2:
         raise KlugerhansError("P-ClArC needs at least two images with a located artefact")
     norm = clf.meta.normalization
-    with_artifact = penultimate_features(model, inputs.train.images[rows], norm)
+    with_artefact = penultimate_features(model, inputs.train.images[rows], norm)
     without = penultimate_features(model, inpaint(inputs.train.images[rows], inputs.located[rows]), norm)
-    subspace = artifact_subspace(with_artifact, without)
+    subspace = artefact_subspace(with_artefact, without)
     losses: list[float] = []
     if inputs.finetune.epochs > 0:
         features = penultimate_features(model, inputs.train.images, norm)

@@ -29,7 +29,7 @@ from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
 from klugerhans.fix.finetune import FineTuneConfig
-from klugerhans.fix.locate import LocateConfig, locate_artifacts
+from klugerhans.fix.locate import LocateConfig, locate_artefacts
 from klugerhans.fix.methods import FIX_METHODS, FixInputs, check_method
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import (
@@ -216,7 +216,7 @@ def compute_fix(config: FixConfig) -> FixResult:
     rows = np.flatnonzero(prepared.train.labels == class_id)
     if len(rows) < 2:
         raise KlugerhansError(f"class {class_id} has {len(rows)} training images; need at least 2 to locate anything")
-    located = locate_artifacts(
+    located = locate_artefacts(
         before, prepared.train.images[rows], class_id, config.locate, config.progress, fallback=config.fallback
     )
     masks = np.zeros(prepared.train.images.shape[:3], dtype=bool)
