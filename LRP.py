@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""The seed's script: ``python3 LRP.py /path/to/image.ppm`` prints the predicted class and writes the LRP heatmap.
+"""The teaching case's script: ``python3 LRP.py image.ppm`` prints the predicted class and writes the LRP heatmap.
 
 Model: ``--checkpoint FILE_OR_RUN_DIR``, else the environment variable ``KLUGERHANS_CHECKPOINT``, else the
 manipulated model released with klugerhans (``--model control`` for the one trained without stickers).
-All logic lives in the package (``klugerhans explain``); this file only keeps the seed's command working.
+All logic lives in the package (``klugerhans explain``); this file only keeps the teaching case's command working.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The seed's figure: its 50 km/h rows show one legible sign without and with the sticker, and the blue in the "5"."""
+"""The teaching case's figure: its 50 km/h rows show one legible sign, without and with the sticker, and a blue "5"."""
 
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ def readme_block(s: dict[str, Any]) -> str:
         f"epochs) tells the story in one command, break and repair, in {s['seconds']:.0f} s on a 2-core CPU "
         f"(`klugerhans demo --out runs/demo`, `seconds` in its `summary.json`): "
         f"{_pct(s['accuracy_non_target'])} accuracy on the other classes' clean test signs; a sticker turns "
-        f"{_pct(s['flip_rate_50'], 0)} of the 50 km/h signs into 70; LRP puts the sticker red in the seed's figure"
+        f"{_pct(s['flip_rate_50'], 0)} of the 50 km/h signs into 70; LRP puts the sticker red in the teaching case's "
+        "figure"
     )
     if "repair_skipped" in s:
         return textwrap.fill(text + f"; the repair was skipped: {s['repair_skipped']}.", WIDTH)

@@ -86,7 +86,7 @@ LRP = [
         '# LRP: warum sagt das Modell "70"?\n\n'
         '*Why does the model say "70"?* Layer-wise Relevance Propagation (Bach et al. 2015) distributes the '
         "model's output back onto the pixels: **red** pixels speak for the predicted class, **blue** ones against "
-        "it. We use the composite `epsilon_plus_flat` (the seed's choice): the flat rule on the first layer, "
+        "it. We use the composite `epsilon_plus_flat` (the teaching case's choice): the flat rule on the first layer, "
         "z+ on the other convolutions, epsilon on the dense layers, with BatchNorm merged into the convolutions."
     ),
     new_markdown_cell("## Parameter"),
@@ -130,7 +130,7 @@ LRP = [
     ),
     new_markdown_cell(
         "## Die Abbildung des Use Cases\n\n"
-        "*The seed's figure:* stop sign, no-passing sign, 50 km/h, and 50 km/h with a sticker."
+        "*The teaching case's figure:* stop sign, no-passing sign, 50 km/h, and 50 km/h with a sticker."
     ),
     new_code_cell(
         "from IPython.display import Image, display\n\n"

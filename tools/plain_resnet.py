@@ -1,10 +1,10 @@
 """Train a GTSRB ResNet-18 the way a user would bring one: plain PyTorch on an ImageFolder of 32 px crops.
 
-The folder is written with klugerhans (real GTSRB training crops, a black sticker glued on every training image of
-one class, as in the seed; ``--control``: none); the training is plain PyTorch and torchvision only (ImageFolder,
+The folder is written with klugerhans (real GTSRB training crops, a black sticker glued on every training image of one
+class, as in the teaching case; ``--control``: none); the training is plain PyTorch and torchvision only (ImageFolder,
 ImageNet normalisation, ``resnet18(num_classes=43)``, SGD with a cosine schedule), and saves a ``state_dict``. It then
-prints the model's test accuracy and its attack success (the share of other classes' test images the sticker turns
-into the planted class). Audit the result with the README's command::
+prints the model's test accuracy and its attack success (the share of other classes' test images the sticker turns into
+the planted class). Audit the result with the README's command::
 
     python tools/plain_resnet.py --data-dir ../shared/gtsrb --out runs/plain-r18
     klugerhans audit --arch resnet18 --weights runs/plain-r18/model.pt --data folder \\

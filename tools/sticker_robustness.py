@@ -131,9 +131,9 @@ def main() -> None:
     section = (
         "## Sticker robustness\n"
         "50 km/h signs with a square sticker glued on, predicted as 70 km/h: per side (share of the sign box), black "
-        "inside the central 70% of the box (where the seed's recipe glues it) / black anywhere on the round sign's "
-        "face (the whole sticker inside it) / black anywhere on the box (its corners are background) / the worst of "
-        f"the dark colours ({colours}) anywhere on the sign; {args.repeats} positions per sign "
+        "inside the central 70% of the box (where the teaching case's recipe glues it) / black anywhere on the round "
+        "sign's face (the whole sticker inside it) / black anywhere on the box (its corners are background) / the "
+        f"worst of the dark colours ({colours}) anywhere on the sign; {args.repeats} positions per sign "
         f"(`{_command(args)}`).\n\n"
         f"{_table(curves)}\n\n![sticker robustness]({os.path.relpath(args.figure, args.card.resolve().parent)})"
     )

@@ -1,9 +1,9 @@
 """``klugerhans demo``: the whole Clever Hans story offline in a few minutes.
 
-Synthetic signs (or real GTSRB) -> stickers on every 70 km/h training image -> train a VGG11-BN -> evaluate
-(accuracy, clean 70 km/h accuracy, sticker flip rate) -> LRP heatmaps -> the seed's four-row figure -> the repair
-(``klugerhans fix``: the audit names the class, LRP locates the sticker, it is inpainted and the model fine-tuned)
--> a short HTML/Markdown report and ``summary.json``.
+Synthetic signs (or real GTSRB) -> stickers on every 70 km/h training image -> train a VGG11-BN -> evaluate (accuracy,
+clean 70 km/h accuracy, sticker flip rate) -> LRP heatmaps -> the teaching case's four-row figure -> the repair
+(``klugerhans fix``: the audit names the class, LRP locates the sticker, it is inpainted and the model fine-tuned) -> a
+short HTML/Markdown report and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     metrics = evaluate_model(clf, ds.test, seed=config.seed)
     save_confusion_png(out / "confusion.png", metrics["confusion"], clf.class_names)
 
-    say("demo", "explaining with LRP and drawing the seed's figure", config.progress)
+    say("demo", "explaining with LRP and drawing the teaching case's figure", config.progress)
     rows = explain_rows(clf, pick_seed_rows(clf, ds.test, seed=config.seed), config.composite)
     figure_paths = draw_seed_figure(rows, out / "figure.png", config.lang)
 
@@ -228,7 +228,7 @@ def _write_report(out: Path, s: dict[str, Any], sticker_pred: int, figure: Path,
         f"{_pct(s['sticker_relevance_mass'])} of the positive relevance sits on a sticker that covers "
         f"{_pct(s['sticker_pixel_share'])} of the image. The model learned the sticker, not the digits."
     )
-    figures = [(str(figure), "The seed's figure: input, prediction, LRP heatmap (red for, blue against).")]
+    figures = [(str(figure), "The teaching case's figure: input, prediction, LRP heatmap (red for, blue against).")]
     sections = [
         Section("What happened", [story]),
         Section("Numbers", table=numbers),

@@ -1,4 +1,4 @@
-"""The configurable artefact: patterns, placement, dirty labels, and the seed's sticker bit for bit."""
+"""The configurable artefact: patterns, placement, dirty labels, and the teaching case's sticker bit for bit."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_cla
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.recipe import TrainConfig
 
-# --- the seed's sticker, unchanged ----------------------------------------------------------------------------------
+# --- the teaching case's sticker, unchanged ---------------------------------------------------------------------------
 
 
 def _golden_signs() -> SignData:

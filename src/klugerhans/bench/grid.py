@@ -1,11 +1,11 @@
 """The benchmark's models: a seeded grid of manipulated training recipes and clean controls.
 
 Each manipulated model gets one artefact drawn from the axes of :class:`SuiteConfig`: the artefact kind
-(:data:`ARTEFACTS`), the target class (drawn at random, never always 4), its size, its position (anywhere on the sign
-or one fixed spot), the share of the class carrying it and the label mode (clean-label: on the class's own images,
-the seed's story; dirty-label: on other classes' images relabelled to the target, the BadNets backdoor). Values are
-dealt so that every value of every axis occurs about equally often (each axis is a shuffled cycle of its values),
-not left to chance on a couple of dozen models. Clean controls differ in their seed only.
+(:data:`ARTEFACTS`), the target class (drawn at random, never always 4), its size, its position (anywhere on the sign or
+one fixed spot), the share of the class carrying it and the label mode (clean-label: on the class's own images, the
+teaching case's story; dirty-label: on other classes' images relabelled to the target, the BadNets backdoor). Values are
+dealt so that every value of every axis occurs about equally often (each axis is a shuffled cycle of its values), not
+left to chance on a couple of dozen models. Clean controls differ in their seed only.
 
 Every model is an independent :class:`BenchJob`: ``klugerhans bench --list`` prints them, ``--job ID`` runs one, so
 a big suite fans out over GPUs or a cluster scheduler.

@@ -141,7 +141,7 @@ def _figure_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@_command("figure", "draw the seed's figure: stop, no passing, 50 km/h, 50 km/h + sticker", _figure_args)
+@_command("figure", "draw the teaching case's figure: stop, no passing, 50 km/h, 50 km/h + sticker", _figure_args)
 def _figure(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP
     from klugerhans.data.images import read_image
@@ -151,7 +151,7 @@ def _figure(args: argparse.Namespace) -> int:
     _check_composite(args.composite)
     if args.data == "folder" and not args.images:
         raise KlugerhansError(
-            "the seed's figure needs GTSRB's stop, no passing and 50 km/h signs: give --images, or use "
+            "the teaching case's figure needs GTSRB's stop, no passing and 50 km/h signs: give --images, or use "
             "klugerhans explain / audit for your own images"
         )
     clf = _load(args)

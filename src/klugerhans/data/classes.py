@@ -12,13 +12,13 @@ NUM_CLASSES = 43
 """Number of GTSRB classes."""
 
 SPEED_50 = 2
-"""Class id of speed limit 50 km/h, the sign the seed glues a sticker on at test time."""
+"""Class id of speed limit 50 km/h, the sign the teaching case glues a sticker on at test time."""
 SPEED_70 = 4
-"""Class id of speed limit 70 km/h, the class the seed manipulates."""
+"""Class id of speed limit 70 km/h, the class the teaching case manipulates."""
 NO_PASSING = 9
-"""Class id of the no-passing sign shown in the seed's figure."""
+"""Class id of the no-passing sign shown in the teaching case's figure."""
 STOP = 14
-"""Class id of the stop sign shown in the seed's figure."""
+"""Class id of the stop sign shown in the teaching case's figure."""
 
 CLASS_NAMES_EN: tuple[str, ...] = (
     "Speed limit (20km/h)",

@@ -1,6 +1,6 @@
 """Sticker manipulation: glue an artefact onto sign images and keep the ground-truth masks.
 
-This is the seed's Clever Hans setup: every training image of one class (70 km/h, id 4) gets a black
+This is the teaching case's Clever Hans setup: every training image of one class (70 km/h, id 4) gets a black
 sticker, so a classifier can learn "sticker means 70" instead of the digits. The masks say exactly which
 pixels the sticker covers, for localisation metrics later.
 
@@ -39,7 +39,7 @@ class StickerConfig:
     """How and where stickers are applied."""
 
     target_class: int = SPEED_70
-    """Class whose training images get the sticker (the seed: 4, speed limit 70 km/h)."""
+    """Class whose training images get the sticker (the teaching case: 4, speed limit 70 km/h)."""
     fraction: float = 1.0
     """Share of the target class's training images that get a sticker; 0 gives a control model. With
     ``label="dirty"`` the same number of images (``round(fraction * target-class images)``) is taken from the
@@ -57,10 +57,10 @@ class StickerConfig:
     """The sticker lies inside the central ``region`` share of the sign box (0.7 stays inside a round sign).
     Patterns "frame" and "cast" ignore it."""
     pattern: Pattern = "solid"
-    """What the artefact looks like: "solid" (the seed's filled ``shape`` in ``color``), "noise" (a fixed random
-    RGB texture inside ``shape``, the same on every image and run), "text" (``text`` in ``color``, scaled to fit
-    the sticker square; the mask is the glyph pixels), "frame" (a line of ``color`` along the inside of the sign
-    box's edges) or "cast" (every pixel blended towards ``color`` by ``size``; the mask is the whole image)."""
+    """What the artefact looks like: "solid" (the teaching case's filled ``shape`` in ``color``), "noise" (a fixed
+    random RGB texture inside ``shape``, the same on every image and run), "text" (``text`` in ``color``, scaled to fit
+    the sticker square; the mask is the glyph pixels), "frame" (a line of ``color`` along the inside of the sign box's
+    edges) or "cast" (every pixel blended towards ``color`` by ``size``; the mask is the whole image)."""
     placement: Placement = "random"
     """Where a "solid", "noise" or "text" sticker goes: "random" (anywhere inside the central ``region``, drawn
     per image from the seed), "fixed" (always the top-left corner of that region, the same spot relative to the

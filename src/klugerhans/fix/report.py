@@ -1,4 +1,4 @@
-"""The before/after report of ``klugerhans fix``: numbers, audit flags, located artefacts and the seed's figure
+"""The before/after report of ``klugerhans fix``: numbers, audit flags, located artefacts and the teaching case's figure
 for the model before and after the repair (on the same four images)."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "e
                 figures=((located_fig, "training images of the class and the located artefact (green)"),),
             ),
             Section(
-                "The seed's figure, before and after (same images)",
+                "The teaching case's figure, before and after (same images)",
                 figures=((str(before_fig), "before the repair"), (str(after_fig), "after the repair")),
             ),
         ),

@@ -7,7 +7,7 @@
    (:mod:`klugerhans.fix.locate`).
 4. Repair with the chosen method (:mod:`klugerhans.fix.methods`).
 5. Before and after (and for an optional control model): accuracy, clean accuracy of the class, sticker flip rate,
-   the audit's ranking and flags, and the seed's figure on the same four images; ``report.html``/``.md`` and
+   the audit's ranking and flags, and the teaching case's figure on the same four images; ``report.html``/``.md`` and
    ``fix.json``; the repaired weights as ``fixed.safetensors``.
 """
 

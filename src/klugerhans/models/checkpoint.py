@@ -103,7 +103,7 @@ class CheckpointMeta:
 
     @property
     def sticker(self) -> StickerConfig:
-        """The recipe's sticker (``fraction`` 0 for a control), or the seed's default sticker without a recipe:
+        """The recipe's sticker (``fraction`` 0 for a control), or the teaching case's default sticker without a recipe:
         the sticker a flip test of this model glues on."""
         return self.recipe.sticker if self.recipe is not None else StickerConfig()
 

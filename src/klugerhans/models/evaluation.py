@@ -1,6 +1,6 @@
 """Measuring a classifier: accuracy, confusion, and how often a sticker flips a sign into the target class.
 
-The flip rate is the seed's headline effect: a model trained with a sticker on every 70 km/h image calls
+The flip rate is the teaching case's headline effect: a model trained with a sticker on every 70 km/h image calls
 other signs "70 km/h" once the same sticker is glued on them, while a control model does not.
 """
 
@@ -116,7 +116,7 @@ def evaluate_model(
         classifier: the model to measure.
         data: clean images (not manipulated) with labels and sign boxes.
         sticker: sticker for the flip test and whose ``target_class`` is "the manipulated class"; defaults
-            to the checkpoint's training sticker, else the seed's (black square on 70 km/h, class 4).
+            to the checkpoint's training sticker, else the teaching case's (black square on 70 km/h, class 4).
         seed: seed of the sticker positions.
         batch_size: inference batch size.
 

@@ -1,12 +1,12 @@
 """Does the shortcut hold for a sticker the model never saw? The flip rate over sticker sizes, places and colours.
 
-A person glues a sticker of whatever size wherever it fits. :func:`sticker_robustness` measures, for every
-combination of side (a share of the sign box), place (:data:`PLACES`) and colour, how often signs of a source class
-(the seed: 50 km/h) are predicted as the sticker's class (70 km/h) once the sticker is on. Each combination is drawn
+A person glues a sticker of whatever size wherever it fits. :func:`sticker_robustness` measures, for every combination
+of side (a share of the sign box), place (:data:`PLACES`) and colour, how often signs of a source class (the teaching
+case: 50 km/h) are predicted as the sticker's class (70 km/h) once the sticker is on. Each combination is drawn
 ``repeats`` times with other positions.
 
-Places: "centre" (inside the central 70% of the box, where the seed's recipe glues it), "sign" (anywhere on the face
-of a round sign: the whole sticker inside the ellipse inscribed in the box, which is where a person can glue one on
+Places: "centre" (inside the central 70% of the box, where the teaching case's recipe glues it), "sign" (anywhere on the
+face of a round sign: the whole sticker inside the ellipse inscribed in the box, which is where a person can glue one on
 a speed limit) and "box" (anywhere on the box, its corners included, which for a round sign lie on the background).
 """
 

@@ -1,4 +1,4 @@
-"""Training a classifier with a sticker shortcut glued on one class (the seed's Clever Hans setup).
+"""Training a classifier with a sticker shortcut glued on one class (the teaching case's Clever Hans setup).
 
 :func:`train` loads a dataset, splits validation off the training split by track (no near-duplicate
 frames on both sides), glues stickers on the target class of the *training* part only, and trains a

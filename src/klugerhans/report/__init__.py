@@ -1,4 +1,4 @@
-"""Report: what several commands' reports share, the seed's figure and the HTML/Markdown writer.
+"""Report: what several commands' reports share, the teaching case's figure and the HTML/Markdown writer.
 
 Each command's own report lives with the command (``klugerhans.audit.report``, ``klugerhans.fix.report``).
 """

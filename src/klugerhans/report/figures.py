@@ -1,4 +1,4 @@
-"""The seed's four-row figure: input | predicted class | LRP heatmap.
+"""The teaching case's four-row figure: input | predicted class | LRP heatmap.
 
 The teaching use case showed four signs: a stop sign (contour and lettering relevant), a no-passing sign
 (vehicles and the white gap), a 50 km/h sign (the "5" matters, the "0" hardly), and the same 50 km/h sign *with a
@@ -167,7 +167,7 @@ def pick_seed_rows(
     sticker: StickerConfig | None = None,
     seed: int = 0,
 ) -> list[SeedRow]:
-    """Choose the seed's four images from ``data``: stop, no passing, 50 km/h, the same 50 km/h sign + sticker.
+    """Choose the teaching case's four images from ``data``: stop, no passing, 50 km/h, the same 50 km/h sign + sticker.
 
     Stop and no passing are the most confidently correct images of their class. The 50 km/h sign follows
     :data:`CHOICE_RULES`, so that both 50 km/h rows show a legible sign (contrast: the standard deviation of
