@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from klugerhans.data.images import resize_center_crop, resize_square
+from klugerhans.errors import KlugerhansError
 
 ResizeMode = Literal["square", "center_crop"]
 """How a picture becomes an S x S input: "square" (``resize_square``, the sign crops of training) or
@@ -32,7 +33,9 @@ class Normalization:
     def __post_init__(self) -> None:
         finite = all(math.isfinite(v) for v in (*self.mean, *self.std))
         if len(self.mean) != 3 or len(self.std) != 3 or not finite or min(self.std) <= 0:
-            raise ValueError(f"need three finite means and three positive finite stds, got {self.mean}, {self.std}")
+            raise KlugerhansError(
+                f"need three finite means and three positive finite stds, got {self.mean}, {self.std}"
+            )
 
 
 class Normalizer:

@@ -192,7 +192,7 @@ def load_user_model(
             tuple(mean or (stored.normalization.mean if same and stored else IMAGENET[0])),  # type: ignore[arg-type]
             tuple(std or (stored.normalization.std if same and stored else IMAGENET[1])),  # type: ignore[arg-type]
         )
-    except ValueError as err:
+    except KlugerhansError as err:
         raise KlugerhansError(f"invalid --mean/--std: {err}") from None
     model = create_model(config)
     model.load_state_dict(state, strict=True)
