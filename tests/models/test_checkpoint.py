@@ -74,7 +74,7 @@ def test_round_trip_weights_and_meta(saved):
     with torch.no_grad():
         expected = torch.softmax(model(x), dim=1)
     assert not clf.model.training and clf.input_size == 32
-    torch.testing.assert_close(clf.predict(x, batch_size=2), expected)
+    torch.testing.assert_close(clf.probabilities(x, batch_size=2), expected)
     assert clf.preprocess(Image.new("RGB", (50, 40))).shape == (3, 32, 32)
 
 

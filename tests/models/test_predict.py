@@ -36,7 +36,7 @@ def test_predict_directory_and_files(classifier, images):
     results = predict_files(classifier, [images, images / "a.ppm"], batch_size=2, lang="en")
     assert [r["path"].rsplit("/", 1)[1] for r in results] == ["a.ppm", "b.PNG", "c.jpg", "a.ppm"]
     x = torch.stack([classifier.preprocess(Image.open(images / n).convert("RGB")) for n in ("a.ppm", "b.PNG", "c.jpg")])
-    probs = classifier.predict(x)
+    probs = classifier.probabilities(x)
     for r, p in zip(results, probs, strict=False):
         assert r["pred"] == int(p.argmax()) and r["prob"] == pytest.approx(float(p.max()), abs=1e-6)
         assert r["name"] == classifier.class_names[r["pred"]]

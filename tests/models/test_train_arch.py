@@ -28,7 +28,7 @@ def test_train_resnet18_from_the_cli_loads_back(tiny_data, tmp_path, capsys):
     assert clf.meta.recipe.model_config() == clf.meta.model
     assert clf.meta.resize == "square"  # trained on sign crops: preprocessed as in training
     assert json.loads((run / "config.json").read_text())["config"]["family"] == "torchvision"
-    assert clf.predict(torch.randn(2, 3, 32, 32)).shape == (2, 43)
+    assert clf.probabilities(torch.randn(2, 3, 32, 32)).shape == (2, 43)
 
 
 def test_old_recipes_mean_our_vgg():

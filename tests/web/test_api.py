@@ -31,7 +31,7 @@ def _expected(tiny_checkpoint: Path, image: np.ndarray) -> tuple[list[str], torc
     """Top-3 names and (3, S, S) LRP relevance of the image computed with the package alone."""
     clf = load_classifier(tiny_checkpoint)
     x = clf.preprocess(Image.fromarray(image))[None]
-    probs = clf.predict(x)[0]
+    probs = clf.probabilities(x)[0]
     top3 = [class_name(int(c), "de") for c in torch.argsort(probs, descending=True)[:3]]
     return top3, compute_heatmaps(clf.model, x, composite="epsilon_plus_flat").relevance[0]
 

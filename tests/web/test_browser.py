@@ -109,7 +109,7 @@ def _centre_click_labels(clf, image: np.ndarray, shown: int) -> set[str]:
     side, labels = image.shape[0], set()
     for pixel in (shown // 2 - 1, shown // 2, shown // 2 + 1):
         stickered, _ = paint_sticker(image, pixel / shown * side, pixel / shown * side, round(0.15 * side))
-        probs = clf.predict(clf.preprocess(Image.fromarray(stickered))[None])[0]
+        probs = clf.probabilities(clf.preprocess(Image.fromarray(stickered))[None])[0]
         labels.add(clf.class_names[int(torch.argmax(probs))])
     return labels
 

@@ -379,7 +379,7 @@ class Classifier:
             return torch.empty(0, self.meta.model.num_classes)
         return torch.cat(out)
 
-    def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    def probabilities(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """(N, 3, S, S) normalised inputs -> (N, C) class probabilities on the CPU."""
         return torch.softmax(self.logits(x, batch_size), dim=1)
 

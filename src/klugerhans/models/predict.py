@@ -123,7 +123,7 @@ def predict_files(
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
         x = torch.stack([classifier.preprocess(read_image(f)) for f in chunk])
-        probs = classifier.predict(x, batch_size).cpu().numpy()
+        probs = classifier.probabilities(x, batch_size).cpu().numpy()
         for f, p in zip(chunk, probs, strict=True):
             top = top_classes(p, 3, lang, classifier.class_names)
             results.append(

@@ -186,7 +186,7 @@ def pick_seed_rows(
     if not len(subset):
         raise KlugerhansError("the data has no stop, no-passing or 50 km/h signs to draw the figure from")
     norm = classifier.meta.normalization
-    probs = classifier.predict(to_tensor(subset.images, norm)).numpy()
+    probs = classifier.probabilities(to_tensor(subset.images, norm)).numpy()
     rows: list[SeedRow] = []
     for cls, title in ((STOP, "Stop"), (NO_PASSING, "No passing")):
         i = _best_of_class(probs, subset.labels, cls)
@@ -197,7 +197,7 @@ def pick_seed_rows(
     if not len(fifty):
         raise KlugerhansError(f"the data has no image of class {SPEED_50} ({class_name(SPEED_50)}) for the figure")
     stickered, masks = apply_sticker(subset.images[fifty], subset.boxes[fifty], sticker, seed=seed)
-    sprobs = classifier.predict(to_tensor(stickered, norm)).numpy()
+    sprobs = classifier.probabilities(to_tensor(stickered, norm)).numpy()
     turned = (probs[fifty].argmax(1) == SPEED_50) & (sprobs.argmax(1) == sticker.target_class)
     if turned.any():
         contrast = _digit_contrast(subset.images[fifty], subset.boxes[fifty])
