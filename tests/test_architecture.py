@@ -13,7 +13,7 @@ from pathlib import Path
 import klugerhans
 
 LAYERS = [
-    "version", "errors", "io", "progress", "registry", "weights",
+    "version", "errors", "io", "progress", "registry", "defaults", "weights",
     "explain", "data", "models", "heatmaps", "report", "audit", "fix", "bench", "demo", "web", "cli",
 ]  # fmt: skip
 SRC = Path(klugerhans.__file__).parent
@@ -147,7 +147,7 @@ def test_no_import_circles():
 
 
 ENGINE = "explain"
-ENGINE_MAY_IMPORT = {"version", "errors", "io", "progress", "registry", ENGINE}
+ENGINE_MAY_IMPORT = {"version", "errors", "io", "progress", "registry", "defaults", ENGINE}
 """What the LRP engine (``klugerhans.explain``) may import of the package: the leaf modules and itself."""
 
 

@@ -10,7 +10,7 @@ from klugerhans.audit.ranking import DEFAULT_ALPHA
 from klugerhans.audit.sanity import Mode
 from klugerhans.audit.transplant import RECIPIENTS, Placement
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.composites import COMPOSITES, Fallback
+from klugerhans.explain.composites import COMPOSITES, DEFAULT_COMPOSITE, Fallback
 
 __all__ = ["EXPLAIN_PIXELS", "PREDICT_PIXELS", "AuditConfig", "batch_for"]
 
@@ -52,7 +52,7 @@ class AuditConfig:
     """Seed of every random choice."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
-    composite: str = "epsilon_plus_flat"
+    composite: str = DEFAULT_COMPOSITE
     """LRP composite of the discovery stages (SpRAy, transplant)."""
     fallback: Fallback = "error"
     """An operation without an LRP rule: "error" stops with a one-line error naming it and its module path;

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from klugerhans.defaults import DEFAULT_COMPOSITE
 from klugerhans.errors import KlugerhansError
 
 # --- argument types: invalid values become one-line argparse errors ------------------------------------------
@@ -143,9 +144,11 @@ def _add_progress_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress output")
 
 
-def _add_composite_args(p: argparse.ArgumentParser, *, fallback: bool = False) -> None:
-    """--composite, and --fallback where the command passes it to its LRP explainers (``fallback``)."""
-    p.add_argument("--composite", default="epsilon_plus_flat", help="LRP composite (default epsilon_plus_flat)")
+def _add_composite_args(p: argparse.ArgumentParser, *, fallback: bool = False, default: str | None = None) -> None:
+    """--composite (``default``: the package's), and --fallback where the command passes it to its LRP explainers
+    (``fallback``)."""
+    default = default or DEFAULT_COMPOSITE
+    p.add_argument("--composite", default=default, help=f"LRP composite (default {default})")
     if fallback:
         _add_fallback_arg(p)
 

@@ -36,6 +36,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from klugerhans.defaults import DEFAULT_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.canonizers import INPUT, Node, relevance_path
 from klugerhans.explain.layers import (
@@ -58,6 +59,7 @@ from klugerhans.registry import Registry
 
 __all__ = [
     "COMPOSITES",
+    "DEFAULT_COMPOSITE",
     "Binding",
     "Composite",
     "Fallback",

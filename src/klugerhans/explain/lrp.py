@@ -24,7 +24,7 @@ from torch import nn
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.attention import AttnLRP, has_attention
-from klugerhans.explain.composites import Composite, Fallback, get_composite
+from klugerhans.explain.composites import DEFAULT_COMPOSITE, Composite, Fallback, get_composite
 from klugerhans.explain.explanation import Engine, Explainer, Explanation, Init, Target
 from klugerhans.explain.graph import GraphLRP
 
@@ -57,7 +57,7 @@ class LRP(Explainer):
     def __init__(
         self,
         model: nn.Module | Engine,
-        composite: str | Composite = "epsilon_plus_flat",
+        composite: str | Composite = DEFAULT_COMPOSITE,
         *,
         init: Init = "logit",
         fallback: Fallback = "error",
@@ -119,7 +119,7 @@ def as_explainer(
         if composite is not None or options:
             raise KlugerhansError("pass the composite when building the LRP explainer, not again here")
         return model
-    return LRP(model, composite or "epsilon_plus_flat", **options)  # type: ignore[arg-type]
+    return LRP(model, composite or DEFAULT_COMPOSITE, **options)  # type: ignore[arg-type]
 
 
 def compute_heatmaps(

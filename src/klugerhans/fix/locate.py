@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.composites import Fallback
+from klugerhans.explain.composites import DEFAULT_COMPOSITE, Fallback
 from klugerhans.heatmaps.dataset import explain_dataset
 from klugerhans.models.checkpoint import Classifier
 
@@ -36,7 +36,7 @@ class LocateConfig:
     """Grow the blob by this many pixels (the artefact's rim gets relevance too, but less)."""
     max_share: float = 0.15
     """The blob covers at most this share of the image: the most relevant pixels are kept."""
-    composite: str = "epsilon_plus_flat"
+    composite: str = DEFAULT_COMPOSITE
     """LRP composite of the heatmaps."""
     batch_size: int = 64
     """Images per explanation pass."""

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.composites import Composite, Fallback
+from klugerhans.explain.composites import DEFAULT_COMPOSITE, Composite, Fallback
 from klugerhans.explain.lrp import LRP, Explanation, Target
 from klugerhans.models.preprocess import IMAGENET, Normalization, to_tensor
 
@@ -53,7 +53,7 @@ def explain_model(
     model: nn.Module,
     images: np.ndarray | torch.Tensor,
     target: Target = None,
-    composite: str | Composite = "epsilon_plus_flat",
+    composite: str | Composite = DEFAULT_COMPOSITE,
     *,
     norm: Normalization | None = None,
     batch_size: int = 32,

@@ -18,7 +18,7 @@ from PIL import Image
 from klugerhans.data.classes import Language, check_class_id
 from klugerhans.data.images import read_image
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.composites import Fallback
+from klugerhans.explain.composites import DEFAULT_COMPOSITE, Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap, save_png
 from klugerhans.explain.lrp import LRP
 from klugerhans.io import atomic_write_bytes
@@ -43,7 +43,7 @@ def explain_files(
     classifier: Classifier,
     paths: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str] | None = None,
-    composite: str = "epsilon_plus_flat",
+    composite: str = DEFAULT_COMPOSITE,
     target: str | int | None = None,
     save_relevance: bool = False,
     lang: Language = "en",

@@ -19,7 +19,7 @@ import gradio as gr
 from klugerhans.data.classes import NUM_CLASSES, SPEED_50, Language, check_class_id, class_name
 from klugerhans.data.sticker import SHAPES
 from klugerhans.errors import KlugerhansError
-from klugerhans.explain.composites import COMPOSITES, Fallback
+from klugerhans.explain.composites import COMPOSITES, DEFAULT_COMPOSITE, Fallback
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS
 from klugerhans.models.predict import IMAGE_SUFFIXES
 from klugerhans.web.analysis import CHECKPOINT, ModelStore
@@ -41,7 +41,7 @@ def build_app(
     model: str = "manipulated",
     *,
     device: str = "cpu",
-    composite: str = "epsilon_plus_flat",
+    composite: str = DEFAULT_COMPOSITE,
     lang: Language = "en",
     example: int = SPEED_50,
     fallback: Fallback = "error",
@@ -272,7 +272,7 @@ def serve(
     share: bool = False,
     *,
     device: str = "cpu",
-    composite: str = "epsilon_plus_flat",
+    composite: str = DEFAULT_COMPOSITE,
     lang: Language = "en",
     max_file_size: str | int = MAX_FILE_SIZE,
     fallback: Fallback = "error",

@@ -1,0 +1,20 @@
+"""Defaults that several layers and the command line share, stated once and importable without torch.
+
+The command line builds its parser on every call, so the defaults it shows in ``--help`` must not cost an import of
+torch; the LRP engine, the report and the demo read the same names from here.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_COMPOSITE", "FIGURE_COMPOSITE"]
+
+DEFAULT_COMPOSITE = "epsilon_plus_flat"
+"""The LRP composite every command and function uses unless told otherwise: the teaching case's EpsilonPlusFlat
+(Flat first layer, z+ convolutions, epsilon dense layers)."""
+
+FIGURE_COMPOSITE = "epsilon_gamma_box"
+"""The composite of the teaching case's figure (``klugerhans demo``, ``klugerhans figure``, the LRP notebook). Not
+:data:`DEFAULT_COMPOSITE`: on our VGG at 32 px its z+ rule leaves no negative relevance anywhere, whatever the head
+(``python tools/head_resolution.py``, ``python tools/negative_relevance.py``), so the figure could not show what
+speaks against the class; gamma does, and puts about three times as much of the positive relevance into the sticker
+(docs/DEMO.md)."""
