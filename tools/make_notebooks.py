@@ -97,7 +97,9 @@ LRP = [
         "DATA = os.environ.get('KLUGERHANS_NB_DATA', 'synthetic')\n"
         "DATA_DIR = os.environ.get('KLUGERHANS_GTSRB_DIR')\n"
         "MAX_IMAGES = 430 if os.environ.get('KLUGERHANS_NB_SMALL') else None\n"
-        "COMPOSITE = 'epsilon_plus_flat'",
+        "# The composite of the teaching case's figure (docs/DEMO.md says why it is not epsilon_plus_flat).\n"
+        "from klugerhans.defaults import FIGURE_COMPOSITE\n\n"
+        "COMPOSITE = FIGURE_COMPOSITE",
         metadata={"tags": ["parameters"]},
     ),
     new_code_cell(

@@ -29,7 +29,14 @@ from klugerhans.models.evaluation import evaluate_model, predict_labels, save_co
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.training import train
 from klugerhans.progress import say
-from klugerhans.report.figures import digit_masks, draw_seed_figure, explain_rows, negative_share, pick_seed_rows
+from klugerhans.report.figures import (
+    FIGURE_COMPOSITE,
+    digit_masks,
+    draw_seed_figure,
+    explain_rows,
+    negative_share,
+    pick_seed_rows,
+)
 from klugerhans.report.html import Report, Section, write_report
 
 
@@ -69,8 +76,8 @@ class DemoConfig:
     """Seed of data, stickers, initialisation and batch order."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
-    composite: str = "epsilon_plus_flat"
-    """LRP composite for heatmaps."""
+    composite: str = FIGURE_COMPOSITE
+    """LRP composite of the figure and the heatmap numbers (:data:`~klugerhans.report.figures.FIGURE_COMPOSITE`)."""
     lang: Language = "en"
     """Language of class names in the figure."""
     progress: bool = True

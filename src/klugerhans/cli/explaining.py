@@ -20,6 +20,7 @@ from klugerhans.cli.args import (
     _positive_int,
     _print_json,
 )
+from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 
 # --- klugerhans predict -------------------------------------------------------------------------------------------
@@ -128,7 +129,7 @@ def _figure_args(p: argparse.ArgumentParser) -> None:
     _add_checkpoint_args(p)
     _add_device_args(p)
     _add_data_args(p)
-    _add_composite_args(p, fallback=True)
+    _add_composite_args(p, fallback=True, default=FIGURE_COMPOSITE)
     p.add_argument("--out", default="figure.png", help="output file; a .pdf is written beside it (figure.png)")
     _add_lang_args(p)
     p.add_argument("--cmap", choices=("bwr", "coldnhot", "seismic"), default="bwr", help="heatmap colours")

@@ -27,6 +27,7 @@ from klugerhans.cli.args import (
     _positive_int,
     _unit_interval,
 )
+from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 
 # --- klugerhans data ------------------------------------------------------------------------------------------
@@ -318,7 +319,7 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-repair", action="store_true", help="skip the last chapter, the repair with klugerhans fix")
     p.add_argument("--repair-epochs", type=_positive_int, default=None, help="fine-tuning epochs of the repair")
     _add_device_args(p)
-    _add_composite_args(p)
+    _add_composite_args(p, default=FIGURE_COMPOSITE)
     _add_lang_args(p)
     _add_progress_args(p)
 

@@ -4,6 +4,7 @@ Each command's own report lives with the command (``klugerhans.audit.report``, `
 """
 
 from klugerhans.report.figures import (
+    FIGURE_COMPOSITE,
     FigureRow,
     SeedRow,
     digit_masks,
@@ -15,6 +16,7 @@ from klugerhans.report.figures import (
 from klugerhans.report.html import Report, Section, write_report
 
 __all__ = [
+    "FIGURE_COMPOSITE",
     "FigureRow",
     "Report",
     "Section",

@@ -20,6 +20,7 @@ from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP, Language, class_
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker
 from klugerhans.data.synthetic.signs import digit_cells
+from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
@@ -223,7 +224,7 @@ def _digit_contrast(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 def explain_rows(
     classifier: Classifier,
     rows: Sequence[SeedRow],
-    composite: str | LRP = "epsilon_plus_flat",
+    composite: str | LRP = FIGURE_COMPOSITE,
     *,
     fallback: Fallback = "error",
 ) -> list[FigureRow]:

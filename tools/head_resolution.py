@@ -1,0 +1,82 @@
+"""Does our VGG's coarse head hide the teaching case's blue "5"? Train the demo recipe with a finer last feature map.
+
+    python tools/head_resolution.py --out runs/heads          # 1x1 (ours), 2x2 and 4x4 maps; resumes per model
+
+At 32 px our VGG11-BN pools five times and its dense head sees a 1x1 map; the teaching case's VGG11 flattened a
+7x7 map, so its dense layers could place negative evidence (the "5" of a 50 km/h sign) where it lies. Each model
+here is the demo's recipe (synthetic signs, 400 a class, width 0.25, 12 epochs, batch 64, the default sticker on
+70 km/h) with the last 0, 1 or 2 max-poolings removed (a 1x1, 2x2 or 4x4 map flattened into the same head). Printed
+per model: accuracy, the flip rate of stickered 50 km/h test signs, and per composite the medians over the flipped
+signs of the negative share of ``|R|`` inside the "5" and in the rest of the image, and the sticker's share of the
+positive relevance (as ``tools/negative_relevance.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from klugerhans.data.classes import SPEED_50
+from klugerhans.data.dataset import load_dataset
+from klugerhans.data.sticker import StickerConfig, apply_sticker
+from klugerhans.explain.lrp import LRP
+from klugerhans.models.checkpoint import load_classifier
+from klugerhans.models.evaluation import predict_labels
+from klugerhans.models.preprocess import to_tensor
+from klugerhans.models.recipe import TrainConfig, TrainOptions
+from klugerhans.models.training import train
+from klugerhans.models.vgg import CONFIG_A, MODELS, VGG, register_model
+from klugerhans.report.figures import digit_masks, negative_share
+
+COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box")
+
+
+def _register(dropped: int) -> str:
+    """Register our VGG11-BN without its last ``dropped`` max-poolings; its name."""
+    name = f"vgg11_bn_map{2**dropped}"
+    layout = list(CONFIG_A)
+    for _ in range(dropped):
+        del layout[max(i for i, v in enumerate(layout) if v == "M")]
+    if name not in MODELS:
+        register_model(name)(lambda config, layout=tuple(layout): VGG(config, layout))
+    return name
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder for one run per head")
+    parser.add_argument("--dropped", type=int, nargs="+", default=[0, 1, 2], help="max-poolings removed (0: ours)")
+    args = parser.parse_args(argv)
+    test = load_dataset("synthetic", per_class=400).test
+    fifty = test.subset(test.labels == SPEED_50)
+    for dropped in args.dropped:
+        arch = _register(dropped)
+        run = Path(args.out) / arch
+        if not (run / "best.safetensors").exists():
+            recipe = TrainConfig(data="synthetic", epochs=12, width=0.25, batch_size=64, per_class=400, arch=arch)
+            train(recipe, TrainOptions(out=str(run), progress=False), resume=(run / "train_state.pt").exists())
+        clf = load_classifier(run / "best.safetensors")
+        accuracy = float((predict_labels(clf, test.images) == test.labels).mean())
+        images, masks = apply_sticker(fifty.images, fifty.boxes, StickerConfig(), seed=0)
+        flipped = np.flatnonzero(predict_labels(clf, images) == clf.meta.sticker.target_class)
+        print(f"{arch}: accuracy {accuracy:.3f}, 50 km/h + sticker -> 70 {len(flipped) / len(fifty):.2f}")
+        if not len(flipped):
+            continue
+        x = to_tensor(images[flipped], clf.meta.normalization)
+        five = digit_masks(fifty.boxes[flipped], clf.input_size)
+        rest = ~five & ~masks[flipped]
+        for name in COMPOSITES:
+            lrp = LRP(clf.model, name, norm=clf.meta.normalization)
+            r = lrp.attribute(x, clf.meta.sticker.target_class, batch_size=64).relevance.sum(1).numpy()
+            pos = np.clip(r, 0, None)
+            held = (pos * masks[flipped]).sum((1, 2)) / np.maximum(pos.sum((1, 2)), 1e-12)
+            print(
+                f"  {name}: negative share in the 5 {np.nanmedian(negative_share(r, five)):.3f}, in the rest "
+                f"{np.nanmedian(negative_share(r, rest)):.3f}; sticker's share of positive |R| {np.median(held):.3f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
