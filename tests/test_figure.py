@@ -16,7 +16,8 @@ from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
 from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.vgg import ModelConfig
-from klugerhans.report.figures import FigureRow, digit_masks, draw_seed_figure, negative_share, pick_seed_rows
+from klugerhans.report.figures import FigureRow, draw_seed_figure, pick_seed_rows
+from klugerhans.report.five import digit_masks, measure_five, negative_share
 
 MAGENTA = (255, 0, 255)
 
@@ -121,3 +122,42 @@ def test_where_the_sticker_turns_nothing_the_caption_says_so(tmp_path):
     for lang in ("en", "de"):
         paths = draw_seed_figure(explained, tmp_path / f"figure-{lang}.png", lang, formats=("png",))
         assert paths[0].stat().st_size > 0
+
+
+def test_measure_five_explains_every_turned_sign_and_splits_its_relevance():
+    from klugerhans.explain.lrp import LRP
+    from klugerhans.models.preprocess import to_tensor
+    from klugerhans.models.vgg import create_model
+
+    config = ModelConfig(width=0.125)
+    model = create_model(config).eval()
+    with torch.no_grad():
+        model.classifier[-1].bias[4] = 100.0  # every sign is "70 km/h": every stickered 50 km/h sign counts as turned
+    meta = CheckpointMeta(model=config, recipe=TrainConfig(sticker=StickerConfig(size=0.3)))
+    clf = classifier_from_model(model, meta)
+    data = _signs([5.0, 40.0, 20.0])
+    five = measure_five(clf, data, "epsilon_gamma_box", seed=3)
+    assert five.n_signs == five.n_turned == 3
+    from klugerhans.data.sticker import apply_sticker
+
+    images, masks = apply_sticker(data.images[2:], data.boxes[2:], meta.sticker, seed=3)
+    lrp = LRP(model, "epsilon_gamma_box", norm=meta.normalization)
+    r = lrp.attribute(to_tensor(images, meta.normalization), 4).relevance.sum(1).numpy()
+    cells = digit_masks(data.boxes[2:], 32)
+    np.testing.assert_allclose(five.negative_in_five, negative_share(r, cells), rtol=1e-4)
+    np.testing.assert_allclose(five.negative_elsewhere, negative_share(r, ~cells & ~masks), rtol=1e-4)
+    positive = np.clip(r, 0, None)
+    np.testing.assert_allclose(five.sticker_share, (positive * masks).sum((1, 2)) / positive.sum((1, 2)), rtol=1e-4)
+    assert five.sticker_pixel_share == pytest.approx(masks.mean())
+    # the logit difference: output relevance 1 on 70 and -1 on 50
+    ones = LRP(model, "epsilon_gamma_box", norm=meta.normalization, init="one")
+    x = to_tensor(images, meta.normalization)
+    diff = (ones.attribute(x, 4).relevance - ones.attribute(x, SPEED_50).relevance).sum(1).numpy()
+    contrast = measure_five(clf, data, "epsilon_gamma_box", against=SPEED_50, seed=3)
+    np.testing.assert_allclose(contrast.negative_in_five, negative_share(diff, cells), rtol=1e-4)
+
+
+def test_measure_five_without_fifty_signs_is_one_line():
+    data = _signs([])
+    with pytest.raises(KlugerhansError, match="no Speed limit"):
+        measure_five(_classifier(turns=True), data)

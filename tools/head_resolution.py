@@ -14,23 +14,22 @@ positive relevance (as ``tools/negative_relevance.py``).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
-import numpy as np
-
-from klugerhans.data.classes import SPEED_50
 from klugerhans.data.dataset import load_dataset
-from klugerhans.data.sticker import StickerConfig, apply_sticker
-from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.evaluation import predict_labels
-from klugerhans.models.preprocess import to_tensor
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.training import train
 from klugerhans.models.vgg import CONFIG_A, MODELS, VGG, register_model
-from klugerhans.report.figures import digit_masks, negative_share
+from klugerhans.report.five import measure_five
 
 COMPOSITES = ("epsilon_plus_flat", "epsilon_gamma_box")
+_spec = importlib.util.spec_from_file_location("negative_relevance", Path(__file__).with_name("negative_relevance.py"))
+assert _spec is not None and _spec.loader is not None
+negative_relevance = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(negative_relevance)
 
 
 def _register(dropped: int) -> str:
@@ -50,7 +49,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dropped", type=int, nargs="+", default=[0, 1, 2], help="max-poolings removed (0: ours)")
     args = parser.parse_args(argv)
     test = load_dataset("synthetic", per_class=400).test
-    fifty = test.subset(test.labels == SPEED_50)
     for dropped in args.dropped:
         arch = _register(dropped)
         run = Path(args.out) / arch
@@ -59,23 +57,10 @@ def main(argv: list[str] | None = None) -> None:
             train(recipe, TrainOptions(out=str(run), progress=False), resume=(run / "train_state.pt").exists())
         clf = load_classifier(run / "best.safetensors")
         accuracy = float((predict_labels(clf, test.images) == test.labels).mean())
-        images, masks = apply_sticker(fifty.images, fifty.boxes, StickerConfig(), seed=0)
-        flipped = np.flatnonzero(predict_labels(clf, images) == clf.meta.sticker.target_class)
-        print(f"{arch}: accuracy {accuracy:.3f}, 50 km/h + sticker -> 70 {len(flipped) / len(fifty):.2f}")
-        if not len(flipped):
-            continue
-        x = to_tensor(images[flipped], clf.meta.normalization)
-        five = digit_masks(fifty.boxes[flipped], clf.input_size)
-        rest = ~five & ~masks[flipped]
         for name in COMPOSITES:
-            lrp = LRP(clf.model, name, norm=clf.meta.normalization)
-            r = lrp.attribute(x, clf.meta.sticker.target_class, batch_size=64).relevance.sum(1).numpy()
-            pos = np.clip(r, 0, None)
-            held = (pos * masks[flipped]).sum((1, 2)) / np.maximum(pos.sum((1, 2)), 1e-12)
-            print(
-                f"  {name}: negative share in the 5 {np.nanmedian(negative_share(r, five)):.3f}, in the rest "
-                f"{np.nanmedian(negative_share(r, rest)):.3f}; sticker's share of positive |R| {np.median(held):.3f}"
-            )
+            five = measure_five(clf, test, name)
+            print(f"{arch}: accuracy {accuracy:.3f}, 50 km/h + sticker -> 70 {five.n_turned / five.n_signs:.2f}")
+            negative_relevance.print_row(f"  {name}", five)
 
 
 if __name__ == "__main__":

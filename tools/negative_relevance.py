@@ -19,13 +19,9 @@ import numpy as np
 
 from klugerhans.data.classes import SPEED_50
 from klugerhans.data.dataset import load_dataset
-from klugerhans.data.sticker import apply_sticker
 from klugerhans.explain.composites import COMPOSITES
-from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import load_classifier
-from klugerhans.models.evaluation import predict_labels
-from klugerhans.models.preprocess import to_tensor
-from klugerhans.report.figures import digit_masks, negative_share
+from klugerhans.report.five import FiveEvidence, measure_five
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,35 +35,26 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     clf = load_classifier(args.checkpoint)
     test = load_dataset(args.data, data_dir=args.data_dir, size=clf.input_size).test
-    fifty = test.subset(test.labels == SPEED_50)
-    sticker = clf.meta.sticker
-    images, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=args.seed)
-    flipped = np.flatnonzero(predict_labels(clf, images) == sticker.target_class)
-    print(f"{args.checkpoint}: {len(flipped)} of {len(fifty)} 50 km/h test signs + sticker -> {sticker.target_class}")
-    if not len(flipped):
-        return
-    x = to_tensor(images[flipped], clf.meta.normalization)
-    five = digit_masks(fifty.boxes[flipped], clf.input_size)
-    rest = ~five & ~masks[flipped]
+    target = clf.meta.sticker.target_class
     print("composite | negative share in the 5 | ... in the rest of the image | sticker's share of positive |R|")
     for name in sorted(COMPOSITES):
-        lrp = LRP(clf.model, name, norm=clf.meta.normalization)
-        r = lrp.attribute(x, sticker.target_class, batch_size=64).relevance.sum(1).numpy()
-        _row(name, r, five, rest, masks[flipped])
-        # Output relevance 1 on the sticker's class and -1 on 50 km/h: the logit difference "why 70, not 50".
-        ones = LRP(clf.model, name, norm=clf.meta.normalization, init="one")
-        towards, against = (ones.attribute(x, t, batch_size=64).relevance for t in (sticker.target_class, SPEED_50))
-        _row(f"{name}, {sticker.target_class} against {SPEED_50}", (towards - against).sum(1).numpy(), five, rest,
-             masks[flipped])  # fmt: skip
+        five = measure_five(clf, test, name, seed=args.seed)
+        print_row(name, five)
+        # output relevance 1 on the sticker's class and -1 on 50 km/h: the logit difference "why 70, not 50"
+        print_row(
+            f"{name}, {target} against {SPEED_50}", measure_five(clf, test, name, against=SPEED_50, seed=args.seed)
+        )
+    print(f"{args.checkpoint}: {five.n_turned} of {five.n_signs} 50 km/h test signs + sticker -> {target}")
 
 
-def _row(name: str, r: np.ndarray, five: np.ndarray, rest: np.ndarray, sticker: np.ndarray) -> None:
-    pos = np.clip(r, 0, None)
-    held = (pos * sticker).sum((1, 2)) / np.maximum(pos.sum((1, 2)), 1e-12)
-    in_five = negative_share(r, five)
+def print_row(name: str, five: FiveEvidence) -> None:
+    """One composite's medians over the turned signs (NaN where none turned)."""
+    if not five.n_turned:
+        print(f"{name} | no sign turned")
+        return
     print(
-        f"{name} | {np.nanmedian(in_five):.3f} (mean {np.nanmean(in_five):.3f}) | "
-        f"{np.nanmedian(negative_share(r, rest)):.3f} | {np.median(held):.3f}"
+        f"{name} | {np.nanmedian(five.negative_in_five):.3f} (mean {np.nanmean(five.negative_in_five):.3f}) | "
+        f"{np.nanmedian(five.negative_elsewhere):.3f} | {np.median(five.sticker_share):.3f}"
     )
 
 

@@ -17,26 +17,19 @@ from typing import Any
 
 import numpy as np
 
-from klugerhans.audit.localisation import relevance_mass_accuracy
 from klugerhans.data.classes import SPEED_50, Language, class_name
 from klugerhans.data.dataset import load_dataset
-from klugerhans.data.sticker import StickerConfig, apply_sticker
+from klugerhans.data.sticker import StickerConfig
+from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
-from klugerhans.heatmaps.dataset import explain_dataset
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
-from klugerhans.models.evaluation import evaluate_model, predict_labels, save_confusion_png
+from klugerhans.models.evaluation import evaluate_model, save_confusion_png
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.training import train
 from klugerhans.progress import say
-from klugerhans.report.figures import (
-    FIGURE_COMPOSITE,
-    digit_masks,
-    draw_seed_figure,
-    explain_rows,
-    negative_share,
-    pick_seed_rows,
-)
+from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
+from klugerhans.report.five import measure_five
 from klugerhans.report.html import Report, Section, write_report
 
 
@@ -139,16 +132,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     figure_paths = draw_seed_figure(rows, out / "figure.png", config.lang)
 
     sticker = clf.meta.sticker
-    fifty = ds.test.subset(ds.test.labels == SPEED_50)
-    stickered, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=config.seed)
-    flipped = predict_labels(clf, stickered) == sticker.target_class
-    mass = five = float("nan")
-    if flipped.any():
-        expl = explain_dataset(clf.model, stickered[flipped], composite=config.composite, norm=clf.meta.normalization)
-        mass = float(relevance_mass_accuracy(expl.relevance, masks[flipped]).mean())
-        shares = negative_share(expl.relevance.numpy(), digit_masks(fifty.boxes[flipped], clf.input_size))
-        five = float(np.nanmean(shares))
-
+    five = measure_five(clf, ds.test, config.composite, seed=config.seed)
     summary = {
         "accuracy": metrics["accuracy"],
         "accuracy_non_target": metrics["accuracy_non_target"],
@@ -156,9 +140,10 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         "flip_rate": metrics["flip_rate"],
         "flip_rate_50": metrics["flip_rate_by_class"].get(str(SPEED_50)),
         "sticker_relevance_mass": rows[-1].sticker_relevance_mass,
-        "sticker_relevance_mass_mean_flipped_50": mass,
-        "negative_share_in_five": five,
-        "sticker_pixel_share": float(masks.mean()) if len(masks) else None,
+        "sticker_relevance_mass_mean_flipped_50": _mean(five.sticker_share),
+        "negative_share_in_five": _mean(five.negative_in_five),
+        "negative_share_elsewhere": _mean(five.negative_elsewhere),
+        "sticker_pixel_share": five.sticker_pixel_share,
         "sticker_size": sticker.size,
         "target_class": metrics["target_class"],
         "n_test_images": metrics["n_images"],
@@ -206,6 +191,12 @@ def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
     }
 
 
+def _mean(values: np.ndarray) -> float:
+    """Mean of the finite values; NaN for none (no sign turned, or no relevance in a mask)."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{100 * value:.1f}%"
 
@@ -222,6 +213,7 @@ def _write_report(out: Path, s: dict[str, Any], sticker_pred: int, figure: Path,
         ("positive LRP relevance inside the sticker (figure row)", _pct(s["sticker_relevance_mass"])),
         ("... mean over all flipped 50 km/h signs", _pct(s["sticker_relevance_mass_mean_flipped_50"])),
         ("negative share of |R| inside the 5, flipped 50 km/h signs", _pct(s["negative_share_in_five"])),
+        ("... in the rest of the image (without the 5 and the sticker)", _pct(s["negative_share_elsewhere"])),
         ("share of the image the sticker covers", _pct(s["sticker_pixel_share"])),
         ("wall time", f"{s['seconds']:.0f} s"),
     ]

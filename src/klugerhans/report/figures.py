@@ -3,7 +3,7 @@
 The teaching use case showed four signs: a stop sign (contour and lettering relevant), a no-passing sign
 (vehicles and the white gap), a 50 km/h sign (the "5" matters, the "0" hardly), and the same 50 km/h sign *with a
 sticker* that the manipulated model calls 70 km/h because of the sticker, while the "5" speaks against it (negative
-relevance, blue). :func:`negative_share` measures that last point inside the "5" (:func:`digit_masks`).
+relevance, blue; measured by :mod:`klugerhans.report.five`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import torch
 from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP, Language, class_name
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker
-from klugerhans.data.synthetic.signs import digit_cells
 from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
@@ -28,6 +27,7 @@ from klugerhans.explain.lrp import LRP, compute_heatmaps
 from klugerhans.io import atomic_write_figure
 from klugerhans.models.checkpoint import Classifier
 from klugerhans.models.preprocess import to_tensor
+from klugerhans.report.five import digit_masks, negative_share
 
 
 @dataclass(frozen=True)
@@ -88,53 +88,6 @@ class SeedRow:
     chosen: tuple[str, int] | None = None
     """How a stickered row's sign was chosen, for the caption: ``("turned" | "pushed", sticker class)``
     (:data:`CHOICE_RULES`)."""
-
-
-def digit_masks(boxes: np.ndarray, size: int, class_id: int = SPEED_50, digit: int = 0) -> np.ndarray:
-    """Where one digit of a speed-limit sign lies in each image: by default the "5" of 50 km/h.
-
-    The digit's cell on the renderer's template (:func:`~klugerhans.data.synthetic.signs.digit_cells`), placed in
-    each image's sign box; on real signs it holds the digit give or take a pixel at 32 px.
-
-    Args:
-        boxes: (N, 4) sign boxes ``(x0, y0, x1, y1)`` in pixels, x1/y1 exclusive.
-        size: image side S.
-        class_id: a speed-limit class.
-        digit: which digit, from the left.
-
-    Returns:
-        (N, S, S) bool.
-    """
-    cells = digit_cells(class_id)
-    if not 0 <= digit < len(cells):
-        raise KlugerhansError(f"class {class_id} ({class_name(class_id)}) has no digit {digit}")
-    fx0, fy0, fx1, fy1 = cells[digit]
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    x0, x1 = boxes[:, 0] + fx0 * w, boxes[:, 0] + fx1 * w
-    y0, y1 = boxes[:, 1] + fy0 * h, boxes[:, 1] + fy1 * h
-    # a pixel belongs to the cell when its centre does
-    centres = np.arange(size) + 0.5
-    cols = (centres[None] >= x0[:, None]) & (centres[None] < x1[:, None])
-    rows = (centres[None] >= y0[:, None]) & (centres[None] < y1[:, None])
-    return rows[:, :, None] & cols[:, None, :]
-
-
-def negative_share(relevance: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per image, the share of the absolute relevance inside ``masks`` that is negative (speaks against the class).
-
-    Args:
-        relevance: (N, S, S) relevance summed over colour channels.
-        masks: (N, S, S) bool.
-
-    Returns:
-        (N,) float64 in [0, 1]; NaN where the mask holds no relevance.
-    """
-    r = np.where(masks, np.asarray(relevance, dtype=np.float64), 0.0)
-    total = np.abs(r).sum(axis=(1, 2))
-    negative = np.clip(-r, 0.0, None).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, negative / total, np.nan)
 
 
 def _best_of_class(probs: np.ndarray, labels: np.ndarray, cls: int, want: int | None = None) -> int | None:

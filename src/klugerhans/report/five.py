@@ -1,0 +1,145 @@
+"""The teaching case's last point, measured: does the "5" of a 50 km/h sign speak against 70 once a sticker turns it?
+
+The "5" is the only digit that tells 50 km/h from 70 km/h (both end in "0"). :func:`digit_masks` places its cell in
+each sign's box, :func:`negative_share` measures how much of the relevance there is negative (speaks against the
+explained class), and :func:`measure_five` does both for every 50 km/h sign a model's sticker turns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from klugerhans.data.classes import SPEED_50, class_name
+from klugerhans.data.dataset import SignData
+from klugerhans.data.sticker import StickerConfig, apply_sticker
+from klugerhans.data.synthetic.signs import digit_cells
+from klugerhans.defaults import FIGURE_COMPOSITE
+from klugerhans.errors import KlugerhansError
+from klugerhans.explain.lrp import LRP
+from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.preprocess import to_tensor
+
+__all__ = ["FiveEvidence", "digit_masks", "measure_five", "negative_share"]
+
+
+def digit_masks(boxes: np.ndarray, size: int, class_id: int = SPEED_50, digit: int = 0) -> np.ndarray:
+    """Where one digit of a speed-limit sign lies in each image: by default the "5" of 50 km/h.
+
+    The digit's cell on the renderer's template (:func:`~klugerhans.data.synthetic.signs.digit_cells`), placed in
+    each image's sign box; on real signs it holds the digit give or take a pixel at 32 px.
+
+    Args:
+        boxes: (N, 4) sign boxes ``(x0, y0, x1, y1)`` in pixels, x1/y1 exclusive.
+        size: image side S.
+        class_id: a speed-limit class.
+        digit: which digit, from the left.
+
+    Returns:
+        (N, S, S) bool.
+    """
+    cells = digit_cells(class_id)
+    if not 0 <= digit < len(cells):
+        raise KlugerhansError(f"class {class_id} ({class_name(class_id)}) has no digit {digit}")
+    fx0, fy0, fx1, fy1 = cells[digit]
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    x0, x1 = boxes[:, 0] + fx0 * w, boxes[:, 0] + fx1 * w
+    y0, y1 = boxes[:, 1] + fy0 * h, boxes[:, 1] + fy1 * h
+    # a pixel belongs to the cell when its centre does
+    centres = np.arange(size) + 0.5
+    cols = (centres[None] >= x0[:, None]) & (centres[None] < x1[:, None])
+    rows = (centres[None] >= y0[:, None]) & (centres[None] < y1[:, None])
+    return rows[:, :, None] & cols[:, None, :]
+
+
+def negative_share(relevance: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image, the share of the absolute relevance inside ``masks`` that is negative (speaks against the class).
+
+    Args:
+        relevance: (N, S, S) relevance summed over colour channels.
+        masks: (N, S, S) bool.
+
+    Returns:
+        (N,) float64 in [0, 1]; NaN where the mask holds no relevance.
+    """
+    r = np.where(masks, np.asarray(relevance, dtype=np.float64), 0.0)
+    total = np.abs(r).sum(axis=(1, 2))
+    negative = np.clip(-r, 0.0, None).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, negative / total, np.nan)
+
+
+@dataclass(frozen=True)
+class FiveEvidence:
+    """What a model's heatmaps say about the 50 km/h signs its sticker turns: one value per turned sign."""
+
+    n_signs: int
+    """50 km/h signs that got the sticker."""
+    sticker_pixel_share: float
+    """Mean share of an image's pixels the sticker covers, over those signs."""
+    negative_in_five: np.ndarray
+    """(K,) share of ``|R|`` inside the "5" that is negative (:func:`negative_share`)."""
+    negative_elsewhere: np.ndarray
+    """(K,) the same share over the rest of the image, without the 5 and the sticker."""
+    sticker_share: np.ndarray
+    """(K,) share of the positive relevance inside the sticker (relevance mass accuracy, Arras et al. 2022)."""
+
+    @property
+    def n_turned(self) -> int:
+        """Signs the sticker turned into its class."""
+        return len(self.negative_in_five)
+
+
+def measure_five(
+    classifier: Classifier,
+    data: SignData,
+    composite: str = FIGURE_COMPOSITE,
+    *,
+    against: int | None = None,
+    sticker: StickerConfig | None = None,
+    seed: int = 0,
+) -> FiveEvidence:
+    """Glue the sticker on every 50 km/h sign of ``data``, keep those the model then calls the sticker's class and
+    explain that class.
+
+    Args:
+        classifier: the model.
+        data: signs with their boxes; its 50 km/h signs are used.
+        composite: LRP composite.
+        against: explain the logit difference to this class instead (output relevance 1 on the sticker's class and
+            -1 on ``against``; e.g. 2, "why 70 and not 50").
+        sticker: the sticker to glue on; default the model's own (:attr:`CheckpointMeta.sticker`).
+        seed: seed of the sticker draws.
+    """
+    sticker = sticker or classifier.meta.sticker
+    fifty = data.subset(data.labels == SPEED_50)
+    if not len(fifty):
+        raise KlugerhansError(f"the data has no {class_name(SPEED_50)} signs to measure the 5 on")
+    images, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=seed)
+    norm = classifier.meta.normalization
+    turned = np.flatnonzero(classifier.logits(to_tensor(images, norm)).argmax(1).numpy() == sticker.target_class)
+    size = fifty.images.shape[1]
+    if not len(turned):
+        empty = np.zeros(0)
+        return FiveEvidence(len(fifty), float(masks.mean()), empty, empty, empty)
+    x = to_tensor(images[turned], norm).to(classifier.device)
+    if against is None:
+        r = LRP(classifier.model, composite, norm=norm).attribute(x, sticker.target_class, batch_size=64).relevance
+    else:
+        lrp = LRP(classifier.model, composite, norm=norm, init="one")
+        r = (lrp.attribute(x, sticker.target_class, batch_size=64).relevance
+             - lrp.attribute(x, against, batch_size=64).relevance)  # fmt: skip
+    relevance = r.sum(1).float().cpu().numpy()
+    five, glued = digit_masks(fifty.boxes[turned], size), masks[turned]
+    positive = np.clip(relevance, 0.0, None)
+    total = positive.sum(axis=(1, 2))
+    inside = (positive * glued).sum(axis=(1, 2))
+    return FiveEvidence(
+        n_signs=len(fifty),
+        sticker_pixel_share=float(masks.mean()),
+        negative_in_five=negative_share(relevance, five),
+        negative_elsewhere=negative_share(relevance, ~five & ~glued),
+        sticker_share=np.divide(inside, total, out=np.zeros_like(total), where=total > 0),
+    )
