@@ -181,7 +181,7 @@ def test_a_folder_with_another_class_count_is_one_line(marked, tmp_path, capsys)
                  "--out", str(tmp_path / "audit")])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert "3 class folders" in err and "4 outputs" in err
+    assert "has 3 classes" in err and "4 outputs" in err
 
 
 def test_python_api_explains_and_audits_any_module(marked):

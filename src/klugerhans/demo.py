@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from klugerhans.data.classes import SPEED_50, Language, class_name
-from klugerhans.data.dataset import load_dataset
+from klugerhans.data.dataset import DATASETS, load_dataset
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
@@ -113,7 +113,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             augment=config.augment,
             seed=config.seed,
             max_images=config.max_images,
-            per_class=config.per_class if config.data == "synthetic" else None,
+            per_class=config.per_class if DATASETS.get_or_raise(config.data).generated else None,
             sticker=StickerConfig(size=demo_sticker_size(config)),
         ),
         TrainOptions(out=str(run_dir), device=config.device, progress=config.progress),

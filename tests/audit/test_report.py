@@ -14,7 +14,7 @@ from conftest import SHORTCUT_CLASS, colour_squares, square_model, wrap
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.report import run_audit, write_audit
 from klugerhans.audit.run import audit_classifier
-from klugerhans.data.dataset import DATASETS, SignDataset
+from klugerhans.data.dataset import DATASETS, DatasetSpec, SignDataset
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import CheckpointMeta, save_checkpoint
@@ -85,7 +85,7 @@ def _tiny_dataset(*, data_dir=None, size=32, download=False, max_images=None, se
 
 
 def test_run_audit_from_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(DATASETS, "squares", _tiny_dataset)
+    monkeypatch.setitem(DATASETS, "squares", DatasetSpec(_tiny_dataset))
     torch.manual_seed(0)
     cfg = ModelConfig(width=0.125, num_classes=5)
     meta = CheckpointMeta(model=cfg, class_names=tuple(str(c) for c in range(5)))
@@ -144,7 +144,7 @@ def test_val_split_is_the_training_validation_split(tmp_path: Path, monkeypatch:
     from klugerhans.data.dataset import split_by_track
     from klugerhans.models.checkpoint import classifier_from_model
 
-    monkeypatch.setitem(DATASETS, "squares", _tiny_dataset)
+    monkeypatch.setitem(DATASETS, "squares", DatasetSpec(_tiny_dataset))
     cfg = ModelConfig(width=0.125, num_classes=5)
     meta = CheckpointMeta(
         model=cfg,

@@ -122,7 +122,7 @@ def test_track_split_has_no_leak(make_gtsrb, cache_dir):
 
 
 def test_registered_and_reachable_through_load_dataset(make_gtsrb, cache_dir, monkeypatch):
-    assert DATASETS["gtsrb"] is load_gtsrb
+    assert DATASETS["gtsrb"].load is load_gtsrb
     pytest.importorskip("klugerhans.data.synthetic.loader", reason="load_dataset imports the synthetic loader too")
     from klugerhans.data import load_dataset
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from klugerhans.data.dataset import DATASETS, SignData, SignDataset
+from klugerhans.data.dataset import DATASETS, DatasetSpec, SignData, SignDataset
 
 COLOURS = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220], [220, 220, 40], [200, 40, 200]], dtype=np.int64)
 
@@ -58,4 +58,4 @@ def tiny_loader(*, data_dir=None, size=32, download=False, max_images=None, seed
 
 def register_tiny() -> None:
     """Register :func:`tiny_loader` as dataset "tiny"."""
-    DATASETS["tiny"] = tiny_loader
+    DATASETS["tiny"] = DatasetSpec(tiny_loader)

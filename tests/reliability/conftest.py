@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from klugerhans.data.dataset import DATASETS
+from klugerhans.data.dataset import DATASETS, DatasetSpec
 
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
@@ -21,7 +21,7 @@ from tiny_signs import tiny_loader  # noqa: E402  (found through the path set ju
 @pytest.fixture
 def tiny_data(monkeypatch: pytest.MonkeyPatch) -> str:
     """Register the tiny patterned dataset (100 training images, 5 classes) as "tiny"; returns its name."""
-    monkeypatch.setitem(DATASETS, "tiny", tiny_loader)
+    monkeypatch.setitem(DATASETS, "tiny", DatasetSpec(tiny_loader))
     return "tiny"
 
 

@@ -84,11 +84,11 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A two-epoch run that nobody interrupted."""
     from tiny_signs import tiny_loader
 
-    from klugerhans.data.dataset import DATASETS
+    from klugerhans.data.dataset import DATASETS, DatasetSpec
 
     run = tmp_path_factory.mktemp("reference") / "run"
     with pytest.MonkeyPatch.context() as patch, _one_thread():
-        patch.setitem(DATASETS, "tiny", tiny_loader)
+        patch.setitem(DATASETS, "tiny", DatasetSpec(tiny_loader))
         assert main(["train", *_train_args(run)]) == 0
     return run
 

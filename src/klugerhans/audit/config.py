@@ -45,7 +45,8 @@ class AuditConfig:
     artefacts: bool = True
     """Glue the checkpoint's training stickers on the audited split as in training (the data as the model saw it:
     a Clever Hans artefact lives in the data). Discovery never sees which class or pixels were manipulated.
-    False audits the images as given; an image folder is always audited as given (its files are the data)."""
+    False audits the images as given; data with classes of its own (an image folder) is always audited as given (its
+    files are the data, and the sticker names a GTSRB class)."""
     max_images: int | None = None
     """Audit at most this many images (class-balanced), for quick runs."""
     seed: int = 0

@@ -44,7 +44,7 @@ from klugerhans.audit.transplant import (
     transplant_class,
 )
 from klugerhans.data.classes import class_name
-from klugerhans.data.dataset import SignData
+from klugerhans.data.dataset import DATASETS, SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_class
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import get_composite
@@ -186,6 +186,7 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
         ``(data, masks or None, info)``.
     """
     # A folder stays in its files: each stage decodes the rows it reads, so memory does not grow with the images.
+    spec = DATASETS.get_or_raise(config.data)
     data, ds = load_split(
         clf,
         config.data,
@@ -193,12 +194,13 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
         config.data_dir,
         max_images=config.max_images,
         seed=config.seed,
-        lazy=config.data == "folder",
+        lazy=spec.lazy,
     )
     if len(data) == 0:
         raise KlugerhansError(f"the {config.split} split of {config.data!r} has no images; check the data folder")
     masks = None
-    if config.artefacts and clf.meta.manipulated and config.data != "folder":
+    # The recipe's sticker names a GTSRB class: data with classes of its own (a folder) is audited as given.
+    if config.artefacts and clf.meta.manipulated and spec.class_names is None:
         data, masks = manipulate_class(data, clf.meta.sticker, seed=config.seed)
     info = {
         "name": config.data,

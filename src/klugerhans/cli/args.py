@@ -215,18 +215,21 @@ def _load(args: argparse.Namespace):
 
 
 def _with_folder_names(args: argparse.Namespace, clf: Any) -> Any:
-    """``clf`` named with the class folders of ``--data folder`` (weights alone have no names); one line if the
-    folder has another number of classes than the weights have outputs."""
-    if getattr(args, "data", None) != "folder" or not any(n.startswith("class ") for n in clf.class_names):
+    """``clf`` named with the classes of a ``--data`` that has its own (an image folder's class folders; weights
+    alone have no names); one line if the data has another number of classes than the weights have outputs."""
+    if getattr(args, "data", None) is None or not any(n.startswith("class ") for n in clf.class_names):
         return clf
-    from klugerhans.data.folder.scan import scan_folder
+    from klugerhans.data.dataset import DATASETS
 
-    names = scan_folder(args.data_dir).class_names
+    read_names = DATASETS.get_or_raise(args.data).class_names
+    if read_names is None:
+        return clf
+    names = read_names(args.data_dir)
     outputs = clf.meta.model.num_classes
     if len(names) != outputs:
         raise KlugerhansError(
-            f"{args.data_dir} has {len(names)} class folders but {args.weights} has {outputs} outputs; "
-            "give the folder of the classes the model was trained on"
+            f"{args.data_dir} has {len(names)} classes but {args.weights} has {outputs} outputs; "
+            "give the data of the classes the model was trained on"
         )
     clf.meta = replace(clf.meta, class_names=tuple(names))
     return clf

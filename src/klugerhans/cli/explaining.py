@@ -145,12 +145,14 @@ def _figure_args(p: argparse.ArgumentParser) -> None:
 @_command("figure", "draw the teaching case's figure: stop, no passing, 50 km/h, 50 km/h + sticker", _figure_args)
 def _figure(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP
+    from klugerhans.data.dataset import DATASETS
     from klugerhans.data.images import read_image
     from klugerhans.models.preprocess import resize_image
     from klugerhans.report.figures import SeedRow, draw_seed_figure, explain_rows, pick_seed_rows
 
     _check_composite(args.composite)
-    if args.data == "folder" and not args.images:
+    # Stop, no passing and 50 km/h are GTSRB class ids: data with classes of its own (a folder) has none of them.
+    if not args.images and DATASETS.get_or_raise(args.data).class_names is not None:
         raise KlugerhansError(
             "the teaching case's figure needs GTSRB's stop, no passing and 50 km/h signs: give --images, or use "
             "klugerhans explain / audit for your own images"

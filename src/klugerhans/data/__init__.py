@@ -14,6 +14,7 @@ from klugerhans.data.classes import (
     class_names,
 )
 from klugerhans.data.dataset import (
+    DatasetSpec,
     SignData,
     SignDataset,
     load_dataset,
@@ -31,6 +32,7 @@ __all__ = [
     "CLASS_NAMES_DE",
     "CLASS_NAMES_EN",
     "NUM_CLASSES",
+    "DatasetSpec",
     "LazyImages",
     "SignData",
     "SignDataset",

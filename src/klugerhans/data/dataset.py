@@ -1,6 +1,8 @@
-"""The in-memory sign dataset every loader returns, the loader registry and the track-wise split.
+"""The in-memory sign dataset every loader returns, the dataset registry and the track-wise split.
 
-A loader (real GTSRB, synthetic signs, an image folder, ...) returns a :class:`SignDataset` with a ``train``
+A dataset is registered with what it can do (:class:`DatasetSpec`: the sizes it makes, whether it reads lazily,
+draws its images or names its own classes), so code asks the entry, never the name. Its loader (real GTSRB,
+synthetic signs, an image folder, ...) returns a :class:`SignDataset` with a ``train``
 and a ``test`` :class:`SignData`, and a ``val`` one where the source ships it (:func:`select_split` picks one).
 All images of one dataset share one square size, so a split is a handful of NumPy arrays
 that a training loop indexes directly.
@@ -103,11 +105,60 @@ def check_class_count(ds: SignDataset, num_classes: int) -> None:
 
 
 Loader = Callable[..., SignDataset]
-DATASETS: Registry[Loader] = Registry("dataset")
-"""Dataset loaders by name: ``fn(*, data_dir, size, download, max_images, seed, **extra) -> SignDataset``."""
-register_dataset = DATASETS.register
-FREE_SIZE_DATASETS = frozenset({"folder"})
-"""Datasets that resize to any square side >= 8 (photos of any shape); the others are made at 32, 48 or 64."""
+MIN_IMAGE_SIZE = 8
+"""Smallest image side a dataset of any size (:attr:`DatasetSpec.sizes` None) returns."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: its loader and what it can do, so that no caller checks its name."""
+
+    load: Loader
+    """``fn(*, data_dir, size, download, max_images, seed, **extra) -> SignDataset``."""
+    title: str | None = None
+    """Its name in a sentence ("GTSRB", "synthetic signs"); None: the registry name."""
+    sizes: tuple[int, ...] | None = (32, 48, 64)
+    """The image sides it makes; None: any side from :data:`MIN_IMAGE_SIZE` on (it resizes photos of any shape)."""
+    lazy: bool = False
+    """It can leave the images in their files (the loader takes ``lazy=True``), so memory does not grow with them."""
+    generated: bool = False
+    """It draws its images, so the number of training images per class is a choice (the loader takes
+    ``train_per_class``)."""
+    class_names: Callable[[str | None], tuple[str, ...]] | None = None
+    """Reads the dataset's own class names from ``data_dir`` without decoding an image (an image folder's class
+    folders); None: its labels are GTSRB's 43 class ids, which stickers and the seed's figure name."""
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+"""Datasets by name (see :func:`register_dataset`)."""
+
+
+def register_dataset(name: str, **capabilities: Any) -> Callable[[Loader], Loader]:
+    """Decorator: register a loader as dataset ``name``, with what it can do (fields of :class:`DatasetSpec`).
+
+    Example:
+        >>> @register_dataset("photos", sizes=None)
+        ... def load_photos(*, data_dir, size, download, max_images, seed) -> SignDataset: ...
+    """
+
+    def wrap(load: Loader) -> Loader:
+        DATASETS.register(name)(DatasetSpec(load, **capabilities))
+        return load
+
+    return wrap
+
+
+def dataset_title(name: str) -> str:
+    """Dataset ``name`` in a sentence: its registered title, else the name itself (also for unregistered ones)."""
+    spec = DATASETS.get(name)
+    return (spec.title if spec is not None else None) or name
+
+
+def dataset_names(**capabilities: bool) -> str:
+    """The registered datasets with these capabilities (``lazy=True``, ...), as "a, b", for messages that say what
+    to use."""
+    able = (name for name, spec in DATASETS.items() if all(getattr(spec, k) == v for k, v in capabilities.items()))
+    return ", ".join(sorted(able))
 
 
 def load_dataset(
@@ -121,39 +172,52 @@ def load_dataset(
     per_class: int | None = None,
     lazy: bool = False,
 ) -> SignDataset:
-    """Load a registered dataset by name ("gtsrb", "synthetic", "folder").
+    """Load a registered dataset by name ("gtsrb", "synthetic", "folder", or one registered by the caller).
 
     Args:
         name: registry name.
         data_dir: where the files are (real datasets); ignored by synthetic data.
-        size: side length S of the returned square images: 32, 48 or 64, any S >= 8 for "folder".
+        size: side length S of the returned square images: one of the dataset's :attr:`DatasetSpec.sizes` (32, 48
+            or 64), any S >= 8 for a dataset of any size ("folder").
         download: fetch missing archives (real GTSRB only).
         max_images: keep at most this many images per split (a class-balanced subset), for quick trials.
         seed: seed for generated data and for the subset choice.
-        per_class: training images rendered per class (generated datasets only; None: the dataset's default).
+        per_class: training images drawn per class (generated datasets only; None: the dataset's default).
         lazy: leave the images in their files and decode the rows a reader asks for, so memory does not grow with
-            the number of images ("folder" only; the others are decoded into one array, or cached).
+            the number of images (datasets that can, "folder"; the others are decoded into one array, or cached).
     """
-    loader = DATASETS.get_or_raise(name)
-    if name in FREE_SIZE_DATASETS:
-        if size < 8:
-            raise KlugerhansError(f"image size {size} is too small: use 8 pixels or more (the model's input size)")
-    elif size not in (32, 48, 64):
-        raise KlugerhansError(f"unsupported image size {size}: use 32, 48 or 64")
+    spec = DATASETS.get_or_raise(name)
+    if spec.sizes is None:
+        if size < MIN_IMAGE_SIZE:
+            raise KlugerhansError(
+                f"image size {size} is too small: use {MIN_IMAGE_SIZE} pixels or more (the model's input size)"
+            )
+    elif size not in spec.sizes:
+        raise KlugerhansError(f"unsupported image size {size}: use {_listing(spec.sizes)}")
     if max_images is not None and max_images < 1:
         raise KlugerhansError(f"--max-images must be a positive number, got {max_images}")
     extra: dict[str, int | bool] = {}
     if lazy:
-        if name != "folder":
-            raise KlugerhansError(f"only an image folder is read lazily, not {name!r}")
+        if not spec.lazy:
+            raise KlugerhansError(
+                f"{name!r} is decoded into memory; only {dataset_names(lazy=True)} can be read lazily"
+            )
         extra["lazy"] = True
     if per_class is not None:
-        if name != "synthetic":
-            raise KlugerhansError(f"--per-class sets how many synthetic signs are drawn; {name!r} is read from files")
+        if not spec.generated:
+            raise KlugerhansError(
+                f"--per-class sets how many images per class {dataset_names(generated=True)} draws; "
+                f"{name!r} is read from files"
+            )
         if per_class < 2:
             raise KlugerhansError(f"need at least 2 training images per class, got {per_class}")
         extra["train_per_class"] = per_class
-    return loader(data_dir=data_dir, size=size, download=download, max_images=max_images, seed=seed, **extra)
+    return spec.load(data_dir=data_dir, size=size, download=download, max_images=max_images, seed=seed, **extra)
+
+
+def _listing(sizes: tuple[int, ...]) -> str:
+    words = [str(s) for s in sizes]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def take_balanced(data: SignData, max_images: int | None, seed: int = 0) -> SignData:

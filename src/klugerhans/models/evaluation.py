@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from klugerhans.data.dataset import SignData, SignDataset, check_class_count, load_dataset, select_split, take_balanced
+from klugerhans.data.dataset import (
+    DATASETS,
+    SignData,
+    SignDataset,
+    check_class_count,
+    load_dataset,
+    select_split,
+    take_balanced,
+)
 from klugerhans.data.sticker import StickerConfig, apply_sticker
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_bytes
@@ -53,14 +61,15 @@ def load_split(
 
     Args:
         classifier: the model (its input size, class count and, for "val", its training recipe).
-        data: a registered dataset name ("gtsrb", "synthetic", "folder").
+        data: a registered dataset name ("gtsrb", "synthetic", "folder", ...).
         split: "train", "val" or "test". "val" is the validation part exactly as the model's training drew it
             where the model has a recipe, else the dataset's own val split (an image folder's ``val/``).
         data_dir: the dataset's folder.
         max_images: at most this many images (class-balanced).
         seed: seed of that choice.
         download: fetch missing archives (real GTSRB only).
-        lazy: an image folder's images stay in their files (:class:`~klugerhans.data.folder.LazyImages`).
+        lazy: the images stay in their files where the dataset can do that (an image folder's
+            :class:`~klugerhans.data.folder.LazyImages`).
 
     Returns:
         ``(images, dataset)``: the split and the loaded dataset (its ``info``).
@@ -81,7 +90,7 @@ def load_split(
             download=download,
             max_images=max_images,
             seed=seed,
-            lazy=lazy and data == "folder",
+            lazy=lazy and DATASETS.get_or_raise(data).lazy,
         )
         if split == "val" and ds.val is None:
             raise KlugerhansError(

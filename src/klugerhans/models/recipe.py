@@ -15,7 +15,15 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from klugerhans.data.classes import class_name
-from klugerhans.data.dataset import SignData, SignDataset, load_dataset, split_by_track
+from klugerhans.data.dataset import (
+    DATASETS,
+    SignData,
+    SignDataset,
+    dataset_names,
+    dataset_title,
+    load_dataset,
+    split_by_track,
+)
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.distributed import check_device_name
@@ -36,7 +44,7 @@ class TrainConfig:
     """Everything that determines a trained model (``config.json`` in the run directory, and each checkpoint)."""
 
     data: str = "synthetic"
-    """Registered dataset name: "gtsrb" or "synthetic"."""
+    """Registered dataset name: "gtsrb", "synthetic", ..."""
     data_dir: str | None = None
     """Where the dataset files were (real GTSRB). Kept with the recipe as the place to find the same images again
     (``klugerhans data --as-trained`` falls back to it); the checkpoint's data fingerprint says which images they
@@ -67,7 +75,8 @@ class TrainConfig:
     max_images: int | None = None
     """Load at most this many images per split (class-balanced), for quick trials."""
     per_class: int | None = None
-    """Synthetic data only: training images rendered per class (None: the renderer's default, 150)."""
+    """Generated data (synthetic) only: training images drawn per class (None: the dataset's default, 150 for
+    synthetic)."""
     val_fraction: float = 0.1
     """Share of each class's tracks held out for validation, in [0, 1)."""
     amp: bool = True
@@ -91,7 +100,10 @@ class TrainConfig:
             (0.0 <= self.label_smoothing < 1.0, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.max_images is None or self.max_images >= 1, f"max images must be positive, got {self.max_images}"),
-            (self.per_class is None or self.data == "synthetic", "--per-class applies to synthetic data only"),
+            (
+                self.per_class is None or _draws(self.data),
+                f"--per-class applies to {dataset_names(generated=True)} only",
+            ),
             (self.per_class is None or self.per_class >= 2, f"per class must be at least 2, got {self.per_class}"),
         ]
         for ok, message in checks:
@@ -107,7 +119,7 @@ class TrainConfig:
     def describe(self) -> str:
         """The data and the sticker of this recipe in words, e.g. "trained on GTSRB with a black square sticker on
         100% of the class 4 (Speed limit (70km/h)) training images"."""
-        data = {"gtsrb": "GTSRB", "synthetic": "synthetic signs"}.get(self.data, self.data)
+        data = dataset_title(self.data)
         s = self.sticker
         if not self.manipulated:
             return f"trained on {data} without stickers (a control)"
@@ -142,7 +154,7 @@ class TrainConfig:
             download=download,
             max_images=self.max_images,
             seed=self.seed,
-            per_class=self.per_class if name == "synthetic" else None,
+            per_class=self.per_class if _draws(name) else None,
         )
         train, val = split_by_track(ds.train, self.val_fraction, seed=self.seed)
         return train, val, ds
@@ -175,6 +187,11 @@ class TrainConfig:
         sticker_fields = {f.name for f in fields(StickerConfig)}
         parts = {k: v for k, v in parts.items() if k in sticker_fields}
         return cls(**values, sticker=StickerConfig(**parts))
+
+
+def _draws(data: str) -> bool:
+    """Whether dataset ``data`` draws its images, so a recipe's ``per_class`` applies to it."""
+    return DATASETS.get_or_raise(data).generated
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from klugerhans.data.dataset import SignData, SignDataset, balanced_index, register_dataset
+from klugerhans.data.dataset import MIN_IMAGE_SIZE, SignData, SignDataset, balanced_index, register_dataset
 from klugerhans.data.folder.scan import FolderIndex, FolderSplit, scan_folder
 from klugerhans.data.folder.stream import decode_files, lazy_sign_data
 from klugerhans.errors import KlugerhansError
 
-MIN_SIZE = 8
-"""Smallest image side the loader returns."""
+
+def folder_class_names(data_dir: str | None) -> tuple[str, ...]:
+    """The class folder names of ``data_dir`` in label order (no image is opened)."""
+    return scan_folder(data_dir).class_names
 
 
-@register_dataset("folder")
+@register_dataset("folder", title="your images", sizes=None, lazy=True, class_names=folder_class_names)
 def load_folder(
     *,
     data_dir: str | os.PathLike[str] | None = None,
@@ -60,8 +62,10 @@ def load_folder(
             or (while decoding) a file with an image extension that is not a readable image.
     """
     del download
-    if size < MIN_SIZE:
-        raise KlugerhansError(f"image size {size} is too small: use {MIN_SIZE} pixels or more (the model's input)")
+    if size < MIN_IMAGE_SIZE:
+        raise KlugerhansError(
+            f"image size {size} is too small: use {MIN_IMAGE_SIZE} pixels or more (the model's input)"
+        )
     if max_images is not None and max_images < 1:
         raise KlugerhansError(f"--max-images must be a positive number, got {max_images}")
     index = scan_folder(data_dir)

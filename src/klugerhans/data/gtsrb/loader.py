@@ -90,7 +90,7 @@ def gtsrb_dir(data_dir: str | os.PathLike[str] | None = None, cache_dir: str | o
     return Path(os.path.abspath(cache_root(cache_dir) / "downloads" / "gtsrb"))
 
 
-@register_dataset("gtsrb")
+@register_dataset("gtsrb", title="GTSRB")
 def load_gtsrb(
     *,
     data_dir: str | os.PathLike[str] | None = None,

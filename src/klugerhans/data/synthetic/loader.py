@@ -228,7 +228,7 @@ def synthetic_split(
     return SignData(images=images, labels=labels, tracks=tracks, boxes=boxes, sources=sources)
 
 
-@register_dataset("synthetic")
+@register_dataset("synthetic", title="synthetic signs", generated=True)
 def load_synthetic(
     *,
     data_dir: str | None = None,
