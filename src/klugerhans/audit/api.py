@@ -24,9 +24,9 @@ from klugerhans.data.dataset import SignData
 from klugerhans.data.images import resize_center_crop
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
+from klugerhans.models.config import IN_MEMORY, ModelConfig
 from klugerhans.models.distributed import resolve_device
 from klugerhans.models.preprocess import IMAGENET, Normalization, to_uint8
-from klugerhans.models.vgg import IN_MEMORY, ModelConfig
 
 __all__ = ["audit_model", "dataset_images"]
 

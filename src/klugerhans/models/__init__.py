@@ -2,17 +2,19 @@
 weights, training, evaluation.
 
 Submodules import torch; import what you need from them, e.g. ``from klugerhans.models.training import train``.
+Importing this package registers our architectures (:mod:`klugerhans.models.vgg`).
 """
 
+from klugerhans.models import vgg as vgg  # registers vgg11_bn and vgg11 in MODELS before anything builds a model
 from klugerhans.models.architectures import parse_arch
 from klugerhans.models.checkpoint import CheckpointMeta, Classifier, load_classifier, load_model, save_checkpoint
+from klugerhans.models.config import ModelConfig, create_model
 from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.predict import top_classes
 from klugerhans.models.preprocess import Normalization, make_preprocess, to_tensor
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.training import TrainResult, train
 from klugerhans.models.user_weights import load_user_model
-from klugerhans.models.vgg import ModelConfig, create_model
 
 __all__ = [
     "CheckpointMeta",

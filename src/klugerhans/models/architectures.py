@@ -1,6 +1,6 @@
 """Architecture families: our VGG, any torchvision classifier by builder name, any timm model.
 
-A classifier is named by a *family* and an *arch* (:class:`~klugerhans.models.vgg.ModelConfig` stores both):
+A classifier is named by a *family* and an *arch* (:class:`~klugerhans.models.config.ModelConfig` stores both):
 ``klugerhans`` is our width-scalable VGG11(-BN) for 32..64 px sign crops, ``torchvision`` any builder that
 ``torchvision.models.list_models(module=torchvision.models)`` lists, ``timm`` any ``timm.create_model`` name
 (``pip install klugerhans[timm]``). :func:`parse_arch` reads the names a user types (``resnet18``,
@@ -23,7 +23,7 @@ from klugerhans.registry import suggest
 FAMILIES: tuple[str, ...] = ("klugerhans", "torchvision", "timm")
 """Architecture families; "klugerhans" (our VGG) is the default and what checkpoints without a family mean."""
 KLUGERHANS_ARCHS: tuple[str, ...] = ("vgg11_bn", "vgg11")
-"""Our architectures (registered in :data:`klugerhans.models.vgg.MODELS`)."""
+"""Our architectures (registered in :data:`klugerhans.models.config.MODELS`)."""
 MIN_INPUT_SIZE: dict[str, int] = {"torchvision": 32, "timm": 32}
 """Smallest input side per foreign family, measured with a meta-device forward: the VGGs and ConvNeXt need 32 px,
 DenseNet 29, ResNet, EfficientNet, MobileNet and RegNet run at any size. Architectures that need more (Inception

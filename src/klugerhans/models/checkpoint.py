@@ -32,10 +32,10 @@ from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.io import atomic_write_bytes
 from klugerhans.models.architectures import format_arch, on_meta
+from klugerhans.models.config import ModelConfig, create_model
 from klugerhans.models.distributed import resolve_device
 from klugerhans.models.preprocess import Normalization, ResizeMode, make_preprocess
 from klugerhans.models.recipe import TrainConfig
-from klugerhans.models.vgg import ModelConfig, create_model
 from klugerhans.version import __version__
 
 FORMAT_VERSION = 2

@@ -26,8 +26,8 @@ from klugerhans.data.dataset import (
 )
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
+from klugerhans.models.config import ModelConfig
 from klugerhans.models.distributed import check_device_name
-from klugerhans.models.vgg import ModelConfig
 
 # Flat sticker fields of recipes written before the sticker was nested (checkpoint format 1, old config.json).
 _LEGACY_STICKER = {

@@ -36,6 +36,7 @@ from klugerhans.models.checkpoint import (
     save_checkpoint,
     to_jsonable,
 )
+from klugerhans.models.config import create_model
 from klugerhans.models.distributed import (
     DistEnv,
     average_buffers,
@@ -49,7 +50,6 @@ from klugerhans.models.evaluation import evaluate_model, save_curves_png
 from klugerhans.models.loop import TrainStep, lr_at, make_optimizer, run_epoch, steps_per_epoch, validate
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.trainset import PreparedData, prepare_data
-from klugerhans.models.vgg import create_model
 from klugerhans.version import __version__
 
 # Recipe fields that may change on --resume (the run options in TrainOptions may change too).

@@ -31,9 +31,9 @@ from klugerhans.models.checkpoint import (
     _strip_prefixes,
     classifier_from_model,
 )
+from klugerhans.models.config import ModelConfig, create_model
 from klugerhans.models.distributed import resolve_device
 from klugerhans.models.preprocess import IMAGENET, Normalization
-from klugerhans.models.vgg import ModelConfig, create_model
 
 DEFAULT_IMAGE_SIZE = 224
 """Input side of weights whose training size is not known (ImageNet's evaluation crop)."""
