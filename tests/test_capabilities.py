@@ -1,5 +1,7 @@
-"""A dataset registered by a user works wherever the built-in ones do: its registry entry declares what it can do
-(:class:`~klugerhans.data.dataset.DatasetSpec`), so no code asks for a name such as "folder" or "synthetic"."""
+"""A dataset, model or architecture family registered by a user works wherever the built-in ones do: its registry
+entry declares what it can do (:class:`~klugerhans.data.dataset.DatasetSpec`,
+:class:`~klugerhans.models.config.ModelSpec`, :class:`~klugerhans.models.config.Family`), so no code asks for a name
+such as "folder", "synthetic" or "klugerhans"."""
 
 from __future__ import annotations
 
@@ -9,16 +11,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
+from torch import nn
 
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.run import load_audit_data
 from klugerhans.cli import main
 from klugerhans.data.dataset import DATASETS, SignData, SignDataset, load_dataset, register_dataset
 from klugerhans.errors import KlugerhansError
+from klugerhans.models.architectures import parse_arch
 from klugerhans.models.checkpoint import CheckpointMeta, Classifier, classifier_from_model
+from klugerhans.models.config import (
+    FAMILIES,
+    MODELS,
+    Family,
+    ModelConfig,
+    ModelSpec,
+    create_model,
+    format_arch,
+    register_family,
+    register_model,
+)
 from klugerhans.models.evaluation import load_split
 from klugerhans.models.recipe import TrainConfig
-from klugerhans.models.vgg import ModelConfig, create_model
+from klugerhans.models.user_weights import load_user_model
 
 CLASSES = 5
 asked: list[dict[str, object]] = []
@@ -113,3 +129,52 @@ def test_the_seed_figure_needs_gtsrb_classes(
     out = tmp_path / "figure.png"
     assert main(["figure", "--data", "photos", "--out", str(out)]) == 2
     assert "the seed's figure needs GTSRB's stop" in capsys.readouterr().err and not out.exists()
+
+
+def _tiny_net(config: ModelConfig) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, config.num_classes)
+    )
+
+
+@pytest.fixture
+def tiny_net() -> Iterator[None]:
+    """Our family's "tiny_net": 32 px only, no width multiplier. Removed afterwards."""
+    register_model("tiny_net", input_sizes=(32,), width=False)(_tiny_net)
+    yield
+    MODELS.pop("tiny_net")
+
+
+def test_a_registered_model_is_checked_named_and_loaded_by_the_cli(
+    tiny_net: None, registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(KlugerhansError, match=r"^klugerhans:tiny_net takes no width multiplier"):
+        ModelConfig(arch="tiny_net", width=0.5)
+    with pytest.raises(KlugerhansError, match=r"^input size must be one of \(32,\), got 48$"):
+        ModelConfig(arch="tiny_net", input_size=48)
+    assert parse_arch("klugerhans:tiny_net") == {"family": "klugerhans", "arch": "tiny_net"}
+    weights = tmp_path / "tiny.safetensors"
+    save_file(create_model(arch="tiny_net", num_classes=CLASSES).state_dict(), str(weights))
+    clf = load_user_model("klugerhans:tiny_net", weights)  # no size given: the model's own, not 224
+    assert clf.input_size == 32 and clf.meta.resize == "square" and clf.meta.model.num_classes == CLASSES
+    # --arch takes it, and the data's own class names name the weights' outputs.
+    code = main(["evaluate", "--arch", "klugerhans:tiny_net", "--weights", str(weights), "--data", "photos",
+                 "--device", "cpu", "--split", "test"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "weakest classes: " in out and "kind " in out
+
+
+def test_a_registered_family_is_named_checked_and_built(tmp_path: Path) -> None:
+    spec = ModelSpec(_tiny_net, input_sizes=None, min_input_size=8, width=False, resize="center_crop")
+    register_family("toy")(Family(lambda: ("net",), lambda arch: spec))
+    try:
+        assert parse_arch("toy:net") == {"family": "toy", "arch": "net"} and format_arch("toy", "net") == "toy:net"
+        with pytest.raises(KlugerhansError, match=r"^unknown architecture toy:nte: did you mean net\?"):
+            parse_arch("toy:nte")
+        with pytest.raises(KlugerhansError, match=r"^input size 4 px is too small for toy:net; give at least 8$"):
+            ModelConfig(family="toy", arch="net", input_size=4)
+        config = ModelConfig(family="toy", arch="net", input_size=12, num_classes=CLASSES)
+        assert create_model(config)(torch.zeros(2, 3, 12, 12)).shape == (2, CLASSES)
+        assert CheckpointMeta(config, class_names=tuple("abcde")).resize == "center_crop"
+    finally:
+        FAMILIES.pop("toy")

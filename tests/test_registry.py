@@ -35,6 +35,8 @@ from klugerhans.explain.composites import COMPOSITES
 from klugerhans.explain.lrp import LRP
 from klugerhans.explain.modules import MODULE_RULES
 from klugerhans.fix.methods import FIX_METHODS, FixInputs, FixOutcome
+from klugerhans.models.architectures import on_meta
+from klugerhans.models.config import FAMILIES
 from klugerhans.models.preprocess import Normalization
 from klugerhans.models.vgg import MODELS, ModelConfig, create_model
 from klugerhans.registry import REGISTRIES, Registry
@@ -113,10 +115,28 @@ def _check_dataset(name: str, request: pytest.FixtureRequest) -> None:
 
 
 def _check_architecture(name: str, request: pytest.FixtureRequest) -> None:
-    model = MODELS[name](ModelConfig(arch=name, width=0.125)).eval()
+    build = MODELS[name].build
+    assert build is not None
+    model = build(ModelConfig(arch=name, width=0.125)).eval()
     with torch.no_grad():
         logits = model(_X)
     assert logits.shape == (2, NUM_CLASSES) and torch.isfinite(logits).all()
+
+
+def _check_architecture_family(name: str, request: pytest.FixtureRequest) -> None:
+    family = FAMILIES[name]
+    if family.names is None:  # models handed over in memory: any name is described, none is built
+        spec = family.spec("AnyNet")
+        assert spec.build is None and ModelConfig(family=name, arch="AnyNet", num_classes=1).spec == spec
+        return
+    try:
+        names = sorted(family.names())
+    except KlugerhansError:  # an optional family whose package is not installed (timm)
+        pytest.skip(f"{name} is not installed")
+    spec = family.spec(names[0])
+    size = spec.input_sizes[0] if spec.input_sizes else 224
+    model = on_meta(lambda: create_model(family=name, arch=names[0], input_size=size, num_classes=3)).eval()
+    assert model(torch.zeros(1, 3, size, size, device="meta")).shape == (1, 3)
 
 
 def _check_composite(name: str, request: pytest.FixtureRequest) -> None:
@@ -166,6 +186,7 @@ def _check_module_rule(name: str, request: pytest.FixtureRequest) -> None:
 _CHECKS: dict[str, Callable[[str, pytest.FixtureRequest], None]] = {
     "dataset": _check_dataset,
     "architecture": _check_architecture,
+    "architecture family": _check_architecture_family,
     "composite": _check_composite,
     "attribution method": _check_attribution_method,
     "fix method": _check_fix_method,
@@ -178,7 +199,8 @@ _ENTRIES = [(kind, name) for kind, registry in REGISTRIES.items() for name in so
 
 def test_every_kind_has_a_check() -> None:
     assert set(REGISTRIES) == set(_CHECKS)
-    kinds = {DATASETS.kind, MODELS.kind, COMPOSITES.kind, METHODS.kind, FIX_METHODS.kind, SUITES.kind, BASELINES.kind}
+    kinds = {DATASETS.kind, MODELS.kind, FAMILIES.kind, COMPOSITES.kind, METHODS.kind, FIX_METHODS.kind, SUITES.kind}
+    kinds |= {BASELINES.kind}
     assert kinds | {MODULE_RULES.kind} == set(_CHECKS)
     # module rules are for users' own module types: none ship
     assert all(REGISTRIES[kind] for kind in kinds), "every registry has at least one entry"

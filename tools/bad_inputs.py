@@ -422,7 +422,7 @@ def make_catalogue(work: Path) -> list[Case]:
         ),
         # Checkpoints: foreign, damaged, malicious.
         bad_checkpoint("checkpoint of another class count", "classes", "classifier.3.weight", "shape"),
-        bad_checkpoint("checkpoint of another architecture", "arch", "do not match vgg11_bn"),
+        bad_checkpoint("checkpoint of another architecture", "arch", "do not match klugerhans:vgg11_bn"),
         bad_checkpoint("truncated checkpoint", "truncated", "truncated", "download it again"),
         bad_checkpoint("checkpoint without metadata", "no_meta", "without klugerhans metadata"),
         bad_checkpoint("checkpoint with NaN weights", "nan", "NaN", "train again"),

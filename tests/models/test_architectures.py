@@ -9,8 +9,8 @@ import torch
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.architectures import (
     MIN_INPUT_SIZE,
-    build_foreign,
-    check_input_size,
+    build_timm,
+    build_torchvision,
     classifier_layer,
     on_meta,
     parse_arch,
@@ -62,7 +62,7 @@ def test_torchvision_model_maps_a_batch_to_class_scores(name):
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))
 def test_classifier_layer_is_found_generically(name):
-    model = on_meta(lambda: build_foreign("torchvision", name, 5)).eval()
+    model = on_meta(lambda: build_torchvision(name, 5)).eval()
     assert classifier_layer(model) == TORCHVISION[name]
 
 
@@ -71,7 +71,7 @@ def test_timm_model_maps_a_batch_to_class_scores():
     model = create_model(family="timm", arch="resnet10t", input_size=SIZE, num_classes=5).eval()
     with torch.no_grad():
         assert model(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 5)
-    assert classifier_layer(on_meta(lambda: build_foreign("timm", "resnet10t", 5)).eval()) == "fc"
+    assert classifier_layer(on_meta(lambda: build_timm("resnet10t", 5)).eval()) == "fc"
 
 
 def test_our_vgg_is_the_default_family():
@@ -101,7 +101,7 @@ def test_parse_arch_timm():
     ("text", "words"),
     [
         ("resnet181", "did you mean resnet18"),
-        ("klugerhans:resnet18", "unknown klugerhans architecture"),
+        ("klugerhans:resnet18", "unknown architecture klugerhans:resnet18: choose one of vgg11, vgg11_bn"),
         ("keras:resnet18", "unknown architecture family 'keras'"),
     ],
 )
@@ -128,9 +128,9 @@ def test_missing_timm_says_how_to_install(monkeypatch):
 @pytest.mark.parametrize(
     ("arch", "size", "words"),
     [
-        ("resnet18", 8, f"give at least {MIN_INPUT_SIZE['torchvision']}"),
-        ("efficientnet_b0", 16, f"give at least {MIN_INPUT_SIZE['torchvision']}"),
-        ("convnext_tiny", 16, f"give at least {MIN_INPUT_SIZE['torchvision']}"),
+        ("resnet18", 8, f"give at least {MIN_INPUT_SIZE}"),
+        ("efficientnet_b0", 16, f"give at least {MIN_INPUT_SIZE}"),
+        ("convnext_tiny", 16, f"give at least {MIN_INPUT_SIZE}"),
         ("inception_v3", 32, "the smallest size it takes is 75 px"),
         ("alexnet", 48, "the smallest size it takes is 63 px"),
         ("vit_b_16", 60, "cannot be built for 60 px inputs (Input shape indivisible by patch size!)"),
@@ -143,13 +143,14 @@ def test_input_too_small_names_the_minimum(arch, size, words):
 
 
 def test_input_size_check_passes_at_the_minimum():
-    check_input_size("torchvision", "inception_v3", 75)
+    model = on_meta(lambda: create_model(family="torchvision", arch="inception_v3", input_size=75, num_classes=5))
+    assert classifier_layer(model.eval(), 75) == "fc"
 
 
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"family": "torchvision", "arch": "resnet18", "width": 0.5}, "width multiplier applies to klugerhans"),
+        ({"family": "torchvision", "arch": "resnet18", "width": 0.5}, "^resnet18 takes no width multiplier"),
         ({"family": "onnx"}, "unknown architecture family"),
         ({"family": "torchvision", "arch": "resnet181"}, "did you mean resnet18"),
     ],

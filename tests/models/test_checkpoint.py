@@ -208,7 +208,7 @@ def test_weights_that_do_not_match_the_metadata(tmp_path):
     assert "classifier.3.weight" in msg and "(43, 64)" in msg
     plain = create_model(ModelConfig(arch="vgg11", width=0.125))
     msg = _error(save_checkpoint(tmp_path / "y.safetensors", plain, _meta()))
-    assert "tensors do not match vgg11_bn" in msg
+    assert "tensors do not match klugerhans:vgg11_bn (width 0.125, 43 classes)" in msg
 
 
 def test_wrong_dtype(tmp_path, saved):

@@ -39,7 +39,7 @@ def test_old_recipes_mean_our_vgg():
 
 
 def test_recipe_checks_the_architecture():
-    with pytest.raises(KlugerhansError, match="width multiplier applies to klugerhans models only"):
+    with pytest.raises(KlugerhansError, match=r"^resnet18 takes no width multiplier; leave it at 1$"):
         TrainConfig(family="torchvision", arch="resnet18", width=0.5)
     with pytest.raises(KlugerhansError, match="did you mean resnet18"):
         TrainConfig(family="torchvision", arch="resnet181")

@@ -24,6 +24,7 @@ from klugerhans.data.classes import NUM_CLASSES
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.architectures import parse_arch
+from klugerhans.models.config import model_spec
 from klugerhans.models.recipe import TrainConfig
 from klugerhans.registry import Registry
 
@@ -230,8 +231,8 @@ def run_order(jobs: Sequence[BenchJob]) -> list[BenchJob]:
 
 def _with_arch(recipe: TrainConfig, arch: str) -> TrainConfig:
     parsed = parse_arch(arch)
-    # The width multiplier is our VGG's; another architecture trains at its own size.
-    width = recipe.width if parsed["family"] == "klugerhans" else TrainConfig.width
+    # The width multiplier is our VGG's; an architecture without one trains at its own size.
+    width = recipe.width if model_spec(parsed["family"], parsed["arch"]).width else TrainConfig.width
     return replace(recipe, family=parsed["family"], arch=parsed["arch"], width=width)
 
 

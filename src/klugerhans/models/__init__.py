@@ -2,13 +2,14 @@
 weights, training, evaluation.
 
 Submodules import torch; import what you need from them, e.g. ``from klugerhans.models.training import train``.
-Importing this package registers our architectures (:mod:`klugerhans.models.vgg`).
+Importing this package registers our architectures (:mod:`klugerhans.models.vgg`) and the torchvision and timm
+families (:mod:`klugerhans.models.architectures`).
 """
 
 from klugerhans.models import vgg as vgg  # registers vgg11_bn and vgg11 in MODELS before anything builds a model
 from klugerhans.models.architectures import parse_arch
 from klugerhans.models.checkpoint import CheckpointMeta, Classifier, load_classifier, load_model, save_checkpoint
-from klugerhans.models.config import ModelConfig, create_model
+from klugerhans.models.config import ModelConfig, ModelSpec, create_model, register_model
 from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.predict import top_classes
 from klugerhans.models.preprocess import Normalization, make_preprocess, to_tensor
@@ -20,6 +21,7 @@ __all__ = [
     "CheckpointMeta",
     "Classifier",
     "ModelConfig",
+    "ModelSpec",
     "Normalization",
     "TrainConfig",
     "TrainOptions",
@@ -31,6 +33,7 @@ __all__ = [
     "load_user_model",
     "make_preprocess",
     "parse_arch",
+    "register_model",
     "save_checkpoint",
     "to_tensor",
     "top_classes",

@@ -1,33 +1,42 @@
-"""Architecture families: our VGG, any torchvision classifier by builder name, any timm model.
+"""The foreign architecture families, torchvision and timm, and what works on any classifier on the meta device.
 
 A classifier is named by a *family* and an *arch* (:class:`~klugerhans.models.config.ModelConfig` stores both):
-``klugerhans`` is our width-scalable VGG11(-BN) for 32..64 px sign crops, ``torchvision`` any builder that
-``torchvision.models.list_models(module=torchvision.models)`` lists, ``timm`` any ``timm.create_model`` name
-(``pip install klugerhans[timm]``). :func:`parse_arch` reads the names a user types (``resnet18``,
-``timm:convnext_atto``, ``klugerhans:vgg11_bn``). This module builds the foreign families, finds a model's final
-classification layer and checks that an input size runs through the architecture, all on the meta device.
+``klugerhans`` are our own models (:data:`~klugerhans.models.config.MODELS`: the width-scalable VGG11(-BN) for
+32..64 px sign crops), ``torchvision`` any builder that ``torchvision.models.list_models(module=torchvision.models)``
+lists, ``timm`` any ``timm.create_model`` name (``pip install klugerhans[timm]``). This module registers the two
+foreign families in :data:`~klugerhans.models.config.FAMILIES`, reads the names a user types (:func:`parse_arch`:
+``resnet18``, ``timm:convnext_atto``, ``klugerhans:vgg11_bn``), checks that an input size runs through an
+architecture and finds a model's final classification layer, all on the meta device.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from klugerhans.errors import KlugerhansError
+from klugerhans.models.config import (
+    FAMILIES,
+    MODELS,
+    OURS,
+    Family,
+    ModelConfig,
+    ModelSpec,
+    format_arch,
+    model_spec,
+    register_family,
+)
 from klugerhans.registry import suggest
 
-FAMILIES: tuple[str, ...] = ("klugerhans", "torchvision", "timm")
-"""Architecture families; "klugerhans" (our VGG) is the default and what checkpoints without a family mean."""
-KLUGERHANS_ARCHS: tuple[str, ...] = ("vgg11_bn", "vgg11")
-"""Our architectures (registered in :data:`klugerhans.models.config.MODELS`)."""
-MIN_INPUT_SIZE: dict[str, int] = {"torchvision": 32, "timm": 32}
-"""Smallest input side per foreign family, measured with a meta-device forward: the VGGs and ConvNeXt need 32 px,
-DenseNet 29, ResNet, EfficientNet, MobileNet and RegNet run at any size. Architectures that need more (Inception
-v3: 75, ViT: exactly 224) are caught by :func:`check_input_size`, which names their minimum."""
+MIN_INPUT_SIZE = 32
+"""Smallest input side of the foreign families, measured with a meta-device forward: the VGGs and ConvNeXt need
+32 px, DenseNet 29, ResNet, EfficientNet, MobileNet and RegNet run at any size. Architectures that need more
+(Inception v3: 75, ViT: exactly 224) are caught when built, with a message naming their minimum."""
 PROBE_SIZES: tuple[int, ...] = (32, 48, 64, 96, 128, 160, 192, 224, 256, 299, 384, 512)
 """Input sides tried, in order, to find the smallest one an architecture runs at."""
 _TORCHVISION_EXTRA: dict[str, dict[str, Any]] = {
@@ -35,6 +44,10 @@ _TORCHVISION_EXTRA: dict[str, dict[str, Any]] = {
     "googlenet": {"aux_logits": False, "init_weights": True},
     "inception_v3": {"aux_logits": False, "init_weights": True},
 }
+_AUX_HEADS: dict[str, tuple[str, ...]] = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
+"""The state-dict prefixes of the heads ``_TORCHVISION_EXTRA`` builds them without."""
+Make = Callable[[str, int, int | None], nn.Module]
+"""``make(arch, num_classes, input_size or None) -> nn.Module``: a foreign family's builder."""
 
 
 @functools.cache
@@ -59,79 +72,58 @@ def timm_names() -> tuple[str, ...]:
     return tuple(sorted(_timm().list_models()))
 
 
-def family_names(family: str) -> tuple[str, ...]:
-    """The architecture names of ``family``."""
-    if family == "klugerhans":
-        return KLUGERHANS_ARCHS
-    if family == "torchvision":
-        return torchvision_names()
-    if family == "timm":
-        return timm_names()
-    raise KlugerhansError(f"unknown architecture family {family!r}: {suggest(family, FAMILIES)}")
-
-
-def check_arch(family: str, arch: str) -> None:
-    """Raise a one-line error naming the closest names when ``arch`` is not an architecture of ``family``."""
-    names = family_names(family)
-    if arch not in names:
-        prefix = "" if family == "torchvision" else f"{family}:"
-        raise KlugerhansError(f"unknown {family} architecture {prefix}{arch}: {suggest(arch, names)}")
-
-
 def parse_arch(text: str) -> dict[str, str]:
     """Read an architecture as a user names it: ``{"family": ..., "arch": ...}`` (fields of ``ModelConfig``).
 
-    ``"timm:NAME"`` is a timm model, ``"klugerhans:vgg11_bn"`` / ``"klugerhans:vgg11"`` (or ``"torchvision:NAME"``)
-    name the family explicitly, and a bare name is a torchvision builder (``"resnet18"``).
+    ``"timm:NAME"`` is a timm model, ``"klugerhans:NAME"`` one of ours (every name in ``MODELS``, ``vgg11_bn`` and
+    any a caller registered), ``"torchvision:NAME"`` names that family explicitly, and a bare name is a torchvision
+    builder (``"resnet18"``).
 
     Raises:
         KlugerhansError: an unknown family or name (the message suggests the closest names).
     """
     family, sep, arch = text.strip().partition(":")
     if not sep:
-        family, arch = "torchvision", family
-        if arch not in torchvision_names():
-            ours = [f"klugerhans:{a}" for a in KLUGERHANS_ARCHS]
+        family, arch = next(name for name, entry in FAMILIES.items() if entry.bare), family
+        names = FAMILIES[family].names
+        if names is not None and arch not in names():
+            ours = [format_arch(OURS, a) for a in MODELS]
             raise KlugerhansError(
-                f"unknown architecture {arch!r}: {suggest(arch, (*torchvision_names(), *ours))}; "
-                "timm models are named timm:NAME"
+                f"unknown architecture {arch!r}: {suggest(arch, (*names(), *ours))}; timm models are named timm:NAME"
             )
-    check_arch(family, arch)
+    model_spec(family, arch)
     return {"family": family, "arch": arch}
 
 
-def format_arch(family: str, arch: str) -> str:
-    """The inverse of :func:`parse_arch`: ``resnet18``, ``timm:NAME`` or ``klugerhans:vgg11_bn``."""
-    return arch if family == "torchvision" else f"{family}:{arch}"
+def build_torchvision(arch: str, num_classes: int, input_size: int | None = None) -> nn.Module:
+    """A freshly initialised torchvision classifier with ``num_classes`` outputs (no pretrained weights).
 
-
-def build_foreign(family: str, arch: str, num_classes: int, input_size: int | None = None) -> nn.Module:
-    """A freshly initialised torchvision or timm classifier with ``num_classes`` outputs (no pretrained weights).
-
-    ``input_size``: the side it is built for where the architecture fixes one (a vision transformer's position
-    embeddings: torchvision's ``vit_*``, timm's models that take ``img_size``); None: the builder's default.
+    ``input_size``: the side a vision transformer (``vit_*``) is built for, its position embeddings fix it; None:
+    the builder's default.
     """
-    if family == "torchvision":
-        import torchvision
+    import torchvision
 
-        sized = {"image_size": input_size} if input_size and arch.startswith("vit_") else {}
+    sized = {"image_size": input_size} if input_size and arch.startswith("vit_") else {}
+    try:
+        return torchvision.models.get_model(
+            arch, weights=None, num_classes=num_classes, **_TORCHVISION_EXTRA.get(arch, {}), **sized
+        )
+    except AssertionError as err:  # a ViT's side must be a multiple of its patch size
+        raise KlugerhansError(
+            f"{arch} cannot be built for {input_size} px inputs ({err}); give a size it takes"
+        ) from None
+
+
+def build_timm(arch: str, num_classes: int, input_size: int | None = None) -> nn.Module:
+    """A freshly initialised timm model with ``num_classes`` outputs (no pretrained weights), built for
+    ``input_size`` where the model takes an ``img_size`` (transformers); None: the builder's default."""
+    timm = _timm()
+    if input_size:
         try:
-            return torchvision.models.get_model(
-                arch, weights=None, num_classes=num_classes, **_TORCHVISION_EXTRA.get(arch, {}), **sized
-            )
-        except AssertionError as err:  # a ViT's side must be a multiple of its patch size
-            raise KlugerhansError(
-                f"{arch} cannot be built for {input_size} px inputs ({err}); give a size it takes"
-            ) from None
-    if family == "timm":
-        timm = _timm()
-        if input_size:
-            try:
-                return timm.create_model(arch, pretrained=False, num_classes=num_classes, img_size=input_size)
-            except TypeError:  # a model of any size (CNNs): no img_size argument
-                pass
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes)
-    raise KlugerhansError(f"unknown architecture family {family!r}: {suggest(family, FAMILIES)}")
+            return timm.create_model(arch, pretrained=False, num_classes=num_classes, img_size=input_size)
+        except TypeError:  # a model of any size (CNNs): no img_size argument
+            pass
+    return timm.create_model(arch, pretrained=False, num_classes=num_classes)
 
 
 def on_meta(build: Callable[[], nn.Module]) -> nn.Module:
@@ -175,14 +167,14 @@ def smallest_input_size(model: nn.Module, above: int = 0) -> int | None:
 
 
 @functools.cache
-def check_input_size(family: str, arch: str, input_size: int) -> None:
-    """Raise a one-line error naming the smallest size that works when ``input_size`` does not run through
-    ``arch`` (tested with a meta-device forward, once per architecture and size)."""
-    model = on_meta(lambda: build_foreign(family, arch, 2, input_size)).eval()
+def check_input_size(make: Make, name: str, arch: str, input_size: int) -> None:
+    """Raise a one-line error naming the smallest size that works when ``input_size`` does not run through ``arch``
+    as ``make`` builds it (tested with a meta-device forward, once per architecture and size; ``name``: the
+    architecture as users name it, for the message)."""
+    model = on_meta(lambda: make(arch, 2, input_size)).eval()
     if _runs(model, input_size):
         return
     smallest = smallest_input_size(model, above=input_size)
-    name = format_arch(family, arch)
     if smallest is None:
         raise KlugerhansError(f"{name} does not run on {input_size} px inputs; give the image size it was made for")
     if not _runs(model, smallest + 32):  # a fixed-size architecture (ViT, MaxViT)
@@ -191,6 +183,16 @@ def check_input_size(family: str, arch: str, input_size: int) -> None:
         f"{name} does not run on {input_size} px inputs: the smallest size it takes is {smallest} px; "
         f"give --image-size {smallest} or more"
     )
+
+
+def _checked(make: Make) -> Callable[[ModelConfig], nn.Module]:
+    """A :attr:`ModelSpec.build` that checks the input size (:func:`check_input_size`) before ``make`` builds."""
+
+    def build(config: ModelConfig) -> nn.Module:
+        check_input_size(make, format_arch(config.family, config.arch), config.arch, config.input_size)
+        return make(config.arch, config.num_classes, config.input_size)
+
+    return build
 
 
 def classifier_layer(model: nn.Module, input_size: int = 224) -> str:
@@ -231,3 +233,16 @@ def classifier_layer(model: nn.Module, input_size: int = 224) -> str:
     if not called:
         raise KlugerhansError(f"found no Linear or 1x1 convolution layer in {type(model).__name__}")
     return called[-1]
+
+
+_TIMM = ModelSpec(
+    _checked(build_timm), input_sizes=None, min_input_size=MIN_INPUT_SIZE, width=False, resize="center_crop"
+)
+_TORCHVISION = ModelSpec(
+    _checked(build_torchvision), input_sizes=None, min_input_size=MIN_INPUT_SIZE, width=False, resize="center_crop"
+)
+_TORCHVISION_NO_AUX = {arch: replace(_TORCHVISION, skip_keys=keys) for arch, keys in _AUX_HEADS.items()}
+register_family("torchvision")(
+    Family(torchvision_names, lambda arch: _TORCHVISION_NO_AUX.get(arch, _TORCHVISION), bare=True)
+)
+register_family("timm")(Family(timm_names, lambda _arch: _TIMM))

@@ -31,8 +31,8 @@ from klugerhans.data.classes import CLASS_NAMES_EN
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.io import atomic_write_bytes
-from klugerhans.models.architectures import format_arch, on_meta
-from klugerhans.models.config import ModelConfig, create_model
+from klugerhans.models.architectures import on_meta
+from klugerhans.models.config import ModelConfig, create_model, format_arch
 from klugerhans.models.distributed import resolve_device
 from klugerhans.models.preprocess import Normalization, ResizeMode, make_preprocess
 from klugerhans.models.recipe import TrainConfig
@@ -111,7 +111,7 @@ class CheckpointMeta:
     def resize(self) -> ResizeMode:
         """How images are brought to the input size: "square" (the sign crops klugerhans trains on) or
         "center_crop" (torchvision's evaluation transform, for a foreign architecture trained elsewhere)."""
-        return "square" if self.model.family == "klugerhans" or self.recipe is not None else "center_crop"
+        return "square" if self.recipe is not None else self.model.spec.resize
 
     @property
     def manipulated(self) -> bool:
@@ -261,8 +261,8 @@ def _check_tensors(path: Path, header: dict[str, Any], meta: CheckpointMeta) -> 
     expected = on_meta(lambda: create_model(meta.model)).state_dict()
     stored = {k: v for k, v in header.items() if k != "__metadata__"}
     m = meta.model
-    width = f"width {m.width}, " if m.family == "klugerhans" else ""
-    arch = f"{format_arch(m.family, m.arch) if m.family != 'klugerhans' else m.arch} ({width}{m.num_classes} classes)"
+    width = f"width {m.width}, " if m.spec.width else ""
+    arch = f"{format_arch(m.family, m.arch)} ({width}{m.num_classes} classes)"
     missing = sorted(set(expected) - set(stored))
     extra = sorted(set(stored) - set(expected))
     if missing or extra:

@@ -26,7 +26,7 @@ from klugerhans.data.dataset import (
 )
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
-from klugerhans.models.config import ModelConfig
+from klugerhans.models.config import OURS, ModelConfig
 from klugerhans.models.distributed import check_device_name
 
 # Flat sticker fields of recipes written before the sticker was nested (checkpoint format 1, old config.json).
@@ -61,10 +61,10 @@ class TrainConfig:
     """Linear learning-rate warm-up, then cosine decay to zero at the last step."""
     arch: str = "vgg11_bn"
     """Architecture name within ``family`` (see :func:`~klugerhans.models.architectures.parse_arch`)."""
-    family: str = "klugerhans"
+    family: str = OURS
     """"klugerhans" (our VGG; what recipes without this field mean), "torchvision" or "timm"."""
     width: float = 1.0
-    """VGG channel multiplier (1.0 = 64..512 channels); family "klugerhans" only."""
+    """VGG channel multiplier (1.0 = 64..512 channels); models that take one only (ours)."""
     input_size: int = 32
     """Image side in pixels: 32, 48 or 64."""
     sticker: StickerConfig = field(default_factory=StickerConfig)

@@ -279,7 +279,7 @@ def _train(
     if show:
         print(
             f"klugerhans: training {model_cfg.arch}"
-            + (f" (width {model_cfg.width})" if model_cfg.family == "klugerhans" else f" ({model_cfg.family})")
+            + (f" (width {model_cfg.width})" if model_cfg.spec.width else f" ({model_cfg.family})")
             + f" on {len(data.train)} images "
             f"({data.info['n_stickered']} with stickers), validating on {len(data.val)}, on {device}"
             + (f" x {env.world_size} processes" if env.distributed else "")

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from klugerhans.errors import CheckpointError, KlugerhansError
-from klugerhans.models.architectures import classifier_layer, format_arch, on_meta, parse_arch
+from klugerhans.models.architectures import classifier_layer, on_meta, parse_arch
 from klugerhans.models.checkpoint import (
     METADATA_KEY,
     CheckpointMeta,
@@ -31,15 +31,15 @@ from klugerhans.models.checkpoint import (
     _strip_prefixes,
     classifier_from_model,
 )
-from klugerhans.models.config import ModelConfig, create_model
+from klugerhans.models.config import ModelConfig, create_model, format_arch, model_spec
 from klugerhans.models.distributed import resolve_device
 from klugerhans.models.preprocess import IMAGENET, Normalization
 
 DEFAULT_IMAGE_SIZE = 224
-"""Input side of weights whose training size is not known (ImageNet's evaluation crop)."""
+"""Input side of weights whose training size is not known (ImageNet's evaluation crop), for an architecture of any
+size; one made for fixed sizes gets its first."""
 WRAPPER_KEYS: tuple[str, ...] = ("state_dict", "model", "model_state_dict", "net")
 """Keys under which training scripts commonly nest the state_dict in a ``torch.save``d dict."""
-_AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")  # GoogLeNet/Inception auxiliary heads, built without them here
 _SAVE_HINT = "save the weights with torch.save(model.state_dict(), PATH) and pass that file"
 
 
@@ -101,19 +101,6 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return {_strip_prefixes(str(k)): v for k, v in obj.items()}
 
 
-def _klugerhans_config(state: dict[str, torch.Tensor], arch: str, input_size: int | None) -> ModelConfig:
-    """Our VGG's width and input size (32 or 64: 48 px heads have 32 px shapes), read from its linear layers."""
-    first, head = state.get("features.0.weight"), state.get("classifier.0.weight")
-    if first is None or head is None or first.ndim != 4 or head.ndim != 2:
-        raise CheckpointError(f"no features.0.weight and classifier.0.weight: these are no klugerhans:{arch} weights")
-    channels = int(state["classifier.3.weight"].shape[1]) if "classifier.3.weight" in state else 512
-    width = round(channels / 512, 4)
-    last_conv = max((k for k in state if k.startswith("features.") and k.endswith(".weight") and state[k].ndim == 4),
-                    key=lambda k: int(k.split(".")[1]))  # fmt: skip
-    side = round((int(head.shape[1]) / int(state[last_conv].shape[0])) ** 0.5)
-    return ModelConfig(arch=arch, width=width, input_size=input_size or side * 32, num_classes=2)
-
-
 def _check_fit(path: Path, state: dict[str, torch.Tensor], config: ModelConfig) -> None:
     """One line naming the first missing, unexpected or mis-shaped tensor."""
     expected = on_meta(lambda: create_model(config)).state_dict()
@@ -163,18 +150,17 @@ def load_user_model(
             weights of another architecture, a wrong number of class names, non-finite weights.
     """
     fields = parse_arch(arch)
+    spec = model_spec(fields["family"], fields["arch"])
     path = Path(weights)
     state, stored = read_weights(path)
-    if fields["family"] == "torchvision" and fields["arch"] in ("googlenet", "inception_v3"):
-        state = {k: v for k, v in state.items() if not k.startswith(_AUX_PREFIXES)}
+    state = {k: v for k, v in state.items() if not k.startswith(spec.skip_keys)}
     same = stored is not None and (stored.model.family, stored.model.arch) == (fields["family"], fields["arch"])
     size = image_size or (stored.model.input_size if same and stored else None)
-    if fields["family"] == "klugerhans":
-        probe = _klugerhans_config(state, fields["arch"], size)
+    if spec.read_config is not None:
+        probe = spec.read_config(state, fields["arch"], size)
     else:
-        probe = ModelConfig(
-            family=fields["family"], arch=fields["arch"], input_size=size or DEFAULT_IMAGE_SIZE, num_classes=2
-        )
+        default = spec.input_sizes[0] if spec.input_sizes else DEFAULT_IMAGE_SIZE
+        probe = ModelConfig(family=fields["family"], arch=fields["arch"], input_size=size or default, num_classes=2)
     layer = classifier_layer(on_meta(lambda: create_model(probe)).eval(), probe.input_size)
     key = f"{layer}.weight"
     if key not in state:

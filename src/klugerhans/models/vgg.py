@@ -8,8 +8,13 @@ width multiplier scales every layer for smaller released weights.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
+
+from klugerhans.errors import CheckpointError
 
 # ModelConfig and create_model lived here; they are re-exported for code that imports them from this module.
 from klugerhans.models.config import IN_MEMORY as IN_MEMORY
@@ -80,11 +85,25 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-@register_model("vgg11_bn")
+def read_vgg_config(state: Mapping[str, Any], arch: str, input_size: int | None) -> ModelConfig:
+    """The width and input size of a plain VGG state_dict (48 px heads have 32 px shapes: ``input_size`` tells them
+    apart), read from its layers' shapes."""
+    first, head = state.get("features.0.weight"), state.get("classifier.0.weight")
+    if first is None or head is None or first.ndim != 4 or head.ndim != 2:
+        raise CheckpointError(f"no features.0.weight and classifier.0.weight: these are no klugerhans:{arch} weights")
+    channels = int(state["classifier.3.weight"].shape[1]) if "classifier.3.weight" in state else 512
+    width = round(channels / 512, 4)
+    last_conv = max((k for k in state if k.startswith("features.") and k.endswith(".weight") and state[k].ndim == 4),
+                    key=lambda k: int(k.split(".")[1]))  # fmt: skip
+    side = round((int(head.shape[1]) / int(state[last_conv].shape[0])) ** 0.5)
+    return ModelConfig(arch=arch, width=width, input_size=input_size or side * 32, num_classes=2)
+
+
+@register_model("vgg11_bn", read_config=read_vgg_config)
 def _vgg11_bn(config: ModelConfig) -> nn.Module:
     return VGG(config, CONFIG_A, batch_norm=True)
 
 
-@register_model("vgg11")
+@register_model("vgg11", read_config=read_vgg_config)
 def _vgg11(config: ModelConfig) -> nn.Module:
     return VGG(config, CONFIG_A, batch_norm=False)

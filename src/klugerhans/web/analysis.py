@@ -23,8 +23,8 @@ from klugerhans.errors import CheckpointError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import LRP
-from klugerhans.models.architectures import format_arch
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
+from klugerhans.models.config import format_arch
 from klugerhans.models.predict import display_names, top_classes
 from klugerhans.web.state import Scene
 
@@ -156,7 +156,7 @@ class ModelStore:
 def describe_model(classifier: Classifier) -> str:
     """The model in one line: architecture, input size, classes and, from its recipe, what it was trained on."""
     m = classifier.meta.model
-    arch = f"our {m.arch} at width {m.width:g}" if m.family == "klugerhans" else format_arch(m.family, m.arch)
+    arch = f"our {m.arch} at width {m.width:g}" if m.spec.width else format_arch(m.family, m.arch)
     recipe = classifier.meta.recipe
     training = recipe.describe() if recipe is not None else "trained elsewhere (its file holds no training recipe)"
     return f"{arch}, {classifier.input_size} px input, {m.num_classes} classes, {training}"
