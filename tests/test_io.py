@@ -1,6 +1,10 @@
-import pytest
+import json
 
-from klugerhans.io import atomic_write, atomic_write_figure, atomic_write_text
+import numpy as np
+import pytest
+import torch
+
+from klugerhans.io import atomic_write, atomic_write_figure, atomic_write_text, to_jsonable
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -37,3 +41,9 @@ def test_a_figure_is_rendered_then_written_atomically(tmp_path):
     with pytest.raises(RuntimeError):
         atomic_write_figure(path, Broken())
     assert path.read_bytes().startswith(b"\x89PNG") and sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]
+
+
+def test_to_jsonable_turns_arrays_scalars_and_non_finite_numbers_into_json():
+    value = {1: np.arange(2), "t": torch.tensor([0.5]), "s": np.float32(0.25), "n": (float("nan"), np.int64(3))}
+    assert to_jsonable(value) == {"1": [0, 1], "t": [0.5], "s": 0.25, "n": [None, 3]}
+    assert json.dumps(to_jsonable(value), allow_nan=False)

@@ -1,10 +1,12 @@
-"""Atomic file writes: a reader never sees a half-written cache, checkpoint, report or download."""
+"""Atomic file writes: a reader never sees a half-written cache, checkpoint, report or download; and the values
+those files hold made JSON-ready."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -68,3 +70,16 @@ def atomic_write_figure(path: str | os.PathLike[str], fig: Any, dpi: int = 100, 
     fig.savefig(buf, format=fmt, dpi=dpi)
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert NumPy/torch scalars and arrays, tuples and non-finite floats (-> None) into plain JSON values."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if callable(getattr(obj, "tolist", None)):  # NumPy arrays and scalars, torch tensors: no import of either here
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

@@ -23,9 +23,10 @@ from klugerhans.audit.run import AuditResult, audit_classifier
 from klugerhans.data.dataset import SignData
 from klugerhans.data.images import resize_center_crop
 from klugerhans.errors import KlugerhansError
-from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
+from klugerhans.models.classifier import classifier_from_model
 from klugerhans.models.config import IN_MEMORY, ModelConfig
 from klugerhans.models.distributed import resolve_device
+from klugerhans.models.meta import CheckpointMeta
 from klugerhans.models.preprocess import IMAGENET, Normalization, to_uint8
 
 __all__ = ["audit_model", "dataset_images"]

@@ -49,7 +49,9 @@ from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_cla
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import get_composite
 from klugerhans.explain.lrp import LRP
-from klugerhans.models.checkpoint import Classifier, load_classifier, resolve_checkpoint, to_jsonable
+from klugerhans.io import to_jsonable
+from klugerhans.models.checkpoint import load_classifier, resolve_checkpoint
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.evaluation import load_split, predict_labels
 from klugerhans.models.preprocess import to_tensor
 from klugerhans.progress import say

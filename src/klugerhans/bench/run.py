@@ -27,8 +27,9 @@ from klugerhans.bench.grid import BenchJob, SuiteConfig
 from klugerhans.explain.composites import COMPOSITES
 from klugerhans.fix.locate import LocateConfig, blob_masks
 from klugerhans.heatmaps.dataset import explain_dataset
-from klugerhans.io import atomic_write_text
-from klugerhans.models.checkpoint import Classifier, load_classifier, to_jsonable
+from klugerhans.io import atomic_write_text, to_jsonable
+from klugerhans.models.checkpoint import load_classifier
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.recipe import TrainOptions
 from klugerhans.models.training import train

@@ -25,8 +25,7 @@ from klugerhans.bench.metrics import (
 )
 from klugerhans.bench.run import PRIMARY, VARIANTS, load_result
 from klugerhans.errors import KlugerhansError
-from klugerhans.io import atomic_write_figure, atomic_write_text
-from klugerhans.models.checkpoint import to_jsonable
+from klugerhans.io import atomic_write_figure, atomic_write_text, to_jsonable
 from klugerhans.report.html import Report, Section, write_report
 
 __all__ = ["LEARNED_FLIP_RATE", "collect_outcomes", "summarize_suite", "write_bench"]

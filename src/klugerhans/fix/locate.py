@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import DEFAULT_COMPOSITE, Fallback
 from klugerhans.heatmaps.dataset import explain_dataset
-from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.classifier import Classifier
 
 __all__ = ["LocateConfig", "LocatedArtefacts", "blob_masks", "locate_artefacts"]
 

@@ -26,7 +26,7 @@ from klugerhans.fix.clarc import (
 )
 from klugerhans.fix.finetune import FineTuneConfig, fine_tune
 from klugerhans.fix.inpaint import inpaint
-from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.classifier import Classifier
 from klugerhans.registry import Registry
 
 __all__ = ["FIX_METHODS", "FixInputs", "FixOutcome", "check_method", "register_fix"]

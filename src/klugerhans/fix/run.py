@@ -31,14 +31,9 @@ from klugerhans.explain.composites import Fallback
 from klugerhans.fix.finetune import FineTuneConfig
 from klugerhans.fix.locate import LocateConfig, locate_artefacts
 from klugerhans.fix.methods import FIX_METHODS, FixInputs, check_method
-from klugerhans.io import atomic_write_text
-from klugerhans.models.checkpoint import (
-    Classifier,
-    classifier_from_model,
-    load_classifier,
-    save_checkpoint,
-    to_jsonable,
-)
+from klugerhans.io import atomic_write_text, to_jsonable
+from klugerhans.models.checkpoint import load_classifier, save_checkpoint
+from klugerhans.models.classifier import Classifier, classifier_from_model
 from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.trainset import prepare_data
 from klugerhans.progress import say

@@ -22,7 +22,7 @@ from klugerhans.explain.composites import DEFAULT_COMPOSITE, Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap, save_png
 from klugerhans.explain.lrp import LRP
 from klugerhans.io import atomic_write_bytes
-from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.predict import display_names, expand_image_paths, top_classes
 from klugerhans.models.preprocess import to_uint8
 

@@ -8,9 +8,11 @@ families (:mod:`klugerhans.models.architectures`).
 
 from klugerhans.models import vgg as vgg  # registers vgg11_bn and vgg11 in MODELS before anything builds a model
 from klugerhans.models.architectures import parse_arch
-from klugerhans.models.checkpoint import CheckpointMeta, Classifier, load_classifier, load_model, save_checkpoint
+from klugerhans.models.checkpoint import load_classifier, load_model, save_checkpoint
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.config import ModelConfig, ModelSpec, create_model, register_model
 from klugerhans.models.evaluation import evaluate_model
+from klugerhans.models.meta import CheckpointMeta
 from klugerhans.models.predict import top_classes
 from klugerhans.models.preprocess import Normalization, make_preprocess, to_tensor
 from klugerhans.models.recipe import TrainConfig, TrainOptions

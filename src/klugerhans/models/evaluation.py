@@ -26,7 +26,7 @@ from klugerhans.data.dataset import (
 from klugerhans.data.sticker import StickerConfig, apply_sticker
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_bytes
-from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.preprocess import to_tensor
 
 

@@ -13,7 +13,7 @@ import torch
 from klugerhans.data.classes import CLASS_NAMES_EN, Language, class_names
 from klugerhans.data.images import read_image
 from klugerhans.errors import ImageError, KlugerhansError
-from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.classifier import Classifier
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".ppm", ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 """File endings (any case) a directory argument expands to."""

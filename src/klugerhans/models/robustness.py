@@ -23,7 +23,7 @@ from klugerhans.data.classes import SPEED_50
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import Shape, StickerConfig, apply_sticker, paint_sticker, sticker_positions
 from klugerhans.errors import KlugerhansError
-from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.evaluation import predict_labels
 
 __all__ = ["DARK_COLOURS", "PLACES", "RobustnessPoint", "sticker_robustness"]

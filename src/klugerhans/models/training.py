@@ -27,15 +27,10 @@ from torch.nn.parallel import DistributedDataParallel
 from klugerhans.data.classes import CLASS_NAMES_EN
 from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
-from klugerhans.io import atomic_write, atomic_write_text
+from klugerhans.io import atomic_write, atomic_write_text, to_jsonable
 from klugerhans.models.augment import AugmentConfig
-from klugerhans.models.checkpoint import (
-    CheckpointMeta,
-    classifier_from_model,
-    read_checkpoint,
-    save_checkpoint,
-    to_jsonable,
-)
+from klugerhans.models.checkpoint import read_checkpoint, save_checkpoint
+from klugerhans.models.classifier import classifier_from_model
 from klugerhans.models.config import create_model
 from klugerhans.models.distributed import (
     DistEnv,
@@ -48,6 +43,7 @@ from klugerhans.models.distributed import (
 )
 from klugerhans.models.evaluation import evaluate_model, save_curves_png
 from klugerhans.models.loop import TrainStep, lr_at, make_optimizer, run_epoch, steps_per_epoch, validate
+from klugerhans.models.meta import CheckpointMeta
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.trainset import PreparedData, prepare_data
 from klugerhans.version import __version__

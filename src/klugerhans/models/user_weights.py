@@ -23,16 +23,11 @@ from safetensors.torch import load_file
 
 from klugerhans.errors import CheckpointError, KlugerhansError
 from klugerhans.models.architectures import classifier_layer, on_meta, parse_arch
-from klugerhans.models.checkpoint import (
-    METADATA_KEY,
-    CheckpointMeta,
-    Classifier,
-    _read_header,
-    _strip_prefixes,
-    classifier_from_model,
-)
+from klugerhans.models.checkpoint import METADATA_KEY, read_header, strip_prefixes
+from klugerhans.models.classifier import Classifier, classifier_from_model
 from klugerhans.models.config import ModelConfig, create_model, format_arch, model_spec
 from klugerhans.models.distributed import resolve_device
+from klugerhans.models.meta import CheckpointMeta
 from klugerhans.models.preprocess import IMAGENET, Normalization
 
 DEFAULT_IMAGE_SIZE = 224
@@ -63,7 +58,7 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
         raise CheckpointError(f"{p}: no such weights file; check the path")
     meta: CheckpointMeta | None = None
     if _head(p)[8:9] == b"{":  # safetensors: an 8-byte header length, then the JSON header
-        header = _read_header(p)  # one-line errors for truncated or malformed files
+        header = read_header(p)  # one-line errors for truncated or malformed files
         raw = header.get("__metadata__") or {}
         if isinstance(raw, dict) and METADATA_KEY in raw:
             meta = CheckpointMeta.from_json(raw[METADATA_KEY], source=str(p))
@@ -98,7 +93,7 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     bad = [str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: entry {bad[0]!r} is not a tensor, so this is no state_dict; {_SAVE_HINT}")
-    return {_strip_prefixes(str(k)): v for k, v in obj.items()}
+    return {strip_prefixes(str(k)): v for k, v in obj.items()}
 
 
 def _check_fit(path: Path, state: dict[str, torch.Tensor], config: ModelConfig) -> None:

@@ -25,7 +25,7 @@ from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import LRP, compute_heatmaps
 from klugerhans.io import atomic_write_figure
-from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.preprocess import to_tensor
 from klugerhans.report.five import digit_masks, negative_share
 

@@ -23,7 +23,8 @@ from klugerhans.errors import CheckpointError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import LRP
-from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
+from klugerhans.models.checkpoint import RELEASED_WEIGHTS, load_classifier
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.config import format_arch
 from klugerhans.models.predict import display_names, top_classes
 from klugerhans.web.state import Scene

@@ -22,7 +22,8 @@ import gradio as gr
 from klugerhans.data.classes import Language
 from klugerhans.data.colors import parse_color
 from klugerhans.errors import CheckpointError, KlugerhansError
-from klugerhans.models.checkpoint import RELEASED_WEIGHTS, Classifier, load_classifier
+from klugerhans.models.checkpoint import RELEASED_WEIGHTS, load_classifier
+from klugerhans.models.classifier import Classifier
 from klugerhans.models.config import INPUT_SIZES
 from klugerhans.web.analysis import CHECKPOINT, DISPLAY_SIZE, ModelStore, analyze, describe_model, enlarge
 from klugerhans.web.state import Scene, Sticker, example_scene, upload_scene
