@@ -1,4 +1,5 @@
-"""Imports flow one way (docs/ARCHITECTURE.md) and never round a circle; the LRP engine stands on its own.
+"""Imports flow one way (docs/ARCHITECTURE.md) and never round a circle; the LRP engine stands on its own; no code
+checks a registered dataset or architecture family by its name.
 
 Layers: explain -> data -> models -> heatmaps -> report -> audit -> fix -> bench -> demo -> web -> cli.
 """
@@ -242,3 +243,44 @@ def test_the_architecture_doc_names_every_package():
     packages = sorted(p.parent.relative_to(SRC.parent).as_posix().replace("/", ".") for p in SRC.rglob("__init__.py"))
     absent = [p for p in packages if f"`{p}`" not in doc and p != "klugerhans"]
     assert not absent, "packages missing from docs/ARCHITECTURE.md: " + ", ".join(absent)
+
+
+def _name_checks(source: str, names: set[str]) -> list[int]:
+    """Lines of ``source`` that compare with one of ``names`` (``x == "folder"``, ``x in ("gtsrb", ...)``) or hold a
+    table by them (a dict literal keyed by two or more)."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            sides += [e for s in sides if isinstance(s, ast.Tuple | ast.List | ast.Set) for e in s.elts]
+            least = 1
+        elif isinstance(node, ast.Dict):
+            sides, least = [k for k in node.keys if k is not None], 2
+        else:
+            continue
+        if sum(isinstance(s, ast.Constant) and s.value in names for s in sides) >= least:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_code_checks_a_registered_dataset_or_family_by_name():
+    """A registry entry declares what it can do (``DatasetSpec``, ``Family``/``ModelSpec``), so that one a user
+    registers works everywhere: no module compares with the built-in names."""
+    import klugerhans.data
+    import klugerhans.models  # noqa: F401 - registers the families
+    from klugerhans.data.dataset import DATASETS
+    from klugerhans.models.config import FAMILIES
+
+    names = set(DATASETS) | set(FAMILIES)
+    assert {"gtsrb", "synthetic", "folder", "klugerhans", "torchvision", "timm"} <= names
+    found = [f"{p.relative_to(SRC)}:{line}" for p in sorted(SRC.rglob("*.py"))
+             for line in _name_checks(p.read_text(encoding="utf-8"), names)]  # fmt: skip
+    assert not found, "ask the registry entry instead of the name: " + ", ".join(found)
+
+
+def test_the_name_check_finder_finds_comparisons_and_dict_keys():
+    source = (
+        'a = x == "folder"\nb = y in ("gtsrb", "z")\nc = {"timm": 32, "gtsrb": 1}\n'
+        'd = {"name": "folder"}\ne = x == "auto"\nf = {"timm": 1, "torch": 2}\n'
+    )
+    assert _name_checks(source, {"folder", "gtsrb", "timm"}) == [1, 2, 3]
