@@ -13,6 +13,7 @@ classes).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,18 @@ def test_audit_flags_the_artefact_class_of_a_model_trained_elsewhere(marked, tmp
     assert result["per_class"]["1"]["transplant"]["broad_rate"] >= result["threshold"]
     assert (tmp_path / "audit" / "report.html").is_file()
     assert "flagged: [1 cherry]" in capsys.readouterr().out
+
+
+def test_a_folder_with_only_train_is_audited_on_it_and_names_it_for_another_split(marked, tmp_path, capsys):
+    data, weights = marked
+    only = tmp_path / "only"
+    shutil.copytree(data, only / "train")
+    code = main(["audit", "--arch", "resnet18", "--weights", str(weights), "--data-dir", str(only), *AUDIT,
+                 "--split", "test", "--out", str(tmp_path / "refused")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"klugerhans audit: error: {only} has no split 'test': use one of train"
+    result = _audit(only, weights, tmp_path / "audit")  # --split train, as AUDIT says
+    assert result["flagged"] == [1] and result["data"]["n_images"] == len(MARKED) * PER_CLASS
 
 
 def test_audit_flags_nothing_in_a_control_without_the_artefact(control, tmp_path):

@@ -121,11 +121,24 @@ def test_every_layout(tmp_path: Path, folders: tuple[str, ...], layout: str, tes
     if has_val:
         assert select_split(ds, "val") is ds.val and Path(ds.val.sources[0]).parts[-3].lower() == "val"
     else:
-        with pytest.raises(KlugerhansError, match=r"^folder has no val split: use one of train, test$"):
+        with pytest.raises(KlugerhansError, match=rf"^{tmp_path} has no val split: use one of train, test$"):
             select_split(ds, "val")
     assert select_split(ds, "train") is ds.train and select_split(ds, "test") is ds.test
     if layout in ("bare", "train/val"):
         assert ds.test is (ds.train if layout == "bare" else ds.val)  # one split, decoded once
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_folder_with_only_train_reads_that_split_and_names_it_for_others(tmp_path: Path, lazy: bool) -> None:
+    write_classes(tmp_path / "train", {"a": 2, "b": 1})
+    ds = load_folder(data_dir=tmp_path, size=12, lazy=lazy, progress=False)
+    assert ds.info["layout"] == "train" and ds.info["splits"] == {"train": "train"} and "test" not in ds.info
+    assert select_split(ds, "train") is ds.train and ds.train.labels.tolist() == [0, 0, 1]
+    assert len(ds.test) == 0 and ds.val is None
+    for split in ("test", "val"):
+        what = "no val split" if split == "val" else "no split 'test'"
+        with pytest.raises(KlugerhansError, match=rf"^{tmp_path} has {what}: use one of train$"):
+            select_split(ds, split)
 
 
 def test_select_split_on_datasets_without_val() -> None:
@@ -208,8 +221,6 @@ def _bad_trees(root: Path) -> dict[str, tuple[Path | None, str]]:
     cases["mixed"] = (root / "mixed", r"mixes split folders \(test, train\) with other folders \(valid\).*to val/$")
     write_classes(root / "testonly" / "test", {"a": 1})
     cases["no train"] = (root / "testonly", "has test/ but no train/ folder.*point --data-dir at .*testonly/test")
-    write_classes(root / "trainonly" / "train", {"a": 1})
-    cases["no test"] = (root / "trainonly", "has train/ but no test/ or val/ beside it")
     write_classes(root / "twice" / "train", {"a": 1})
     write_classes(root / "twice" / "Train", {"a": 1})
     cases["split twice"] = (root / "twice", "has both Train/ and train/")

@@ -76,6 +76,7 @@ class SignDataset:
 
     train: SignData
     test: SignData
+    """The test split; empty where the source has none (an image folder with only ``train/``)."""
     info: dict[str, Any] = field(default_factory=dict)
     """Human-readable facts for ``klugerhans data``: name, layout, root, cache state, original sizes."""
     val: SignData | None = None
@@ -83,13 +84,15 @@ class SignDataset:
 
 
 def select_split(ds: SignDataset, split: str) -> SignData:
-    """The ``split`` ("train", "val" or "test") of ``ds``; a one-line error names the splits it has."""
+    """The ``split`` ("train", "val" or "test") of ``ds``; a one-line error names the splits it has (an empty one
+    counts as missing: a source without a test split returns it empty)."""
     splits = {"train": ds.train, "val": ds.val, "test": ds.test}
     data = splits.get(split)
-    if data is None:
-        have = ", ".join(name for name, value in splits.items() if value is not None)
+    if data is None or len(data) == 0:
+        have = ", ".join(name for name, value in splits.items() if value is not None and len(value))
         what = "no val split" if split == "val" else f"no split {split!r}"
-        raise KlugerhansError(f"{ds.info.get('name', 'the dataset')} has {what}: use one of {have}")
+        where = ds.info.get("root", ds.info.get("name", "the dataset"))
+        raise KlugerhansError(f"{where} has {what}: " + (f"use one of {have}" if have else "it has no images at all"))
     return data
 
 

@@ -52,7 +52,8 @@ def load_folder(
 
     Returns:
         A :class:`SignDataset` with ``train``, ``test`` and, where ``val/`` exists, ``val`` (in the train/val
-        layout ``test`` is the val split; in a bare folder ``train`` and ``test`` are the same images). Labels
+        layout ``test`` is the val split; in a bare folder ``train`` and ``test`` are the same images; with ``train/``
+        alone ``test`` is empty, a split the folder does not have). Labels
         index ``info["class_names"]``. ``info`` also holds ``name``, ``root``, ``layout``, ``splits`` (each
         split's folder), ``image_size``, ``resize``, ``lazy`` and, per split, ``images`` (returned),
         ``available`` (found), ``classes`` (with images) and ``per_class`` (found per class).
@@ -76,7 +77,8 @@ def load_folder(
             loaded[id(split)] = _load_split(split, size, max_images, seed, lazy, progress)
         return loaded[id(split)]
 
-    train, test = load(index.train), load(index.test)
+    train = load(index.train)
+    test = load(index.test) if index.test is not None else train.subset(slice(0, 0))  # train/ alone: no test split
     val = load(index.val) if index.val is not None else None
     info = _info(index, size, lazy, {"train": train, "val": val, "test": test})
     return SignDataset(train=train, test=test, info=info, val=val)

@@ -5,6 +5,8 @@ Layouts (split folder names are matched case-insensitively):
 - ``train/val/test``: ``DIR/train/<class>/*``, ``DIR/val/<class>/*`` and ``DIR/test/<class>/*``;
 - ``train/test``: no ``val/``;
 - ``train/val``: no ``test/``; the test split is ``val/`` (ImageNet, Imagenette ship it so);
+- ``train``: only ``train/``, read as the train split; there is no test split, so asking for one is an error that
+  names the train split;
 - ``bare``: ``DIR/<class>/*`` read as one split that is both train and test.
 
 Classes are the sorted names of ``train/``'s class folders (of ``DIR``'s in a bare folder), the list
@@ -72,13 +74,14 @@ class FolderIndex:
     root: str
     """The folder given (absolute)."""
     layout: str
-    """"train/val/test", "train/test", "train/val" or "bare" (see the module docstring)."""
+    """"train/val/test", "train/test", "train/val", "train" or "bare" (see the module docstring)."""
     class_names: tuple[str, ...]
     """Class folder names in label order (sorted, as ``ImageFolder.classes``)."""
     train: FolderSplit
     """Training files (a bare folder: all files)."""
-    test: FolderSplit
-    """Test files (``val/``'s in the train/val layout; a bare folder: all files, the same object as train)."""
+    test: FolderSplit | None
+    """Test files (``val/``'s in the train/val layout; a bare folder: all files, the same object as train); None
+    where ``train/`` stands alone."""
     val: FolderSplit | None = None
     """Validation files where a ``val/`` folder exists."""
 
@@ -87,8 +90,8 @@ def scan_folder(data_dir: str | os.PathLike[str] | None) -> FolderIndex:
     """List the classes and image files of an ImageFolder-style folder (no image is opened).
 
     Args:
-        data_dir: ``DIR`` with ``train/`` plus ``test/`` and/or ``val/``, each holding one folder per class,
-            or a bare ``DIR/<class>/`` folder.
+        data_dir: ``DIR`` with ``train/`` and, optionally, ``test/`` and/or ``val/``, each holding one folder per
+            class, or a bare ``DIR/<class>/`` folder.
 
     Raises:
         DataError: a missing folder, no class folders, empty class folders, a class folder that ``train/``
@@ -120,15 +123,10 @@ def scan_folder(data_dir: str | os.PathLike[str] | None) -> FolderIndex:
             f"{root} has {'/, '.join(present)}/ but no train/ folder, whose class folders define the labels: "
             f"add train/<class>/, or point --data-dir at {root / present[0]} to read it as one split"
         )
-    if "val" not in splits and "test" not in splits:
-        raise DataError(
-            f"{root} has {splits['train']}/ but no test/ or val/ beside it: add test/<class>/, "
-            f"or point --data-dir at {root / splits['train']} to read it as one split"
-        )
     class_names = _class_names(root / splits["train"])
     found = {key: _split_files(key, root / name, class_names) for key, name in splits.items()}
     layout = "/".join(key for key in SPLIT_FOLDERS if key in found)
-    test = found["test"] if "test" in found else found["val"]
+    test = found.get("test", found.get("val"))
     return FolderIndex(str(root), layout, class_names, found["train"], test, found.get("val"))
 
 
