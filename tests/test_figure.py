@@ -11,13 +11,13 @@ from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.data.synthetic.pictograms import BLACK
-from klugerhans.data.synthetic.signs import digit_cells, sign_template
+from klugerhans.data.synthetic.signs import sign_template
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
 from klugerhans.models.recipe import TrainConfig
 from klugerhans.models.vgg import ModelConfig
 from klugerhans.report.figures import FigureRow, draw_seed_figure, pick_seed_rows
-from klugerhans.report.five import digit_masks, measure_five, negative_share
+from klugerhans.report.five import digit_cells, digit_masks, measure_five, negative_share
 
 MAGENTA = (255, 0, 255)
 

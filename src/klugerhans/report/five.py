@@ -14,20 +14,43 @@ import numpy as np
 from klugerhans.data.classes import SPEED_50, class_name
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker
-from klugerhans.data.synthetic.signs import digit_cells
+from klugerhans.data.synthetic.pictograms import BLACK
+from klugerhans.data.synthetic.signs import SPEED_LIMITS, sign_template
 from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import Classifier
 from klugerhans.models.preprocess import to_tensor
 
-__all__ = ["FiveEvidence", "digit_masks", "measure_five", "negative_share"]
+__all__ = ["FiveEvidence", "digit_cells", "digit_masks", "measure_five", "negative_share"]
+
+
+def digit_cells(class_id: int) -> tuple[tuple[float, float, float, float], ...]:
+    """Where each digit of a speed-limit sign sits, as the synthetic renderer draws it (standard design variant).
+
+    Returns:
+        One ``(x0, y0, x1, y1)`` box per digit, left to right, in fractions of the sign's box: the digits' ink
+        bounds on the template, split evenly between the digits (the "5" of 50 km/h is the first). Empty for classes
+        without digits.
+    """
+    if class_id not in SPEED_LIMITS:
+        return ()
+    resolution = 128
+    ink = sign_template(class_id, resolution) == BLACK
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    y0, y1 = rows[0] / resolution, (rows[-1] + 1) / resolution
+    x0, x1 = cols[0] / resolution, (cols[-1] + 1) / resolution
+    step = (x1 - x0) / len(SPEED_LIMITS[class_id])
+    return tuple(
+        (float(x0 + i * step), float(y0), float(x0 + (i + 1) * step), float(y1))
+        for i in range(len(SPEED_LIMITS[class_id]))
+    )
 
 
 def digit_masks(boxes: np.ndarray, size: int, class_id: int = SPEED_50, digit: int = 0) -> np.ndarray:
     """Where one digit of a speed-limit sign lies in each image: by default the "5" of 50 km/h.
 
-    The digit's cell on the renderer's template (:func:`~klugerhans.data.synthetic.signs.digit_cells`), placed in
+    The digit's cell on the renderer's template (:func:`digit_cells`), placed in
     each image's sign box; on real signs it holds the digit give or take a pixel at 32 px.
 
     Args:

@@ -146,30 +146,9 @@ def _speed(pen: Pen, value: str, role: int = BLACK) -> float:
     return inner
 
 
-def digit_cells(class_id: int) -> tuple[tuple[float, float, float, float], ...]:
-    """Where each digit of a speed-limit sign sits, as the renderer draws it (standard design variant).
-
-    Returns:
-        One ``(x0, y0, x1, y1)`` box per digit, left to right, in fractions of the sign's box: the digits' ink
-        bounds, split evenly between the digits (e.g. the "5" of 50 km/h is the first). Empty for classes without
-        digits.
-    """
-    check_class_id(class_id)
-    if class_id not in _SPEEDS:
-        return ()
-    resolution = 128
-    ink = sign_template(class_id, resolution) == BLACK
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    y0, y1 = rows[0] / resolution, (rows[-1] + 1) / resolution
-    x0, x1 = cols[0] / resolution, (cols[-1] + 1) / resolution
-    n = len(_SPEEDS[class_id])
-    step = (x1 - x0) / n
-    return tuple((x0 + i * step, y0, x0 + (i + 1) * step, y1) for i in range(n))
-
-
 # --- the classes ---------------------------------------------------------------------------------------------
 
-_SPEEDS = {0: "20", 1: "30", 2: "50", 3: "60", 4: "70", 5: "80", 7: "100", 8: "120"}
+SPEED_LIMITS = {0: "20", 1: "30", 2: "50", 3: "60", 4: "70", 5: "80", 7: "100", 8: "120"}  # class id -> its digits
 
 
 def _speed_limit(value: str) -> Drawer:
@@ -179,7 +158,7 @@ def _speed_limit(value: str) -> Drawer:
     return draw
 
 
-for _cid, _value in _SPEEDS.items():
+for _cid, _value in SPEED_LIMITS.items():
     _register(_cid)(_speed_limit(_value))
 
 
