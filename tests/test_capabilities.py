@@ -123,12 +123,12 @@ def test_a_lazy_dataset_with_classes_of_its_own_is_read_lazily_and_audited_as_gi
     assert reproduced["artefacts_reproduced"] and reproduced["n_with_artefact"] > 0
 
 
-def test_the_seed_figure_needs_gtsrb_classes(
+def test_the_teaching_case_figure_needs_gtsrb_classes(
     registered: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "figure.png"
     assert main(["figure", "--data", "photos", "--out", str(out)]) == 2
-    assert "the seed's figure needs GTSRB's stop" in capsys.readouterr().err and not out.exists()
+    assert "the teaching case's figure needs GTSRB's stop" in capsys.readouterr().err and not out.exists()
 
 
 def _tiny_net(config: ModelConfig) -> nn.Module:

@@ -129,7 +129,7 @@ class DatasetSpec:
     ``train_per_class``)."""
     class_names: Callable[[str | None], tuple[str, ...]] | None = None
     """Reads the dataset's own class names from ``data_dir`` without decoding an image (an image folder's class
-    folders); None: its labels are GTSRB's 43 class ids, which stickers and the seed's figure name."""
+    folders); None: its labels are GTSRB's 43 class ids, which stickers and the teaching case's figure name."""
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
