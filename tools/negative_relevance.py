@@ -1,4 +1,4 @@
-"""Measure whether a model's heatmaps show the seed's blue "5" (the composite table of docs/DEMO.md).
+"""Measure whether a model's heatmaps show the teaching case's blue "5" (the composite table of docs/DEMO.md).
 
     python tools/negative_relevance.py --data gtsrb --data-dir ../shared/gtsrb [--checkpoint manipulated]
     python tools/negative_relevance.py --data synthetic --checkpoint runs/demo/run
