@@ -130,7 +130,7 @@ GOALS = (
     ("the repair brings clean 70 km/h back", "fixed_clean_target_accuracy", ">=", 0.9),
     ("... and removes the flip (50 km/h -> 70)", "fixed_flip_rate_50", "<=", 0.1),
     (
-        "the 5 speaks against 70: negative share of |R| inside it, flipped 50 km/h signs",
+        "the 5 speaks against 70: negative share of the relevance inside it (turned 50 km/h signs)",
         "negative_share_in_five",
         ">=",
         0.05,
