@@ -14,7 +14,7 @@ DEFAULT_COMPOSITE = "epsilon_plus_flat"
 
 FIGURE_COMPOSITE = "epsilon_gamma_box"
 """The composite of the teaching case's figure (``klugerhans demo``, ``klugerhans figure``, the LRP notebook). Not
-:data:`DEFAULT_COMPOSITE`: on our VGG at 32 px its z+ rule leaves no negative relevance anywhere, with a 1x1 or a
-2x2 map before the dense layers (``python tools/negative_relevance.py``, ``python tools/head_resolution.py``), so the
+:data:`DEFAULT_COMPOSITE`: on our VGG at 32 px its z+ rule leaves no negative relevance anywhere, with a 1x1, 2x2 or
+4x4 map before the dense layers (``python tools/negative_relevance.py``, ``python tools/head_resolution.py``), so the
 figure could not show what speaks against the class; gamma does, and puts two to four times as much of the positive
 relevance into the sticker (docs/DEMO.md)."""
