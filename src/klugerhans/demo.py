@@ -70,7 +70,7 @@ class DemoConfig:
     device: str = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     composite: str = FIGURE_COMPOSITE
-    """LRP composite of the figure and the heatmap numbers (:data:`~klugerhans.report.figures.FIGURE_COMPOSITE`)."""
+    """LRP composite of the figure and the heatmap numbers (:data:`~klugerhans.defaults.FIGURE_COMPOSITE`)."""
     lang: Language = "en"
     """Language of class names in the figure."""
     progress: bool = True

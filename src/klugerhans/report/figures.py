@@ -27,7 +27,7 @@ from klugerhans.explain.lrp import LRP, compute_heatmaps
 from klugerhans.io import atomic_write_figure
 from klugerhans.models.classifier import Classifier
 from klugerhans.models.preprocess import to_tensor
-from klugerhans.report.five import digit_masks, negative_share
+from klugerhans.report.five import digit_masks, negative_share, positive_share
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,7 @@ class FigureRow:
         """Share of the positive relevance that lies inside the sticker (None without a sticker)."""
         if self.mask is None:
             return None
-        pos = np.clip(self.relevance, 0, None)
-        total = float(pos.sum())
-        return float(pos[self.mask].sum() / total) if total > 0 else 0.0
+        return float(positive_share(self.relevance[None], self.mask[None])[0])
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import Classifier
+from klugerhans.models.evaluation import predict_labels
 from klugerhans.models.preprocess import to_tensor
 
-__all__ = ["FiveEvidence", "digit_cells", "digit_masks", "measure_five", "negative_share"]
+__all__ = ["FiveEvidence", "digit_cells", "digit_masks", "measure_five", "negative_share", "positive_share"]
 
 
 def digit_cells(class_id: int) -> tuple[tuple[float, float, float, float], ...]:
@@ -75,6 +76,20 @@ def digit_masks(boxes: np.ndarray, size: int, class_id: int = SPEED_50, digit: i
     cols = (centres[None] >= x0[:, None]) & (centres[None] < x1[:, None])
     rows = (centres[None] >= y0[:, None]) & (centres[None] < y1[:, None])
     return rows[:, :, None] & cols[:, None, :]
+
+
+def positive_share(relevance: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Per image, the share of the positive relevance that lies inside ``masks`` (relevance mass accuracy, Arras et
+    al. 2022); 0 where an image has no positive relevance.
+
+    Args:
+        relevance: (N, S, S) relevance summed over colour channels.
+        masks: (N, S, S) bool.
+    """
+    positive = np.clip(np.asarray(relevance, dtype=np.float64), 0.0, None)
+    total = positive.sum(axis=(1, 2))
+    inside = (positive * masks).sum(axis=(1, 2))
+    return np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
 
 
 def negative_share(relevance: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -142,7 +157,7 @@ def measure_five(
         raise KlugerhansError(f"the data has no {class_name(SPEED_50)} signs to measure the 5 on")
     images, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=seed)
     norm = classifier.meta.normalization
-    turned = np.flatnonzero(classifier.logits(to_tensor(images, norm)).argmax(1).numpy() == sticker.target_class)
+    turned = np.flatnonzero(predict_labels(classifier, images) == sticker.target_class)
     size = fifty.images.shape[1]
     if not len(turned):
         empty = np.zeros(0)
@@ -156,13 +171,10 @@ def measure_five(
              - lrp.attribute(x, against, batch_size=64).relevance)  # fmt: skip
     relevance = r.sum(1).float().cpu().numpy()
     five, glued = digit_masks(fifty.boxes[turned], size), masks[turned]
-    positive = np.clip(relevance, 0.0, None)
-    total = positive.sum(axis=(1, 2))
-    inside = (positive * glued).sum(axis=(1, 2))
     return FiveEvidence(
         n_signs=len(fifty),
         sticker_pixel_share=float(masks.mean()),
         negative_in_five=negative_share(relevance, five),
         negative_elsewhere=negative_share(relevance, ~five & ~glued),
-        sticker_share=np.divide(inside, total, out=np.zeros_like(total), where=total > 0),
+        sticker_share=positive_share(relevance, glued),
     )
