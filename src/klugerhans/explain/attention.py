@@ -36,10 +36,10 @@ from torch import nn
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Composite, Fallback
+from klugerhans.explain.core import Propagator, Rule, stabilize
 from klugerhans.explain.explanation import Engine, Explanation, Init, Target, resolve_targets
 from klugerhans.explain.layers import Affine
 from klugerhans.explain.modules import module_rule_for
-from klugerhans.explain.rules import Propagator, Rule, stabilize
 
 __all__ = ["ATTENTION_MODULES", "AttnLRP", "has_attention"]
 

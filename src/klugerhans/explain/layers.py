@@ -242,7 +242,7 @@ class Custom:
 
     module: torch.nn.Module
     propagator: Callable[[torch.nn.Module], object]
-    """Builds the module's :class:`~klugerhans.explain.rules.Propagator`."""
+    """Builds the module's :class:`~klugerhans.explain.core.Propagator`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.module(x)

@@ -3,7 +3,7 @@
 Both engines consult this registry before anything else: the traced engine keeps a registered module as one node
 (``torch.fx`` does not trace into it) and binds it to the registered propagator; the transformer engine runs the
 module's forward through it, so that its backward is the propagator's. A propagator
-(:class:`~klugerhans.explain.rules.Propagator`) is built from the module and computes two things: ``forward(x)``,
+(:class:`~klugerhans.explain.core.Propagator`) is built from the module and computes two things: ``forward(x)``,
 the module's output and what its backward needs, and ``backward(saved, relevance)``, the relevance of the input
 from that of the output. See docs/howto/module_rule.md.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from klugerhans.explain.rules import Propagator
+from klugerhans.explain.core import Propagator
 from klugerhans.registry import Registry
 
 __all__ = ["MODULE_RULES", "ModuleRule", "module_rule_for", "register_module_rule"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from klugerhans.explain.core import Propagator, stabilize
 from klugerhans.explain.layers import (
     Concat,
     Elementwise,
@@ -24,7 +25,6 @@ from klugerhans.explain.layers import (
     Opaque,
     Reshape,
 )
-from klugerhans.explain.rules import Propagator, stabilize
 
 __all__ = ["ForwardPropagator", "GradientPropagator", "propagator_for"]
 
