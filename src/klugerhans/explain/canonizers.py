@@ -28,7 +28,8 @@ from torch import nn
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.layers import Affine, Elementwise, Layer, Multiply
-from klugerhans.explain.trace import INPUT, RawNode, batch_norm_affine, trace
+from klugerhans.explain.leaf_modules import batch_norm_affine
+from klugerhans.explain.trace import INPUT, RawNode, trace
 
 __all__ = ["INPUT", "Node", "canonize", "relevance_path"]
 

@@ -1,9 +1,10 @@
 """Trace a model's forward pass into a graph of layers, op by op, with ``torch.fx``.
 
 ``torch.fx.symbolic_trace`` records what ``forward`` does without running it; torch.nn layers (Conv2d, BatchNorm,
-ReLU, pooling, ...) stay single calls, everything else (torchvision's blocks, their additions, concatenations,
-gates and permutations) is traced through to functions and methods. Each recorded call becomes one
-:mod:`~klugerhans.explain.layers` layer with private copies of the parameters; calls this module does not know become
+ReLU, pooling, ...) stay single calls (their layers: :mod:`klugerhans.explain.leaf_modules`), everything else
+(torchvision's blocks, their additions, concatenations, gates and permutations) is traced through to functions and
+methods. Each recorded call becomes one :mod:`~klugerhans.explain.layers` layer with private copies of the
+parameters; calls neither module knows become
 :class:`~klugerhans.explain.layers.Opaque` layers that compute exactly what the model computes, so that the explainer
 can name them (or fall back to the gradient) only where relevance has to flow through them.
 
@@ -22,12 +23,11 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from klugerhans.errors import KlugerhansError
+from klugerhans.explain.affine import pair
 from klugerhans.explain.layers import (
     Add,
-    Affine,
     AvgPool,
     Concat,
-    Custom,
     Elementwise,
     Flatten,
     Layer,
@@ -36,7 +36,15 @@ from klugerhans.explain.layers import (
     Multiply,
     Opaque,
     Reshape,
-    pair,
+)
+from klugerhans.explain.leaf_modules import (
+    ACTIVATION_FUNCTIONS,
+    adaptive_pool,
+    batch_norm_affine,
+    flatten_layer,
+    leaf_types,
+    module_layer,
+    own_copy,
 )
 from klugerhans.explain.modules import module_rule_for
 
@@ -58,109 +66,19 @@ class RawNode:
     """The BatchNorm module of a BatchNorm node (merged into a neighbour by the canonizer), else None."""
 
 
-_ACTIVATION_MODULES: dict[type[nn.Module], str] = {
-    nn.ReLU6: "relu6",
-    nn.SiLU: "silu",
-    nn.Hardswish: "hardswish",
-    nn.Mish: "mish",
-    nn.Sigmoid: "sigmoid",
-    nn.Hardsigmoid: "hardsigmoid",
-    nn.Tanh: "tanh",
-}
-_ACTIVATION_FUNCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu6": F.relu6,
-    "silu": F.silu,
-    "hardswish": F.hardswish,
-    "mish": F.mish,
-    "sigmoid": torch.sigmoid,
-    "hardsigmoid": F.hardsigmoid,
-    "tanh": torch.tanh,
-}
-_IDENTITY_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
 _IDENTITY_CALLS = {"dropout", "stochastic_depth", "contiguous", "clone", "detach"}
 _GATES = {"sigmoid", "hardsigmoid"}
-
-
-def _leaf_types() -> tuple[type[nn.Module], ...]:
-    from torchvision.ops import StochasticDepth
-
-    return (StochasticDepth,)
 
 
 class _Tracer(fx.Tracer):
     def __init__(self) -> None:
         super().__init__()
-        self.extra_leaves = _leaf_types()
+        self.extra_leaves = leaf_types()
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, self.extra_leaves) or module_rule_for(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
-
-
-def _copy(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor.detach().clone()
-
-
-def batch_norm_affine(name: str, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
-    mean, var = bn.running_mean, bn.running_var
-    if mean is None or var is None:
-        raise KlugerhansError(f"layer {name!r}: BatchNorm without running statistics cannot be canonized")
-    mean, var = mean.detach(), var.detach()
-    gamma = bn.weight.detach() if bn.weight is not None else torch.ones_like(mean)
-    beta = bn.bias.detach() if bn.bias is not None else torch.zeros_like(mean)
-    scale = gamma / (var + bn.eps) ** 0.5
-    return scale, beta - mean * scale
-
-
-def _module_layer(name: str, m: nn.Module) -> Layer | None:
-    """The layer of a leaf module; None for the identity (dropout in eval mode)."""
-    custom = module_rule_for(m)
-    if custom is not None:
-        return Custom(m, custom.propagator)
-    affine = Affine.of_module(name, m)
-    if affine is not None:
-        return affine
-    if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-        scale, shift = batch_norm_affine(name, m)
-        return Elementwise("batchnorm", scale, shift)
-    if isinstance(m, nn.ReLU):
-        return Elementwise("relu")
-    if type(m) in _ACTIVATION_MODULES:  # our own out-of-place functions: the model's may work in place
-        kind = _ACTIVATION_MODULES[type(m)]
-        return Elementwise(kind, function=_ACTIVATION_FUNCTIONS[kind])
-    if isinstance(m, nn.GELU):
-        return Elementwise("gelu", function=partial(F.gelu, approximate=m.approximate))
-    if isinstance(m, nn.LeakyReLU):
-        return Elementwise("leaky_relu", function=partial(F.leaky_relu, negative_slope=m.negative_slope))
-    if isinstance(m, _IDENTITY_MODULES + _leaf_types()):
-        return None
-    if isinstance(m, nn.MaxPool2d) and not m.return_indices:
-        window: Any = m.stride or m.kernel_size
-        kernel, step, padding, dilation = pair(m.kernel_size), pair(window), pair(m.padding), pair(m.dilation)
-        return MaxPool(kernel, step, padding, dilation, ceil_mode=m.ceil_mode)
-    if isinstance(m, nn.AdaptiveAvgPool2d):
-        return _adaptive(name, m.output_size)
-    if isinstance(m, nn.AvgPool2d) and m.divisor_override is None:
-        kernel, stride, padding = pair(m.kernel_size), pair(m.stride or m.kernel_size), pair(m.padding)
-        return AvgPool(None, kernel, stride, padding, ceil_mode=m.ceil_mode, count_include_pad=m.count_include_pad)
-    if isinstance(m, nn.Flatten):
-        if m.end_dim == -1:
-            return Flatten(m.start_dim)
-        return Reshape(partial(torch.flatten, start_dim=m.start_dim, end_dim=m.end_dim))
-    if isinstance(m, nn.LayerNorm):
-        weight = None if m.weight is None else _copy(m.weight)
-        bias = None if m.bias is None else _copy(m.bias)
-        return LayerNorm(tuple(m.normalized_shape), weight, bias, m.eps)
-    return Opaque(m, f"{type(m).__name__}")
-
-
-def _adaptive(name: str, output_size: Any) -> AvgPool:
-    sizes = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size or ())
-    if len(sizes) != 2 or None in sizes:
-        raise KlugerhansError(f"layer {name!r}: adaptive pooling needs an explicit output size")
-    return AvgPool(output_size=(int(sizes[0]), int(sizes[1])))
 
 
 def _spatial(dims: Any) -> bool:
@@ -216,7 +134,7 @@ class _Converter:
             value = self.root
             for part in str(node.target).split("."):
                 value = getattr(value, part)
-            self.constants[node] = _copy(value) if isinstance(value, torch.Tensor) else value
+            self.constants[node] = own_copy(value) if isinstance(value, torch.Tensor) else value
             return
         if node.op == "call_module":
             name = str(node.target)
@@ -225,7 +143,7 @@ class _Converter:
             if len(inputs) != 1 or node.kwargs:
                 self.add(node, Opaque(self._call(node), type(module).__name__), inputs, name)
                 return
-            layer = _module_layer(name, module)
+            layer = module_layer(name, module)
             self.add(node, layer, inputs, name, module if isinstance(layer, Elementwise) else None)
             if isinstance(layer, Elementwise) and layer.kind in _GATES:
                 self.gates.add(self.index[node])
@@ -298,10 +216,7 @@ class _Converter:
             self.add(node, Concat(int(_arg(node, 1, "dim", 0))), list(first), name)
         elif call == "flatten" and self.is_tensor(first):
             start, end = int(_arg(node, 1, "start_dim", 0)), int(_arg(node, 2, "end_dim", -1))
-            layer: Layer = (
-                Flatten(start) if end == -1 else Reshape(partial(torch.flatten, start_dim=start, end_dim=end))
-            )
-            self.add(node, layer, [first], name)
+            self.add(node, flatten_layer(start, end), [first], name)
         elif call in ("view", "reshape") and self.is_tensor(first) and len(tensors) == 1:
             shape = args[1] if len(args) == 2 and isinstance(args[1], list | tuple) else args[1:]
             self.add(node, Reshape(partial(torch.reshape, shape=tuple(shape))), [first], name)
@@ -315,8 +230,8 @@ class _Converter:
             self.add(node, Reshape(function), [first], name)
         elif call == "relu" and self.is_tensor(first) and len(tensors) == 1:
             self.add(node, Elementwise("relu"), [first], name)
-        elif call in _ACTIVATION_FUNCTIONS and self.is_tensor(first) and len(tensors) == 1 and len(args) == 1:
-            self.add(node, Elementwise(call, function=_ACTIVATION_FUNCTIONS[call]), [first], name)
+        elif call in ACTIVATION_FUNCTIONS and self.is_tensor(first) and len(tensors) == 1 and len(args) == 1:
+            self.add(node, Elementwise(call, function=ACTIVATION_FUNCTIONS[call]), [first], name)
             if call in _GATES:
                 self.gates.add(self.index[node])
         elif call == "gelu" and self.is_tensor(first) and len(args) == 1:
@@ -340,7 +255,7 @@ class _Converter:
         elif call == "mean" and self.is_tensor(first) and len(tensors) == 1 and _spatial(_arg(node, 1, "dim")):
             self._global_mean(node, first, bool(_arg(node, 2, "keepdim", False)), name)
         elif call == "adaptive_avg_pool2d" and self.is_tensor(first) and len(tensors) == 1:
-            self.add(node, _adaptive(name, _arg(node, 1, "output_size")), [first], name)
+            self.add(node, adaptive_pool(name, _arg(node, 1, "output_size")), [first], name)
         elif call == "layer_norm" and self.is_tensor(first) and len(tensors) == 1:
             shape = _arg(node, 1, "normalized_shape")
             weight, bias = self.constants.get(_arg(node, 2, "weight")), self.constants.get(_arg(node, 3, "bias"))
