@@ -11,11 +11,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-import klugerhans.models.training as training
+import klugerhans.models.fit as fit_loop
 from klugerhans.data.dataset import load_dataset
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import load_classifier, read_checkpoint
+from klugerhans.models.fit import WarmupCosine
 from klugerhans.models.loop import lr_at, steps_per_epoch
 from klugerhans.models.preprocess import Normalization
 from klugerhans.models.training import TrainConfig, TrainOptions, TrainResult, train
@@ -103,6 +104,14 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
     assert steps_per_epoch(75, 32) == 2 and steps_per_epoch(20, 32) == 1
 
 
+def test_warmup_is_rounded_to_steps_and_reaches_the_peak_within_the_run():
+    schedule = WarmupCosine.over_epochs(0.1, steps_per_epoch=6, epochs=2, warmup_epochs=0.75)
+    assert schedule.total_steps == 12 and schedule.warmup_steps == round(0.75 * 6)
+    assert [schedule(s) for s in range(12)] == [lr_at(s, 12, 0.1, schedule.warmup_steps) for s in range(12)]
+    too_long = WarmupCosine(0.1, steps_per_epoch=3, epochs=1, warmup=10)
+    assert too_long.warmup_steps == 2 and too_long(1) == too_long(2) == 0.1
+
+
 def test_prepare_data_splits_by_track_and_stickers_only_training_target(tiny_data, tmp_path):
     data = prepare_data(_recipe(sticker_class=2, sticker_fraction=0.5))
     assert not set(data.train.tracks.tolist()) & set(data.val.tracks.tolist())
@@ -143,7 +152,7 @@ def test_same_seed_same_weights_and_resume_is_bit_identical(tiny_data, tmp_path,
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(training, "barrier", interrupt)
+        patch.setattr(fit_loop, "barrier", interrupt)
         with pytest.raises(KeyboardInterrupt):
             _train(tmp_path, "resumed")
     err = capsys.readouterr().err

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 
 from tiny_signs import register_tiny
 
-import klugerhans.models.training as training
+import klugerhans.models.fit as fit_loop
 from klugerhans.cli import main
 
 PAUSE_S = 120.0
@@ -37,14 +37,14 @@ def _pause(ready: Path) -> None:
 
 def _install(pause: str, ready: Path) -> None:
     if pause == "epoch":
-        run_epoch = training.run_epoch
+        run_epoch = fit_loop.run_epoch
 
         def paused_epoch(*args: Any, epoch: int, **kwargs: Any) -> Any:
             if epoch >= 1:
                 _pause(ready)
             return run_epoch(*args, epoch=epoch, **kwargs)
 
-        training.run_epoch = paused_epoch  # type: ignore[assignment]
+        fit_loop.run_epoch = paused_epoch  # type: ignore[assignment]
     elif pause == "save":
         save = torch.save
         calls = 0

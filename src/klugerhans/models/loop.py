@@ -1,7 +1,8 @@
 """The training loop's inner parts: one optimizer step, one epoch, validation, the learning-rate schedule.
 
-Kept apart from :func:`klugerhans.models.training.train` (which manages data, run directories and
-checkpoints) so that ``benchmarks/train_throughput.py`` can time exactly the code users run.
+The epochs around them are :func:`klugerhans.models.fit.fit`'s, and :func:`klugerhans.models.training.train`
+manages data, run directories and checkpoints; kept apart so that ``benchmarks/train_throughput.py`` can time
+exactly the code users run.
 
 Every random number of an epoch comes from generators seeded by :func:`derive_seed` from ``(seed, epoch,
 rank)`` at the epoch's start: the batch order, the augmentation and dropout. An epoch therefore computes

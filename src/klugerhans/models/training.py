@@ -12,7 +12,6 @@ The same function runs data-parallel under ``torchrun`` (:mod:`klugerhans.models
 from __future__ import annotations
 
 import json
-import math
 import platform
 import sys
 from dataclasses import dataclass, replace
@@ -25,7 +24,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from klugerhans.data.classes import CLASS_NAMES_EN
-from klugerhans.data.dataset import SignData
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write, atomic_write_text, to_jsonable
 from klugerhans.models.augment import AugmentConfig
@@ -34,7 +32,6 @@ from klugerhans.models.classifier import classifier_from_model
 from klugerhans.models.config import create_model
 from klugerhans.models.distributed import (
     DistEnv,
-    average_buffers,
     barrier,
     dist_env_from_environ,
     init_distributed,
@@ -42,7 +39,8 @@ from klugerhans.models.distributed import (
     shutdown_distributed,
 )
 from klugerhans.models.evaluation import evaluate_model, save_curves_png
-from klugerhans.models.loop import TrainStep, lr_at, make_optimizer, run_epoch, steps_per_epoch, validate
+from klugerhans.models.fit import EpochEnd, FitProgress, WarmupCosine, fit
+from klugerhans.models.loop import TrainStep, device_tensors, make_optimizer, steps_per_epoch
 from klugerhans.models.meta import CheckpointMeta
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.trainset import PreparedData, prepare_data
@@ -164,11 +162,6 @@ def _final_metrics(
     return metrics
 
 
-def _device_tensors(data: SignData, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)
-    return images, torch.from_numpy(data.labels.astype(np.int64)).to(device)
-
-
 def _summary(record: dict[str, Any], epochs: int, target: int) -> str:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.2f}%"
@@ -232,25 +225,19 @@ def _train(
     optimizer = make_optimizer(model, config.lr, config.weight_decay)
     augment = AugmentConfig() if config.augment else None
     step = TrainStep(model, optimizer, data.normalization, device, augment, config.amp, config.label_smoothing)
-    history: list[dict[str, Any]] = []
-    best, best_epoch, start_epoch = -math.inf, 0, 0
+    start = None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if state["scaler"]:  # empty from a run without mixed precision (on the CPU) that goes on on CUDA
             step.scaler.load_state_dict(state["scaler"])
-        history, best, best_epoch, start_epoch = state["history"], state["best"], state["best_epoch"], state["epoch"]
+        start = FitProgress(state["history"], state["best"], state["best_epoch"], state["epoch"])
     if env.distributed:
         step.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    # uint8 (N, 3, S, S) on the device: a quarter of float32's memory, batches gathered without a loader.
-    images, labels = _device_tensors(data.train, device)
-    val_images, val_labels = _device_tensors(data.val, device)
+    images, labels = device_tensors(data.train.images, data.train.labels, device)
+    val_images, val_labels = device_tensors(data.val.images, data.val.labels, device)
     spe = steps_per_epoch(len(images), config.batch_size)
-    total = spe * config.epochs
-    warmup = min(round(config.warmup_epochs * spe), max(total - 1, 0))
-
-    def schedule(s: int) -> float:
-        return lr_at(s, total, config.lr, warmup)
+    schedule = WarmupCosine.over_epochs(config.lr, spe, config.epochs, config.warmup_epochs)
 
     def meta(metrics: dict[str, Any]) -> CheckpointMeta:
         return CheckpointMeta(
@@ -282,47 +269,49 @@ def _train(
             + f"; run directory {run_dir}",
             file=sys.stderr,
         )
-    done = start_epoch
-    try:
-        for epoch in range(start_epoch, config.epochs):
-            stats = run_epoch(
-                step, images, labels, batch_size=config.batch_size, seed=config.seed, epoch=epoch,
-                lr_schedule=schedule, first_step=epoch * spe, env=env,
-                progress=f"epoch {epoch + 1}/{config.epochs}" if show else None,
-            )  # fmt: skip
-            average_buffers(model, env)
-            val = validate(model, step, val_images, val_labels, model_cfg.num_classes, config.sticker.target_class, env)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": stats.loss,
-                "train_acc": stats.accuracy,
-                "train_images": stats.images,
-                **val,
-                "lr": schedule((epoch + 1) * spe - 1),
-                "seconds": stats.seconds,
-                "images_per_s": stats.images / max(stats.seconds, 1e-9),
+    done = start.epoch if start is not None else 0
+
+    def to_record(end: EpochEnd) -> dict[str, Any]:
+        stats = end.stats
+        return {
+            "epoch": end.epoch,
+            "train_loss": stats.loss,
+            "train_acc": stats.accuracy,
+            "train_images": stats.images,
+            **end.val,
+            "lr": end.lr,
+            "seconds": stats.seconds,
+            "images_per_s": stats.images / max(stats.seconds, 1e-9),
+        }
+
+    def score(val: dict[str, float | None]) -> float | None:
+        # Without a validation split (None) the last epoch counts as the best.
+        return val["val_acc_non_target"] if config.manipulated else val["val_acc"]
+
+    def save(progress: FitProgress, improved: bool) -> None:
+        nonlocal done
+        record = progress.history[-1]
+        if env.is_main:
+            train_state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": step.scaler.state_dict(),
+                "epoch": progress.epoch,
+                "best": progress.best,
+                "best_epoch": progress.best_epoch,
+                "history": progress.history,
             }
-            history.append(record)
-            score = val["val_acc_non_target"] if config.manipulated else val["val_acc"]
-            # Without a validation split the last epoch counts as the best.
-            improved = score is None or score > best
-            if improved:
-                best, best_epoch = (best if score is None else score), epoch + 1
-            if env.is_main:
-                train_state = {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": step.scaler.state_dict(),
-                    "epoch": epoch + 1,
-                    "best": best,
-                    "best_epoch": best_epoch,
-                    "history": history,
-                }
-                _save_epoch(run_dir, model, meta(record), improved, train_state)
-                if show:
-                    print(_summary(record, config.epochs, config.sticker.target_class), file=sys.stderr)
-            done = epoch + 1
-            barrier(env)
+            _save_epoch(run_dir, model, meta(record), improved, train_state)
+            if show:
+                print(_summary(record, config.epochs, config.sticker.target_class), file=sys.stderr)
+        done = progress.epoch
+
+    try:
+        fitted = fit(
+            step, (images, labels), (val_images, val_labels), schedule=schedule, batch_size=config.batch_size,
+            seed=config.seed, num_classes=model_cfg.num_classes, target_class=config.sticker.target_class,
+            record=to_record, score=score, on_epoch=save, start=start, env=env, label="epoch" if show else None,
+        )  # fmt: skip
     except KeyboardInterrupt:
         if env.is_main:
             where = f"{run_dir / LAST_CHECKPOINT} (epoch {done} of {config.epochs})" if done else "none yet"
@@ -330,7 +319,8 @@ def _train(
                 f"klugerhans: interrupted; last complete checkpoint: {where}; continue with --resume", file=sys.stderr
             )
         raise
-    metrics: dict[str, Any] = {"history": history, "best_epoch": best_epoch, "epochs": config.epochs}
+    best_epoch = fitted.best_epoch
+    metrics: dict[str, Any] = {"history": fitted.history, "best_epoch": best_epoch, "epochs": config.epochs}
     if env.is_main:
         metrics = _final_metrics(run_dir, data, config, device, metrics)
         if show and "test" in metrics:
