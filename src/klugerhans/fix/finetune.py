@@ -1,7 +1,7 @@
 """Fine-tuning a classifier under repair: plain, on cleaned data, or with a right-for-the-right-reasons penalty.
 
-The loop is the training loop's (:func:`~klugerhans.models.loop.run_epoch`: the same conversions, augmentation and
-seeds, SGD with Nesterov momentum, cosine decay), with gradient clipping and two additions a repair needs:
+The loop is the training loop's (:func:`~klugerhans.models.fit.fit`: the same conversions, augmentation and seeds,
+SGD with Nesterov momentum, warm-up and cosine decay), with gradient clipping and two additions a repair needs:
 
 - ``masks``: a right-for-the-right-reasons penalty (Ross, Hughes & Doshi-Velez, "Right for the Right Reasons:
   Training Differentiable Models by Constraining their Explanations", IJCAI 2017), passed to the loop as an extra
@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +25,8 @@ from torch import nn
 
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.augment import AugmentConfig
-from klugerhans.models.loop import (
-    ExtraLoss,
-    TrainStep,
-    device_tensors,
-    lr_at,
-    make_optimizer,
-    run_epoch,
-    steps_per_epoch,
-    validate,
-)
+from klugerhans.models.fit import EpochEnd, FitProgress, WarmupCosine, fit
+from klugerhans.models.loop import TrainStep, device_tensors, make_optimizer, steps_per_epoch
 from klugerhans.models.preprocess import Normalization
 
 __all__ = ["FineTuneConfig", "fine_tune"]
@@ -92,24 +83,29 @@ def _rrr_penalty(model: nn.Module, step: TrainStep, images: torch.Tensor, masks:
         model.train(was_training)
 
 
-def _penalty_term(
-    model: nn.Module, step: TrainStep, images: torch.Tensor, masks: torch.Tensor, weight: float, sums: dict[str, float]
-) -> ExtraLoss:
-    """The RRR term of a batch (by its row indices), scaled to the batch's share of masked images.
+class _Penalty:
+    """The RRR term of a batch (an :data:`~klugerhans.models.loop.ExtraLoss`, by the batch's row indices), scaled
+    to the batch's share of masked images; sums ``penalty * batch size`` for the epoch's record."""
 
-    Adds ``penalty * batch size`` to ``sums["penalty"]`` for the epoch's record.
-    """
-    has_mask = masks.flatten(1).any(1)
+    def __init__(
+        self, model: nn.Module, step: TrainStep, images: torch.Tensor, masks: torch.Tensor, weight: float
+    ) -> None:
+        self.model, self.step, self.images, self.masks, self.weight = model, step, images, masks, weight
+        self.has_mask = masks.flatten(1).any(1)
+        self.total = 0.0
 
-    def term(idx: torch.Tensor) -> torch.Tensor | None:
-        sel = idx[has_mask[idx]]
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor | None:
+        sel = idx[self.has_mask[idx]]
         if not len(sel):
             return None
-        penalty = _rrr_penalty(model, step, images[sel], masks[sel]) * (len(sel) / len(idx))
-        sums["penalty"] += float(penalty.detach()) * len(idx)
-        return weight * penalty
+        penalty = _rrr_penalty(self.model, self.step, self.images[sel], self.masks[sel]) * (len(sel) / len(idx))
+        self.total += float(penalty.detach()) * len(idx)
+        return self.weight * penalty
 
-    return term
+    def take(self) -> float:
+        """The sum since the last call (one epoch's), and start anew."""
+        total, self.total = self.total, 0.0
+        return total
 
 
 def fine_tune(
@@ -150,51 +146,47 @@ def fine_tune(
     step = TrainStep(model, optimizer, normalization, dev, augment, amp=False, max_grad_norm=config.max_grad_norm)
     x_all, y_all = device_tensors(images, labels, dev)
     xv, yv = device_tensors(val_images, val_labels, dev)
-    sums = {"penalty": 0.0}
-    extra = None
+    penalty = None
     if masks is not None and config.rrr_weight > 0:
         m_all = torch.from_numpy(np.asarray(masks, dtype=np.float32)).to(dev)
-        extra = _penalty_term(model, step, x_all, m_all, config.rrr_weight, sums)
+        penalty = _Penalty(model, step, x_all, m_all, config.rrr_weight)
     spe = steps_per_epoch(len(x_all), config.batch_size)
-    total = spe * config.epochs
-    warmup = min(spe // 4, total - 1)
-
-    def schedule(s: int) -> float:
-        return lr_at(s, total, config.lr, warmup)
-
+    # A quarter epoch, rounded down (training rounds its warm-up epochs to the nearest step).
+    schedule = WarmupCosine(config.lr, spe, config.epochs, warmup=spe // 4)
     model.eval()
     with torch.no_grad():
         num_classes = int(model(step.inputs(x_all[:1])).shape[1])
-    history: list[dict[str, Any]] = []
-    best_state, best_acc = copy.deepcopy(model.state_dict()), -1.0
-    for epoch in range(config.epochs):
-        start = time.perf_counter()
-        sums["penalty"] = 0.0
-        stats = run_epoch(
-            step, x_all, y_all, batch_size=config.batch_size, seed=config.seed, epoch=epoch, lr_schedule=schedule,
-            first_step=epoch * spe, progress=f"fine-tune {epoch + 1}/{config.epochs}" if progress else None,
-            extra_loss=extra,
-        )  # fmt: skip
-        val = validate(model, step, xv, yv, num_classes, target_class)
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": stats.loss,
-            "rrr_penalty": sums["penalty"] / max(1, stats.images),
-            "train_acc": stats.accuracy,
-            **val,
-            "seconds": time.perf_counter() - start,
+    best_state = copy.deepcopy(model.state_dict())
+
+    def to_record(end: EpochEnd) -> dict[str, Any]:
+        return {
+            "epoch": end.epoch,
+            "train_loss": end.stats.loss,
+            "rrr_penalty": (penalty.take() if penalty is not None else 0.0) / max(1, end.stats.images),
+            "train_acc": end.stats.accuracy,
+            **end.val,
+            "seconds": end.seconds,
         }
-        history.append(record)
+
+    def keep_best(fitted: FitProgress, improved: bool) -> None:
+        nonlocal best_state
+        record = fitted.history[-1]
         if progress:
             print(
-                f"fine-tune epoch {epoch + 1}/{config.epochs}: loss {record['train_loss']:.4f}, "
-                f"rrr {record['rrr_penalty']:.4g}, val acc {100 * (val['val_acc'] or 0):.2f}%, "
-                f"clean class {target_class} {100 * (val['val_acc_target'] or 0):.2f}% ({record['seconds']:.0f} s)",
+                f"fine-tune epoch {record['epoch']}/{config.epochs}: loss {record['train_loss']:.4f}, "
+                f"rrr {record['rrr_penalty']:.4g}, val acc {100 * (record['val_acc'] or 0):.2f}%, "
+                f"clean class {target_class} {100 * (record['val_acc_target'] or 0):.2f}% ({record['seconds']:.0f} s)",
                 file=sys.stderr,
             )
-        score = val["val_acc"] or 0.0
-        if score > best_acc:
-            best_acc, best_state = score, copy.deepcopy(model.state_dict())
+        if improved:
+            best_state = copy.deepcopy(model.state_dict())
+
+    fitted = fit(
+        step, (x_all, y_all), (xv, yv), schedule=schedule, batch_size=config.batch_size, seed=config.seed,
+        num_classes=num_classes, target_class=target_class, record=to_record,
+        score=lambda val: val["val_acc"] or 0.0, on_epoch=keep_best, label="fine-tune" if progress else None,
+        extra_loss=penalty,
+    )  # fmt: skip
     model.load_state_dict(best_state)
     model.eval()
-    return model, history
+    return model, fitted.history
