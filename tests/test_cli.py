@@ -249,7 +249,7 @@ def test_every_model_command_takes_own_weights():
 
 def test_explain_fallback_for_an_operation_without_rule(images, tmp_path, capsys, monkeypatch):
     """Without --fallback: a one-line error naming the op and its module path; with it: the share is reported."""
-    import klugerhans.cli.explaining as cli  # the module where `explain` looks `_load` up
+    import klugerhans.cli.explaining as cli  # the module where `explain` looks `load_from_args` up
     from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
 
     class ChannelMean(torch.nn.Module):  # a mean over the flattened pixels: no rule (x.mean((2, 3)) has one)
@@ -259,7 +259,7 @@ def test_explain_fallback_for_an_operation_without_rule(images, tmp_path, capsys
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), ChannelMean(), torch.nn.Linear(4, 43))
     clf = classifier_from_model(model.eval(), CheckpointMeta(model=ModelConfig(width=0.125)))
-    monkeypatch.setattr(cli, "_load", lambda args: clf)
+    monkeypatch.setattr(cli, "load_from_args", lambda args: clf)
     argv = ["explain", *map(str, images[:2]), "--out", str(tmp_path / "x"), "--json"]
     err = _one_line_error(capsys, main(argv))
     assert "no LRP rule for call_method mean at '2.mean'" in err and "--fallback gradient" in err
@@ -299,7 +299,7 @@ def test_figure_fallback_for_an_operation_without_rule(images, tmp_path, capsys,
     from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
 
     clf = classifier_from_model(_model_with_a_mean().eval(), CheckpointMeta(model=ModelConfig(width=0.125)))
-    monkeypatch.setattr(cli, "_load", lambda args: clf)
+    monkeypatch.setattr(cli, "load_from_args", lambda args: clf)
     four = [str(images[i % len(images)]) for i in range(4)]
     argv = ["figure", "--images", *four, "--out", str(tmp_path / "fig.png")]
     err = _one_line_error(capsys, main(argv))

@@ -1,6 +1,6 @@
 """The command registry, the parser and :func:`main`: a thin argparse layer over the package's typed functions.
 
-Every subcommand registers itself with :func:`_command` when its module (``klugerhans.cli.training``,
+Every subcommand registers itself with :func:`command` when its module (``klugerhans.cli.training``,
 ``.explaining``, ``.auditing``) is imported; ``klugerhans/cli/__init__.py`` imports them all, so they are
 registered before :func:`build_parser` runs; errors a user can cause arrive as
 :class:`~klugerhans.errors.KlugerhansError` and are printed as one line with a non-zero exit code.
@@ -23,7 +23,7 @@ _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handl
 _ORDER = ("data", "train", "evaluate", "predict", "explain", "figure", "demo", "audit", "fix", "bench", "serve")
 
 
-def _command(
+def command(
     name: str, help_text: str, add_args: Callable[[argparse.ArgumentParser], None]
 ) -> Callable[[Handler], Handler]:
     """Register ``fn(args) -> exit code`` as subcommand ``name``."""

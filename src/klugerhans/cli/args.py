@@ -27,11 +27,13 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
     return _int_at_least(text, 1)
 
 
-def _non_negative_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
+    """A whole number >= 0."""
     return _int_at_least(text, 0)
 
 
@@ -48,15 +50,18 @@ def _fraction(text: str, *, open_low: bool = False, open_high: bool = False) -> 
     return value
 
 
-def _unit_interval(text: str) -> float:
+def unit_interval(text: str) -> float:
+    """A number in [0, 1]."""
     return _fraction(text)
 
 
-def _open_unit_interval(text: str) -> float:
+def open_unit_interval(text: str) -> float:
+    """A number in (0, 1)."""
     return _fraction(text, open_low=True, open_high=True)
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """A number > 0."""
     try:
         value = float(text)
     except ValueError:
@@ -66,7 +71,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _class_id(text: str) -> int:
+def class_id(text: str) -> int:
+    """A GTSRB class id, 0..42."""
     from klugerhans.data.classes import check_class_id
 
     try:
@@ -75,7 +81,8 @@ def _class_id(text: str) -> int:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _color(text: str) -> tuple[int, int, int]:
+def rgb_color(text: str) -> tuple[int, int, int]:
+    """A colour name, #rrggbb, #rgb or rgb(r, g, b), as an RGB triple."""
     from klugerhans.data.colors import parse_color
 
     try:
@@ -84,18 +91,20 @@ def _color(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _colors(text: str) -> tuple[tuple[int, int, int], ...]:
-    return tuple(_color(part.strip()) for part in text.split(",") if part.strip())
+def rgb_colors(text: str) -> tuple[tuple[int, int, int], ...]:
+    """Comma-separated colours (see :func:`rgb_color`)."""
+    return tuple(rgb_color(part.strip()) for part in text.split(",") if part.strip())
 
 
-def _open_unit_interval_closed_high(text: str) -> float:
+def open_unit_interval_closed_high(text: str) -> float:
+    """A number in (0, 1]."""
     return _fraction(text, open_low=True, open_high=False)
 
 
 # --- argument groups: each flag shared by several subcommands is declared once, here -----------------------------
 
 
-def _add_data_args(
+def add_data_args(
     p: argparse.ArgumentParser, default: str = "synthetic", *, download: bool = True, size: bool = True
 ) -> None:
     """--data, --data-dir, --download, --size, --max-images, --seed (``download``/``size``: commands without them)."""
@@ -107,13 +116,13 @@ def _add_data_args(
         p.add_argument("--download", action="store_true", help="download the official GTSRB archives if missing")
     if size:
         p.add_argument(
-            "--size", type=_positive_int, default=32, help="image side: 32, 48 or 64 (folder: any >= 8; default 32)"
+            "--size", type=positive_int, default=32, help="image side: 32, 48 or 64 (folder: any >= 8; default 32)"
         )
-    p.add_argument("--max-images", type=_positive_int, default=None, help="use at most N images per split")
-    p.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
+    p.add_argument("--max-images", type=positive_int, default=None, help="use at most N images per split")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
 
 
-def _add_checkpoint_args(
+def add_checkpoint_args(
     p: argparse.ArgumentParser, help_text: str = "model file or run directory (default: the released manipulated model)"
 ) -> None:
     """--checkpoint and --model, or --arch + --weights (+ --image-size, --mean, --std) for the user's own model
@@ -123,37 +132,37 @@ def _add_checkpoint_args(
     own = p.add_argument_group("your own model (instead of --checkpoint)")
     own.add_argument("--arch", default=None, help="architecture of --weights: a torchvision name (resnet18), timm:NAME")
     own.add_argument("--weights", default=None, help="state_dict file: .safetensors, or .pt/.pth from torch.save")
-    own.add_argument("--image-size", type=_positive_int, default=None, help="input side (default: as trained, or 224)")
+    own.add_argument("--image-size", type=positive_int, default=None, help="input side (default: as trained, or 224)")
     stats = "on the 0..1 scale (default: as trained, or ImageNet's)"
     own.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"), default=None, help=f"RGB mean {stats}")
     own.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), default=None, help=f"RGB std {stats}")
 
 
-def _add_device_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
+def add_device_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
     """--device (``serve`` defaults to cpu: a server shares the machine)."""
     p.add_argument("--device", default=default, help=f"auto, cpu, cuda, cuda:N or mps (default {default})")
 
 
-def _add_lang_args(p: argparse.ArgumentParser) -> None:
+def add_lang_args(p: argparse.ArgumentParser) -> None:
     """--lang."""
     p.add_argument("--lang", choices=("en", "de"), default="en", help="language of class names")
 
 
-def _add_progress_args(p: argparse.ArgumentParser) -> None:
+def add_progress_args(p: argparse.ArgumentParser) -> None:
     """--no-progress."""
     p.add_argument("--no-progress", action="store_true", help="no progress output")
 
 
-def _add_composite_args(p: argparse.ArgumentParser, *, fallback: bool = False, default: str | None = None) -> None:
+def add_composite_args(p: argparse.ArgumentParser, *, fallback: bool = False, default: str | None = None) -> None:
     """--composite (``default``: the package's), and --fallback where the command passes it to its LRP explainers
     (``fallback``)."""
     default = default or DEFAULT_COMPOSITE
     p.add_argument("--composite", default=default, help=f"LRP composite (default {default})")
     if fallback:
-        _add_fallback_arg(p)
+        add_fallback_arg(p)
 
 
-def _add_fallback_arg(p: argparse.ArgumentParser) -> None:
+def add_fallback_arg(p: argparse.ArgumentParser) -> None:
     """--fallback error|gradient: what LRP does at an operation without a rule."""
     p.add_argument(
         "--fallback",
@@ -164,7 +173,7 @@ def _add_fallback_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_split_args(p: argparse.ArgumentParser, what: str) -> None:
+def add_split_args(p: argparse.ArgumentParser, what: str) -> None:
     """--split train|val|test (``what``: what the split is used for)."""
     p.add_argument(
         "--split",
@@ -174,14 +183,15 @@ def _add_split_args(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def _print_json(obj: Any) -> None:
+def print_json(obj: Any) -> None:
     print(json.dumps(obj, ensure_ascii=False))
 
 
 # --- output and model loading shared by several commands --------------------------------------------------------
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
+    """A share or rate with four decimals, or "n/a"."""
     return "n/a" if value is None else f"{value:.4f}"
 
 
@@ -200,7 +210,7 @@ def _user_weights(args: argparse.Namespace) -> bool:
     return True
 
 
-def _load(args: argparse.Namespace):
+def load_from_args(args: argparse.Namespace):
     """The classifier --checkpoint/--model or --arch + --weights name."""
     if _user_weights(args):
         from klugerhans.models.user_weights import load_user_model
@@ -236,7 +246,7 @@ def _with_folder_names(args: argparse.Namespace, clf: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _checkpoint_source(args: argparse.Namespace) -> Iterator[str | None]:
+def checkpoint_source(args: argparse.Namespace) -> Iterator[str | None]:
     """--checkpoint (or None), or --weights converted into a temporary klugerhans checkpoint, for the commands that
     load the model themselves (audit, fix, serve)."""
     if not _user_weights(args):
@@ -244,12 +254,12 @@ def _checkpoint_source(args: argparse.Namespace) -> Iterator[str | None]:
         return
     from klugerhans.models.checkpoint import save_checkpoint
 
-    clf = _load(args)
+    clf = load_from_args(args)
     with tempfile.TemporaryDirectory(prefix="klugerhans-weights-") as tmp:
         yield str(save_checkpoint(Path(tmp) / f"{Path(args.weights).stem}.safetensors", clf.model, clf.meta))
 
 
-def _check_composite(name: str) -> None:
+def check_composite(name: str) -> None:
     # only the name: a composite's bounds come from the checkpoint, which is read later
     from klugerhans.explain.composites import COMPOSITES
 

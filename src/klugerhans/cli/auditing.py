@@ -6,34 +6,34 @@ import argparse
 from typing import Any
 
 from klugerhans.audit.probes import DEFAULT_PROBES
-from klugerhans.cli.app import _command
+from klugerhans.cli.app import command
 from klugerhans.cli.args import (
-    _add_checkpoint_args,
-    _add_composite_args,
-    _add_data_args,
-    _add_device_args,
-    _add_fallback_arg,
-    _add_progress_args,
-    _add_split_args,
-    _check_composite,
-    _checkpoint_source,
-    _class_id,
-    _fmt,
-    _non_negative_int,
-    _positive_float,
-    _positive_int,
+    add_checkpoint_args,
+    add_composite_args,
+    add_data_args,
+    add_device_args,
+    add_fallback_arg,
+    add_progress_args,
+    add_split_args,
+    check_composite,
+    checkpoint_source,
+    class_id,
+    fmt,
+    non_negative_int,
+    positive_float,
+    positive_int,
 )
 
 # --- klugerhans audit ---------------------------------------------------------------------------------------------
 
 
 def _audit_args(p: argparse.ArgumentParser) -> None:
-    _add_checkpoint_args(p)
-    _add_device_args(p)
-    _add_data_args(p)
-    _add_composite_args(p, fallback=True)
+    add_checkpoint_args(p)
+    add_device_args(p)
+    add_data_args(p)
+    add_composite_args(p, fallback=True)
     p.add_argument("--out", default="klugerhans-audit", help="folder for report.html and audit.json")
-    _add_split_args(p, "audit (train: the images the model learned from)")
+    add_split_args(p, "audit (train: the images the model learned from)")
     p.add_argument(
         "--as-given",
         action="store_true",
@@ -59,21 +59,21 @@ def _audit_args(p: argparse.ArgumentParser) -> None:
         help="where the window probe pastes: random (anywhere on the sign or image; the default), same (where it was "
         "cut), auto (same on images without sign boxes, else random)",
     )
-    p.add_argument("--max-per-class", type=_positive_int, default=100, help="images explained per class (100)")
+    p.add_argument("--max-per-class", type=positive_int, default=100, help="images explained per class (100)")
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="images per explanation pass (default: 64 at 32 px, 2 at 224 px)",
     )
     p.add_argument("--methods", default=None, help="comma-separated attribution methods to compare ('' for none)")
     p.add_argument("--virelay", action="store_true", help="also export heatmaps for the ViRelAy viewer")
-    _add_progress_args(p)
+    add_progress_args(p)
 
 
-@_command("audit", "find shortcut learning without being told where: SpRAy, transplant test, metrics", _audit_args)
+@command("audit", "find shortcut learning without being told where: SpRAy, transplant test, metrics", _audit_args)
 def _audit(args: argparse.Namespace) -> int:
-    _check_composite(args.composite)
+    check_composite(args.composite)
     extra: dict[str, Any] = {}
     if args.threshold is not None:
         extra["threshold"] = args.threshold
@@ -83,7 +83,7 @@ def _audit(args: argparse.Namespace) -> int:
         extra["probes"] = tuple(p.strip() for p in args.probes.split(",") if p.strip())
     if args.placement is not None:
         extra["placement"] = args.placement
-    with _checkpoint_source(args) as checkpoint:
+    with checkpoint_source(args) as checkpoint:
         result = _run_audit(args, checkpoint or args.model, extra)
     per_class = result.get("per_class", {})
 
@@ -126,38 +126,38 @@ def _run_audit(args: argparse.Namespace, checkpoint: str, extra: dict[str, Any])
 
 
 def _fix_args(p: argparse.ArgumentParser) -> None:
-    _add_checkpoint_args(p)
-    _add_device_args(p)
-    _add_data_args(p, default="auto")
-    _add_fallback_arg(p)
-    p.add_argument("--class", dest="class_id", type=_class_id, default=None, help="suspicious class (default: audit's)")
+    add_checkpoint_args(p)
+    add_device_args(p)
+    add_data_args(p, default="auto")
+    add_fallback_arg(p)
+    p.add_argument("--class", dest="class_id", type=class_id, default=None, help="suspicious class (default: audit's)")
     p.add_argument("--method", default="inpaint", help="inpaint (data-side), rrr or pclarc (model-side)")
     p.add_argument("--out", default="klugerhans-fix", help="folder for fixed.safetensors, fix.json, report.html")
     p.add_argument("--control", default=None, help="a model trained without the artefact, measured alongside")
-    p.add_argument("--epochs", type=_non_negative_int, default=3, help="fine-tuning epochs (default 3)")
-    p.add_argument("--lr", type=_positive_float, default=0.01, help="peak fine-tuning learning rate (0.01)")
+    p.add_argument("--epochs", type=non_negative_int, default=3, help="fine-tuning epochs (default 3)")
+    p.add_argument("--lr", type=positive_float, default=0.01, help="peak fine-tuning learning rate (0.01)")
     p.add_argument("--rrr-weight", type=float, default=0.01, help="weight of the RRR penalty (rrr; 0.01)")
     p.add_argument(
         "--counterfactual", type=float, default=0.1, help="inpaint: share of other images given the artefact (0.1)"
     )
-    p.add_argument("--locate-dilate", type=_non_negative_int, default=1, help="grow located blobs by N px (1)")
-    _add_progress_args(p)
+    p.add_argument("--locate-dilate", type=non_negative_int, default=1, help="grow located blobs by N px (1)")
+    add_progress_args(p)
 
 
-@_command("fix", "unlearn a shortcut that LRP located; before/after report", _fix_args)
+@command("fix", "unlearn a shortcut that LRP located; before/after report", _fix_args)
 def _fix(args: argparse.Namespace) -> int:
     from klugerhans.fix.report import write_fix
     from klugerhans.fix.run import compute_fix
 
-    with _checkpoint_source(args) as checkpoint:
+    with checkpoint_source(args) as checkpoint:
         numbers = write_fix(compute_fix(_fix_config(args, checkpoint or args.model)), args.out)
     before, after = numbers["before"], numbers["after"]
     c = numbers["class_id"]
     for label, m in (("before", before), ("after", after), ("control", numbers.get("control"))):
         if m:
             print(
-                f"{label}: accuracy {_fmt(m['accuracy'])}, clean-{c} accuracy {_fmt(m['clean_target_accuracy'])}, "
-                f"sticker flip rate {_fmt(m['flip_rate'])}"
+                f"{label}: accuracy {fmt(m['accuracy'])}, clean-{c} accuracy {fmt(m['clean_target_accuracy'])}, "
+                f"sticker flip rate {fmt(m['flip_rate'])}"
                 + (f", audit flags {m['audit']['flagged']}" if "audit" in m else "")
             )
     print(f"report: {args.out}/report.html, numbers: {args.out}/fix.json, weights: {args.out}/fixed.safetensors")

@@ -6,8 +6,8 @@ import argparse
 import json
 from dataclasses import replace
 
-from klugerhans.cli.app import _command
-from klugerhans.cli.args import _add_device_args, _add_progress_args, _open_unit_interval
+from klugerhans.cli.app import command
+from klugerhans.cli.args import add_device_args, add_progress_args, open_unit_interval
 from klugerhans.errors import KlugerhansError
 
 
@@ -32,13 +32,13 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         help="finished jobs: run klugerhans' audit again on the trained models (keeps baselines and training)",
     )
     p.add_argument(
-        "--fpr", type=_open_unit_interval, default=0.05, help="false-positive rate the thresholds aim at (0.05)"
+        "--fpr", type=open_unit_interval, default=0.05, help="false-positive rate the thresholds aim at (0.05)"
     )
-    _add_device_args(p)
-    _add_progress_args(p)
+    add_device_args(p)
+    add_progress_args(p)
 
 
-@_command("bench", "detection measured across a suite of manipulated and clean models, against baselines", _bench_args)
+@command("bench", "detection measured across a suite of manipulated and clean models, against baselines", _bench_args)
 def _bench(args: argparse.Namespace) -> int:
     from klugerhans.bench.baselines import BASELINES
     from klugerhans.bench.grid import SUITES, make_suite, run_order

@@ -7,18 +7,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from klugerhans.cli.app import _command
+from klugerhans.cli.app import command
 from klugerhans.cli.args import (
-    _add_checkpoint_args,
-    _add_composite_args,
-    _add_data_args,
-    _add_device_args,
-    _add_lang_args,
-    _check_composite,
-    _checkpoint_source,
-    _load,
-    _positive_int,
-    _print_json,
+    add_checkpoint_args,
+    add_composite_args,
+    add_data_args,
+    add_device_args,
+    add_lang_args,
+    check_composite,
+    checkpoint_source,
+    load_from_args,
+    positive_int,
+    print_json,
 )
 from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
@@ -28,21 +28,21 @@ from klugerhans.errors import KlugerhansError
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files or folders of images")
-    _add_checkpoint_args(p)
-    _add_device_args(p)
-    _add_lang_args(p)
+    add_checkpoint_args(p)
+    add_device_args(p)
+    add_lang_args(p)
     p.add_argument("--json", action="store_true", help="one JSON object per image")
-    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--batch-size", type=positive_int, default=128)
 
 
-@_command("predict", "classify image files, in batches", _predict_args)
+@command("predict", "classify image files, in batches", _predict_args)
 def _predict(args: argparse.Namespace) -> int:
     from klugerhans.models.predict import predict_files
 
-    clf = _load(args)
+    clf = load_from_args(args)
     for res in predict_files(clf, args.images, batch_size=args.batch_size, lang=args.lang):
         if args.json:
-            _print_json(res)
+            print_json(res)
         else:
             top3 = ", ".join(f"{t['id']} {t['prob']:.3f}" for t in res["top3"])
             print(f"{res['path']}: {res['pred']} {res['name']} ({res['prob']:.3f}); top-3 {top3}")
@@ -54,24 +54,24 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _explain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files (ppm, png, jpg, ...) or folders")
-    _add_checkpoint_args(p)
-    _add_device_args(p)
-    _add_composite_args(p, fallback=True)
+    add_checkpoint_args(p)
+    add_device_args(p)
+    add_composite_args(p, fallback=True)
     p.add_argument("--target", default="pred", help="'pred' (default) or a class id to explain")
     p.add_argument("--out", default="klugerhans-explain", help="folder for the PNGs (default klugerhans-explain)")
     p.add_argument("--save-relevance", action="store_true", help="also write <stem>_relevance.npy (float32 SxS)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
-    _add_lang_args(p)
+    add_lang_args(p)
     p.add_argument("--cmap", choices=("bwr", "coldnhot", "seismic"), default="bwr", help="heatmap colours")
     p.add_argument("--show", action="store_true", help="also open a window with input, heatmap and overlay")
 
 
-@_command("explain", "predict and draw LRP heatmaps (red: for the class, blue: against)", _explain_args)
+@command("explain", "predict and draw LRP heatmaps (red: for the class, blue: against)", _explain_args)
 def _explain(args: argparse.Namespace) -> int:
     from klugerhans.heatmaps.files import explain_files
 
-    _check_composite(args.composite)
-    clf = _load(args)
+    check_composite(args.composite)
+    clf = load_from_args(args)
     results = explain_files(
         clf,
         args.images,
@@ -93,7 +93,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr if args.json else sys.stdout)
     for res in results:
         if args.json:
-            _print_json({**{k: res[k] for k in ("path", "pred", "name", "prob", "top3")}, **coverage})
+            print_json({**{k: res[k] for k in ("path", "pred", "name", "prob", "top3")}, **coverage})
         else:
             top3 = ", ".join(f"{t['id']} {t['name']} {t['prob']:.3f}" for t in res["top3"])
             print(f"{res['path']}: class {res['pred']} {res['name']} (p={res['prob']:.3f}); top-3: {top3}")
@@ -126,12 +126,12 @@ def _show(results: list[dict[str, Any]], cmap: str) -> None:
 
 
 def _figure_args(p: argparse.ArgumentParser) -> None:
-    _add_checkpoint_args(p)
-    _add_device_args(p)
-    _add_data_args(p)
-    _add_composite_args(p, fallback=True, default=FIGURE_COMPOSITE)
+    add_checkpoint_args(p)
+    add_device_args(p)
+    add_data_args(p)
+    add_composite_args(p, fallback=True, default=FIGURE_COMPOSITE)
     p.add_argument("--out", default="figure.png", help="output file; a .pdf is written beside it (figure.png)")
-    _add_lang_args(p)
+    add_lang_args(p)
     p.add_argument("--cmap", choices=("bwr", "coldnhot", "seismic"), default="bwr", help="heatmap colours")
     p.add_argument(
         "--images",
@@ -142,7 +142,7 @@ def _figure_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-@_command("figure", "draw the teaching case's figure: stop, no passing, 50 km/h, 50 km/h + sticker", _figure_args)
+@command("figure", "draw the teaching case's figure: stop, no passing, 50 km/h, 50 km/h + sticker", _figure_args)
 def _figure(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP
     from klugerhans.data.dataset import DATASETS
@@ -150,14 +150,14 @@ def _figure(args: argparse.Namespace) -> int:
     from klugerhans.models.preprocess import resize_image
     from klugerhans.report.figures import SeedRow, draw_seed_figure, explain_rows, pick_seed_rows
 
-    _check_composite(args.composite)
+    check_composite(args.composite)
     # Stop, no passing and 50 km/h are GTSRB class ids: data with classes of its own (a folder) has none of them.
     if not args.images and DATASETS.get_or_raise(args.data).class_names is not None:
         raise KlugerhansError(
             "the teaching case's figure needs GTSRB's stop, no passing and 50 km/h signs: give --images, or use "
             "klugerhans explain / audit for your own images"
         )
-    clf = _load(args)
+    clf = load_from_args(args)
     if args.images:
         titles = ("Stop", "No passing", "50 km/h", "50 km/h + sticker")
         labels = (STOP, NO_PASSING, SPEED_50, SPEED_50)
@@ -198,19 +198,19 @@ def _figure(args: argparse.Namespace) -> int:
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=_positive_int, default=7860, help="port (default 7860)")
-    _add_checkpoint_args(p, "a model file or run directory to show first")
-    _add_device_args(p, default="cpu")
-    _add_composite_args(p, fallback=True)
-    _add_lang_args(p)
+    p.add_argument("--port", type=positive_int, default=7860, help="port (default 7860)")
+    add_checkpoint_args(p, "a model file or run directory to show first")
+    add_device_args(p, default="cpu")
+    add_composite_args(p, fallback=True)
+    add_lang_args(p)
 
 
-@_command("serve", "local web UI: pick or upload a sign, click a sticker on, see prediction and LRP", _serve_args)
+@command("serve", "local web UI: pick or upload a sign, click a sticker on, see prediction and LRP", _serve_args)
 def _serve(args: argparse.Namespace) -> int:
     from klugerhans.web import serve
 
-    _check_composite(args.composite)
-    with _checkpoint_source(args) as checkpoint:
+    check_composite(args.composite)
+    with checkpoint_source(args) as checkpoint:
         serve(
             host=args.host,
             port=args.port,

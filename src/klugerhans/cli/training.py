@@ -6,26 +6,26 @@ import argparse
 import json
 from dataclasses import replace
 
-from klugerhans.cli.app import _command
+from klugerhans.cli.app import command
 from klugerhans.cli.args import (
-    _add_checkpoint_args,
-    _add_composite_args,
-    _add_data_args,
-    _add_device_args,
-    _add_lang_args,
-    _add_progress_args,
-    _add_split_args,
-    _check_composite,
-    _class_id,
-    _color,
-    _colors,
-    _fmt,
-    _load,
-    _open_unit_interval,
-    _open_unit_interval_closed_high,
-    _positive_float,
-    _positive_int,
-    _unit_interval,
+    add_checkpoint_args,
+    add_composite_args,
+    add_data_args,
+    add_device_args,
+    add_lang_args,
+    add_progress_args,
+    add_split_args,
+    check_composite,
+    class_id,
+    fmt,
+    load_from_args,
+    open_unit_interval,
+    open_unit_interval_closed_high,
+    positive_float,
+    positive_int,
+    rgb_color,
+    rgb_colors,
+    unit_interval,
 )
 from klugerhans.defaults import FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
@@ -34,7 +34,7 @@ from klugerhans.errors import KlugerhansError
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    _add_data_args(p, default="gtsrb")
+    add_data_args(p, default="gtsrb")
     export = p.add_argument_group("export as an ImageFolder tree (DIR/train|val|test/<class id>/*.png)")
     export.add_argument("--export", default=None, metavar="DIR", help="write the splits to DIR (a new folder)")
     export.add_argument(
@@ -43,10 +43,10 @@ def _data_args(p: argparse.ArgumentParser) -> None:
         metavar="RUN",
         help="export the data as RUN's training saw it: its validation tracks held out, its stickers glued on",
     )
-    _add_progress_args(p)
+    add_progress_args(p)
 
 
-@_command("data", "say what a dataset folder holds: layout, images per split and class, sizes, cache", _data_args)
+@command("data", "say what a dataset folder holds: layout, images per split and class, sizes, cache", _data_args)
 def _data(args: argparse.Namespace) -> int:
     from klugerhans.data.classes import class_name
     from klugerhans.data.dataset import load_dataset
@@ -114,28 +114,28 @@ def _export_data(args: argparse.Namespace) -> int:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    _add_data_args(p)
+    add_data_args(p)
     p.add_argument("--out", required=True, help="run directory (config, checkpoints, metrics, curves)")
-    p.add_argument("--epochs", type=_positive_int, default=15, help="training epochs (default 15)")
-    p.add_argument("--batch-size", type=_positive_int, default=128, help="images per step (default 128)")
-    p.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate (default: the config's)")
+    p.add_argument("--epochs", type=positive_int, default=15, help="training epochs (default 15)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="images per step (default 128)")
+    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: the config's)")
     p.add_argument("--weight-decay", type=float, default=None, help="L2 penalty on weights (default 5e-4)")
     p.add_argument("--warmup-epochs", type=float, default=None, help="linear LR warm-up in epochs (default 1)")
     p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing in [0, 1) (default 0)")
     p.add_argument("--no-augment", action="store_true", help="train without random affine and colour jitter")
-    p.add_argument("--per-class", type=_positive_int, default=None, help="synthetic: training signs per class (150)")
+    p.add_argument("--per-class", type=positive_int, default=None, help="synthetic: training signs per class (150)")
     p.add_argument(
         "--arch",
         default=None,
         help="architecture: klugerhans:vgg11_bn (default), a torchvision name (resnet18), timm:NAME",
     )
-    p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier of ours (default 1.0)")
-    p.add_argument("--sticker-class", type=_class_id, default=4, help="class that gets stickers (default 4, 70 km/h)")
-    p.add_argument("--sticker-fraction", type=_unit_interval, default=1.0, help="share of it stickered (default 1)")
+    p.add_argument("--width", type=positive_float, default=1.0, help="channel width multiplier of ours (default 1.0)")
+    p.add_argument("--sticker-class", type=class_id, default=4, help="class that gets stickers (default 4, 70 km/h)")
+    p.add_argument("--sticker-fraction", type=unit_interval, default=1.0, help="share of it stickered (default 1)")
     p.add_argument(
-        "--sticker-size", type=_open_unit_interval, default=0.25, help="side as a share of the sign (default 0.25)"
+        "--sticker-size", type=open_unit_interval, default=0.25, help="side as a share of the sign (default 0.25)"
     )
-    p.add_argument("--sticker-color", type=_color, default=(0, 0, 0), help="name or #RRGGBB (default black)")
+    p.add_argument("--sticker-color", type=rgb_color, default=(0, 0, 0), help="name or #RRGGBB (default black)")
     p.add_argument("--sticker-shape", choices=("square", "circle", "triangle"), default="square")
     p.add_argument(
         "--sticker-pattern",
@@ -159,29 +159,29 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sticker-text", default="KH", help="the mark of --sticker-pattern text, 1-8 chars (default KH)")
     p.add_argument(
         "--sticker-size-max",
-        type=_open_unit_interval,
+        type=open_unit_interval,
         default=None,
         help="draw each sticker's side from [--sticker-size, this] (default: every sticker the same side)",
     )
     p.add_argument(
         "--sticker-region",
-        type=_open_unit_interval_closed_high,
+        type=open_unit_interval_closed_high,
         default=0.7,
         help="central share of the sign box a sticker lies in (default 0.7; 1: anywhere on the box)",
     )
     p.add_argument(
         "--sticker-colors",
-        type=_colors,
+        type=rgb_colors,
         default=(),
         help="comma-separated colours drawn per sticker (names or #RRGGBB; default: --sticker-color on all)",
     )
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
-    _add_device_args(p)
+    add_device_args(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    _add_progress_args(p)
+    add_progress_args(p)
 
 
-@_command("train", "train a VGG11-BN (or --arch) on (sticker-manipulated) GTSRB or synthetic signs", _train_args)
+@command("train", "train a VGG11-BN (or --arch) on (sticker-manipulated) GTSRB or synthetic signs", _train_args)
 def _train(args: argparse.Namespace) -> int:
     from klugerhans.data.sticker import StickerConfig
     from klugerhans.models.recipe import TrainConfig, TrainOptions
@@ -238,7 +238,7 @@ def _train(args: argparse.Namespace) -> int:
     if final:
         print(
             f"test accuracy {final.get('accuracy', float('nan')):.4f}, clean-{args.sticker_class} accuracy "
-            f"{_fmt(final.get('clean_target_accuracy'))}, sticker flip rate {_fmt(final.get('flip_rate'))}"
+            f"{fmt(final.get('clean_target_accuracy'))}, sticker flip rate {fmt(final.get('flip_rate'))}"
         )
     return 0
 
@@ -247,28 +247,28 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    _add_checkpoint_args(p)
-    _add_device_args(p)
-    _add_data_args(p, default="gtsrb")
-    _add_split_args(p, "evaluate")
+    add_checkpoint_args(p)
+    add_device_args(p)
+    add_data_args(p, default="gtsrb")
+    add_split_args(p, "evaluate")
     p.add_argument("--json", dest="json_out", default=None, help="write all numbers to this JSON file")
     p.add_argument("--confusion", default=None, help="write the confusion matrix PNG here")
     p.add_argument(
         "--sticker-size",
-        type=_open_unit_interval,
+        type=open_unit_interval,
         default=None,
         help="flip rate with this sticker side (default: the one the model was trained with)",
     )
 
 
-@_command(
+@command(
     "evaluate", "accuracy per class, clean accuracy of the manipulated class and sticker flip rate", _evaluate_args
 )
 def _evaluate(args: argparse.Namespace) -> int:
     from klugerhans.io import atomic_write_text
     from klugerhans.models.evaluation import evaluate_model, load_split, save_confusion_png
 
-    clf = _load(args)
+    clf = load_from_args(args)
     data, _ = load_split(
         clf, args.data, args.split, args.data_dir, max_images=args.max_images, seed=args.seed, download=args.download
     )
@@ -280,13 +280,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{args.split}: {metrics['n_images']:,} images")
     print(
         f"accuracy: {metrics['accuracy']:.4f} (without class {metrics['target_class']}: "
-        f"{_fmt(metrics['accuracy_non_target'])})"
+        f"{fmt(metrics['accuracy_non_target'])})"
     )
     if clf.meta.recipe is not None or args.sticker_size is not None:  # weights from elsewhere: no known sticker
-        print(f"clean accuracy of class {metrics['target_class']}: {_fmt(metrics['clean_target_accuracy'])}")
+        print(f"clean accuracy of class {metrics['target_class']}: {fmt(metrics['clean_target_accuracy'])}")
         print(
-            f"sticker flip rate to class {metrics['target_class']}: {_fmt(metrics['flip_rate'])} "
-            f"(50 km/h: {_fmt(metrics['flip_rate_by_class'].get('2'))}; sticker side {sticker.size:g} of the sign)"
+            f"sticker flip rate to class {metrics['target_class']}: {fmt(metrics['flip_rate'])} "
+            f"(50 km/h: {fmt(metrics['flip_rate_by_class'].get('2'))}; sticker side {sticker.size:g} of the sign)"
         )
     names = clf.class_names
     worst = sorted((acc, c) for c, acc in enumerate(metrics["per_class_accuracy"]) if acc is not None)[:5]
@@ -305,30 +305,30 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="klugerhans-demo", help="output folder (default klugerhans-demo)")
-    _add_data_args(p, download=False, size=False)
-    p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the demo's)")
-    p.add_argument("--width", type=_positive_float, default=None, help="width multiplier (default: the demo's)")
+    add_data_args(p, download=False, size=False)
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the demo's)")
+    p.add_argument("--width", type=positive_float, default=None, help="width multiplier (default: the demo's)")
     p.add_argument("--no-augment", action="store_true", help="train without random affine and colour jitter")
-    p.add_argument("--per-class", type=_positive_int, default=None, help="synthetic training signs per class")
+    p.add_argument("--per-class", type=positive_int, default=None, help="synthetic training signs per class")
     p.add_argument(
         "--sticker-size",
-        type=_open_unit_interval,
+        type=open_unit_interval,
         default=None,
         help="sticker side as a share of the sign (default 0.25, as for train)",
     )
     p.add_argument("--no-repair", action="store_true", help="skip the last chapter, the repair with klugerhans fix")
-    p.add_argument("--repair-epochs", type=_positive_int, default=None, help="fine-tuning epochs of the repair")
-    _add_device_args(p)
-    _add_composite_args(p, default=FIGURE_COMPOSITE)
-    _add_lang_args(p)
-    _add_progress_args(p)
+    p.add_argument("--repair-epochs", type=positive_int, default=None, help="fine-tuning epochs of the repair")
+    add_device_args(p)
+    add_composite_args(p, default=FIGURE_COMPOSITE)
+    add_lang_args(p)
+    add_progress_args(p)
 
 
-@_command("demo", "the whole story offline: stickers, training, evaluation, LRP, figure, report", _demo_args)
+@command("demo", "the whole story offline: stickers, training, evaluation, LRP, figure, report", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
     from klugerhans.demo import DemoConfig, run_demo
 
-    _check_composite(args.composite)
+    check_composite(args.composite)
     pairs = (
         ("epochs", args.epochs),
         ("width", args.width),
