@@ -6,7 +6,10 @@ torch; the LRP engine, the report and the demo read the same names from here.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_COMPOSITE", "FIGURE_COMPOSITE"]
+__all__ = ["DEFAULT_COMPOSITE", "DEFAULT_DATA", "FIGURE_COMPOSITE"]
+
+DEFAULT_DATA = "synthetic"
+"""The dataset that training, the audit and the demo use unless told otherwise: synthetic signs, offline."""
 
 DEFAULT_COMPOSITE = "epsilon_plus_flat"
 """The LRP composite every command and function uses unless told otherwise: the teaching case's EpsilonPlusFlat

@@ -20,7 +20,7 @@ import numpy as np
 from klugerhans.data.classes import SPEED_50, Language, class_name
 from klugerhans.data.dataset import DATASETS, load_dataset
 from klugerhans.data.sticker import StickerConfig
-from klugerhans.defaults import FIGURE_COMPOSITE
+from klugerhans.defaults import DEFAULT_DATA, FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
@@ -39,7 +39,7 @@ class DemoConfig:
 
     out: str = "klugerhans-demo"
     """Output folder: run/ (checkpoints), figure.png/.pdf, report.html/.md, summary.json."""
-    data: str = "synthetic"
+    data: str = DEFAULT_DATA
     """Dataset: "synthetic" (offline, default) or "gtsrb"."""
     data_dir: str | None = None
     """GTSRB folder when ``data="gtsrb"``."""

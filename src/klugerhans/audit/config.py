@@ -9,6 +9,7 @@ from klugerhans.audit.probes import DEFAULT_PROBES, check_probes
 from klugerhans.audit.ranking import DEFAULT_ALPHA
 from klugerhans.audit.sanity import Mode
 from klugerhans.audit.transplant import RECIPIENTS, Placement
+from klugerhans.defaults import DEFAULT_DATA
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES, DEFAULT_COMPOSITE, Fallback
 
@@ -33,7 +34,7 @@ class AuditConfig:
 
     checkpoint: str
     """Checkpoint file, run directory or released-weights name."""
-    data: str = "synthetic"
+    data: str = DEFAULT_DATA
     """Registered dataset: "gtsrb", "synthetic" or "folder" (an ImageFolder tree)."""
     data_dir: str | None = None
     """The data's folder (GTSRB, or the image folder)."""

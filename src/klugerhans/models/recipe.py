@@ -25,6 +25,7 @@ from klugerhans.data.dataset import (
     split_by_track,
 )
 from klugerhans.data.sticker import StickerConfig
+from klugerhans.defaults import DEFAULT_DATA
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.config import OURS, ModelConfig
 from klugerhans.models.distributed import check_device_name
@@ -43,7 +44,7 @@ _LEGACY_STICKER = {
 class TrainConfig:
     """Everything that determines a trained model (``config.json`` in the run directory, and each checkpoint)."""
 
-    data: str = "synthetic"
+    data: str = DEFAULT_DATA
     """Registered dataset name: "gtsrb", "synthetic", ..."""
     data_dir: str | None = None
     """Where the dataset files were (real GTSRB). Kept with the recipe as the place to find the same images again
