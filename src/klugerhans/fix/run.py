@@ -68,11 +68,11 @@ class FixConfig:
     """Suspicious class; None: the audit's most suspicious class."""
     control: str | None = None
     """Optional model trained without the artefact, measured alongside for comparison."""
-    epochs: int = 3
+    epochs: int = FineTuneConfig.epochs
     """Fine-tuning epochs."""
-    lr: float = 0.01
+    lr: float = FineTuneConfig.lr
     """Peak fine-tuning learning rate."""
-    rrr_weight: float = 0.01
+    rrr_weight: float = FineTuneConfig.rrr_weight
     """Weight of the right-for-the-right-reasons penalty (method "rrr")."""
     counterfactual: float = 0.1
     """Method "inpaint": share of the other classes' training images that get a located artefact pasted on, with
