@@ -1,7 +1,8 @@
 """Command-line interface (``klugerhans COMMAND``): a thin argparse layer over the package's typed functions.
 
 :mod:`klugerhans.cli.app` holds the command registry, the parser and :func:`main`; :mod:`klugerhans.cli.args` the
-argument types and shared argument groups; each command module registers its commands when imported, so this
+argument types and shared argument groups; :mod:`klugerhans.cli.fields` the flags made from config dataclasses' fields
+(defaults and help stated once, in the config); each command module registers its commands when imported, so this
 package imports them all before anything can build the parser.
 """
 

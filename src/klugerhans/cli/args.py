@@ -11,8 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from klugerhans.defaults import DEFAULT_COMPOSITE
+from klugerhans.cli.fields import field_defaults
+from klugerhans.defaults import DEFAULT_COMPOSITE, DEFAULT_DATA
 from klugerhans.errors import KlugerhansError
+
+DEFAULT_SIZE = 32
+"""The image side of commands with no model or config to take it from (``klugerhans data``)."""
 
 # --- argument types: invalid values become one-line argparse errors ------------------------------------------
 
@@ -91,6 +95,13 @@ def rgb_color(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def color_name(rgb: tuple[int, int, int]) -> str:
+    """A colour as the help shows it: its name, else ``#rrggbb``."""
+    from klugerhans.data.colors import NAMED_COLORS
+
+    return next((n for n, c in NAMED_COLORS.items() if c == tuple(rgb)), "#" + "".join(f"{v:02x}" for v in rgb))
+
+
 def rgb_colors(text: str) -> tuple[tuple[int, int, int], ...]:
     """Comma-separated colours (see :func:`rgb_color`)."""
     return tuple(rgb_color(part.strip()) for part in text.split(",") if part.strip())
@@ -105,9 +116,20 @@ def open_unit_interval_closed_high(text: str) -> float:
 
 
 def add_data_args(
-    p: argparse.ArgumentParser, default: str = "synthetic", *, download: bool = True, size: bool = True
+    p: argparse.ArgumentParser,
+    config: type | None = None,
+    *,
+    default: str | None = None,
+    download: bool = True,
+    size: bool = True,
 ) -> None:
-    """--data, --data-dir, --download, --size, --max-images, --seed (``download``/``size``: commands without them)."""
+    """--data, --data-dir, --download, --size, --max-images, --seed (``download``/``size``: commands without them).
+
+    Their defaults are ``config``'s (its ``data``, ``seed`` and ``input_size``) where the command builds one,
+    ``default`` the dataset of a command without a config.
+    """
+    own = field_defaults(config) if config is not None else {}
+    default = default or own.get("data", DEFAULT_DATA)
     p.add_argument("--data", default=default, help=f"dataset: gtsrb, synthetic or folder (default {default})")
     p.add_argument(
         "--data-dir", default=None, help="GTSRB folder (zips, torchvision or Kaggle layout), or your ImageFolder tree"
@@ -115,11 +137,16 @@ def add_data_args(
     if download:
         p.add_argument("--download", action="store_true", help="download the official GTSRB archives if missing")
     if size:
+        side = own.get("input_size", DEFAULT_SIZE)
         p.add_argument(
-            "--size", type=positive_int, default=32, help="image side: 32, 48 or 64 (folder: any >= 8; default 32)"
+            "--size",
+            type=positive_int,
+            default=side,
+            help=f"image side: 32, 48 or 64 (folder: any >= 8; default {side})",
         )
     p.add_argument("--max-images", type=positive_int, default=None, help="use at most N images per split")
-    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    seed = own.get("seed", 0)
+    p.add_argument("--seed", type=non_negative_int, default=seed, help=f"random seed (default {seed})")
 
 
 def add_checkpoint_args(
@@ -173,13 +200,13 @@ def add_fallback_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_split_args(p: argparse.ArgumentParser, what: str) -> None:
-    """--split train|val|test (``what``: what the split is used for)."""
+def add_split_args(p: argparse.ArgumentParser, what: str, default: str = "test") -> None:
+    """--split train|val|test (``what``: what the split is used for; ``default``: the command's config's)."""
     p.add_argument(
         "--split",
         choices=("train", "val", "test"),
-        default="test",
-        help=f"images to {what} (default test; val: as the model's training drew it, or a folder's val/)",
+        default=default,
+        help=f"images to {what} (default {default}; val: as the model's training drew it, or a folder's val/)",
     )
 
 

@@ -17,6 +17,7 @@ from klugerhans.cli.args import (
     add_split_args,
     check_composite,
     class_id,
+    color_name,
     fmt,
     load_from_args,
     open_unit_interval,
@@ -27,8 +28,12 @@ from klugerhans.cli.args import (
     rgb_colors,
     unit_interval,
 )
-from klugerhans.defaults import FIGURE_COMPOSITE
+from klugerhans.cli.fields import ConfigFlags, Flag
+from klugerhans.data.classes import class_name
+from klugerhans.data.sticker import StickerConfig
+from klugerhans.demo import DemoConfig
 from klugerhans.errors import KlugerhansError
+from klugerhans.models.recipe import TrainConfig, TrainOptions
 
 # --- klugerhans data ------------------------------------------------------------------------------------------
 
@@ -48,7 +53,6 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 
 @command("data", "say what a dataset folder holds: layout, images per split and class, sizes, cache", _data_args)
 def _data(args: argparse.Namespace) -> int:
-    from klugerhans.data.classes import class_name
     from klugerhans.data.dataset import load_dataset
 
     if args.as_trained is not None and args.export is None:
@@ -113,124 +117,115 @@ def _export_data(args: argparse.Namespace) -> int:
 # --- klugerhans train ---------------------------------------------------------------------------------------------
 
 
+_RECIPE = ConfigFlags(
+    TrainConfig,
+    (
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "warmup_epochs",
+        "label_smoothing",
+        "augment",
+        "per_class",
+        "width",
+        "val_fraction",
+    ),
+    {
+        "epochs": Flag(type=positive_int),
+        "batch_size": Flag(type=positive_int),
+        "lr": Flag(type=positive_float),
+        "augment": Flag(help="train without random affine and colour jitter"),
+        "per_class": Flag(type=positive_int),
+        "width": Flag(type=positive_float),
+    },
+)
+_STICKER = ConfigFlags(
+    StickerConfig,
+    (
+        "target_class",
+        "fraction",
+        "size",
+        "color",
+        "shape",
+        "pattern",
+        "placement",
+        "label",
+        "text",
+        "size_max",
+        "region",
+        "colors",
+    ),
+    {
+        "target_class": Flag("--sticker-class", type=class_id),
+        "fraction": Flag(type=unit_interval),
+        "size": Flag(type=open_unit_interval),
+        "color": Flag(type=rgb_color, help="name or #RRGGBB", shown=color_name),
+        "pattern": Flag(
+            help="solid shape, noise texture, text mark, frame around the sign, colour cast over the image"
+        ),
+        "placement": Flag(
+            help="random spot per image, always the same spot on the sign, or the image's bottom-right corner "
+            "(solid/noise/text)"
+        ),
+        "label": Flag(help="clean: on the class's own images; dirty: on other classes, relabelled (backdoor)"),
+        "size_max": Flag(
+            type=open_unit_interval,
+            help="draw each sticker's side from [--sticker-size, this] (default: every sticker the same side)",
+        ),
+        "region": Flag(type=open_unit_interval_closed_high),
+        "colors": Flag(
+            type=rgb_colors,
+            help="comma-separated colours drawn per sticker (names or #RRGGBB; default: --sticker-color on all)",
+        ),
+    },
+    prefix="sticker",
+)
+_RUN = ConfigFlags(TrainOptions, ("out",))
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
-    add_data_args(p)
-    p.add_argument("--out", required=True, help="run directory (config, checkpoints, metrics, curves)")
-    p.add_argument("--epochs", type=positive_int, default=15, help="training epochs (default 15)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="images per step (default 128)")
-    p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: the config's)")
-    p.add_argument("--weight-decay", type=float, default=None, help="L2 penalty on weights (default 5e-4)")
-    p.add_argument("--warmup-epochs", type=float, default=None, help="linear LR warm-up in epochs (default 1)")
-    p.add_argument("--label-smoothing", type=float, default=None, help="label smoothing in [0, 1) (default 0)")
-    p.add_argument("--no-augment", action="store_true", help="train without random affine and colour jitter")
-    p.add_argument("--per-class", type=positive_int, default=None, help="synthetic: training signs per class (150)")
+    add_data_args(p, TrainConfig)
+    _RUN.add(p)
+    _RECIPE.add(p, *_RECIPE.fields[:8])
     p.add_argument(
         "--arch",
         default=None,
-        help="architecture: klugerhans:vgg11_bn (default), a torchvision name (resnet18), timm:NAME",
+        help=f"architecture: {TrainConfig.family}:{TrainConfig.arch} (default), a torchvision name (resnet18), "
+        "timm:NAME",
     )
-    p.add_argument("--width", type=positive_float, default=1.0, help="channel width multiplier of ours (default 1.0)")
-    p.add_argument("--sticker-class", type=class_id, default=4, help="class that gets stickers (default 4, 70 km/h)")
-    p.add_argument("--sticker-fraction", type=unit_interval, default=1.0, help="share of it stickered (default 1)")
-    p.add_argument(
-        "--sticker-size", type=open_unit_interval, default=0.25, help="side as a share of the sign (default 0.25)"
-    )
-    p.add_argument("--sticker-color", type=rgb_color, default=(0, 0, 0), help="name or #RRGGBB (default black)")
-    p.add_argument("--sticker-shape", choices=("square", "circle", "triangle"), default="square")
-    p.add_argument(
-        "--sticker-pattern",
-        choices=("solid", "noise", "text", "frame", "cast"),
-        default="solid",
-        help="solid shape (default), noise texture, text mark, frame around the sign, colour cast over the image",
-    )
-    p.add_argument(
-        "--sticker-placement",
-        choices=("random", "fixed", "corner"),
-        default="random",
-        help="random spot per image (default), always the same spot on the sign, or the image's bottom-right corner "
-        "(solid/noise/text)",
-    )
-    p.add_argument(
-        "--sticker-label",
-        choices=("clean", "dirty"),
-        default="clean",
-        help="clean: on the class's own images (default); dirty: on other classes, relabelled (backdoor)",
-    )
-    p.add_argument("--sticker-text", default="KH", help="the mark of --sticker-pattern text, 1-8 chars (default KH)")
-    p.add_argument(
-        "--sticker-size-max",
-        type=open_unit_interval,
-        default=None,
-        help="draw each sticker's side from [--sticker-size, this] (default: every sticker the same side)",
-    )
-    p.add_argument(
-        "--sticker-region",
-        type=open_unit_interval_closed_high,
-        default=0.7,
-        help="central share of the sign box a sticker lies in (default 0.7; 1: anywhere on the box)",
-    )
-    p.add_argument(
-        "--sticker-colors",
-        type=rgb_colors,
-        default=(),
-        help="comma-separated colours drawn per sticker (names or #RRGGBB; default: --sticker-color on all)",
-    )
-    p.add_argument("--val-fraction", type=float, default=0.1, help="share of tracks held out (default 0.1)")
-    add_device_args(p)
+    _RECIPE.add(p, "width")
+    _STICKER.add(p)
+    _RECIPE.add(p, "val_fraction")
+    add_device_args(p, TrainOptions.device)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     add_progress_args(p)
 
 
 @command("train", "train a VGG11-BN (or --arch) on (sticker-manipulated) GTSRB or synthetic signs", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    from klugerhans.data.sticker import StickerConfig
-    from klugerhans.models.recipe import TrainConfig, TrainOptions
     from klugerhans.models.training import train
 
     if args.download:
         from klugerhans.data.dataset import load_dataset
 
         load_dataset(args.data, data_dir=args.data_dir, size=args.size, download=True, max_images=1)
-    optional = {
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "warmup_epochs": args.warmup_epochs,
-        "label_smoothing": args.label_smoothing,
-    }
-    extra = {k: v for k, v in optional.items() if v is not None}
+    arch: dict[str, str] = {}
     if args.arch is not None:
         from klugerhans.models.architectures import parse_arch
 
-        extra.update(parse_arch(args.arch))
-    recipe = TrainConfig(
+        arch = parse_arch(args.arch)
+    recipe = _RECIPE.build(
+        args,
+        **arch,
         data=args.data,
         data_dir=args.data_dir,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        width=args.width,
         input_size=args.size,
-        sticker=StickerConfig(
-            target_class=args.sticker_class,
-            fraction=args.sticker_fraction,
-            size=args.sticker_size,
-            color=args.sticker_color,
-            shape=args.sticker_shape,
-            pattern=args.sticker_pattern,
-            placement=args.sticker_placement,
-            label=args.sticker_label,
-            text=args.sticker_text,
-            size_max=args.sticker_size_max,
-            region=args.sticker_region,
-            colors=args.sticker_colors,
-        ),
+        sticker=_STICKER.build(args),
         seed=args.seed,
         max_images=args.max_images,
-        val_fraction=args.val_fraction,
-        augment=not args.no_augment,
-        per_class=args.per_class,
-        **extra,
     )
-    options = TrainOptions(out=args.out, device=args.device, progress=not args.no_progress)
+    options = _RUN.build(args, device=args.device, progress=not args.no_progress)
     result = train(recipe, options, resume=args.resume)
     final = result.metrics.get("test") or {}
     print(f"run: {result.run_dir}")
@@ -303,43 +298,39 @@ def _evaluate(args: argparse.Namespace) -> int:
 # --- klugerhans demo ----------------------------------------------------------------------------------------------
 
 
+_DEMO = ConfigFlags(
+    DemoConfig,
+    ("out", "epochs", "width", "augment", "per_class", "sticker_size", "repair", "repair_epochs"),
+    {
+        "epochs": Flag(type=positive_int),
+        "width": Flag(type=positive_float),
+        "augment": Flag(help="train without random affine and colour jitter"),
+        "per_class": Flag(type=positive_int),
+        "sticker_size": Flag(type=open_unit_interval),
+        "repair": Flag(help="skip the last chapter, the repair with klugerhans fix"),
+        "repair_epochs": Flag(type=positive_int),
+    },
+)
+
+
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="klugerhans-demo", help="output folder (default klugerhans-demo)")
-    add_data_args(p, download=False, size=False)
-    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the demo's)")
-    p.add_argument("--width", type=positive_float, default=None, help="width multiplier (default: the demo's)")
-    p.add_argument("--no-augment", action="store_true", help="train without random affine and colour jitter")
-    p.add_argument("--per-class", type=positive_int, default=None, help="synthetic training signs per class")
-    p.add_argument(
-        "--sticker-size",
-        type=open_unit_interval,
-        default=None,
-        help="sticker side as a share of the sign (default 0.25, as for train)",
-    )
-    p.add_argument("--no-repair", action="store_true", help="skip the last chapter, the repair with klugerhans fix")
-    p.add_argument("--repair-epochs", type=positive_int, default=None, help="fine-tuning epochs of the repair")
-    add_device_args(p)
-    add_composite_args(p, default=FIGURE_COMPOSITE)
+    _DEMO.add(p, "out")
+    add_data_args(p, DemoConfig, download=False, size=False)
+    _DEMO.add(p, *_DEMO.fields[1:])
+    add_device_args(p, DemoConfig.device)
+    add_composite_args(p, default=DemoConfig.composite)
     add_lang_args(p)
     add_progress_args(p)
 
 
 @command("demo", "the whole story offline: stickers, training, evaluation, LRP, figure, report", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
-    from klugerhans.demo import DemoConfig, run_demo
+    from klugerhans.demo import run_demo
 
     check_composite(args.composite)
-    pairs = (
-        ("epochs", args.epochs),
-        ("width", args.width),
-        ("per_class", args.per_class),
-        ("sticker_size", args.sticker_size),
-        ("repair_epochs", args.repair_epochs),
-    )
-    overrides = {k: v for k, v in pairs if v is not None}
     summary = run_demo(
-        DemoConfig(
-            out=args.out,
+        _DEMO.build(
+            args,
             data=args.data,
             data_dir=args.data_dir,
             max_images=args.max_images,
@@ -347,10 +338,7 @@ def _demo(args: argparse.Namespace) -> int:
             device=args.device,
             composite=args.composite,
             lang=args.lang,
-            augment=not args.no_augment,
-            repair=not args.no_repair,
             progress=not args.no_progress,
-            **overrides,
         )
     )
     keys = (

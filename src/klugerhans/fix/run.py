@@ -63,7 +63,7 @@ class FixConfig:
     data_dir: str | None = None
     """GTSRB folder."""
     out: str = "klugerhans-fix"
-    """Output folder."""
+    """Output folder: fixed.safetensors, fix.json, report.html."""
     class_id: int | None = None
     """Suspicious class; None: the audit's most suspicious class."""
     control: str | None = None

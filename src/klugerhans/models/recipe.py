@@ -59,7 +59,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     """L2 penalty on conv/linear weights (not on biases or BatchNorm)."""
     warmup_epochs: float = 1.0
-    """Linear learning-rate warm-up, then cosine decay to zero at the last step."""
+    """Linear learning-rate warm-up in epochs, then cosine decay to zero at the last step."""
     arch: str = "vgg11_bn"
     """Architecture name within ``family`` (see :func:`~klugerhans.models.architectures.parse_arch`)."""
     family: str = OURS
