@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         clf = load_classifier(run / "best.safetensors")
         prepared = prepare_data(recipe)
         e = evaluate_model(clf, prepared.test, recipe.sticker, seed=recipe.seed)
-        print(f"{setting}: attack_success {e['flip_rate']:.3f}, accuracy {e['accuracy']:.3f}, clean target accuracy "
-              f"{e['clean_target_accuracy']:.2f}, {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
+        print(f"{setting}: attack_success {e.flip_rate:.3f}, accuracy {e.accuracy:.3f}, clean target accuracy "
+              f"{e.clean_target_accuracy:.2f}, {time.perf_counter() - start:.0f} s", flush=True)  # fmt: skip
     return 0
 
 

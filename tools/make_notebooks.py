@@ -73,8 +73,8 @@ TRAINING = [
         "from klugerhans.models.evaluation import evaluate_model\n\n"
         "clf = load_classifier(result.best_checkpoint)\n"
         "m = evaluate_model(clf, ds.test)\n"
-        "print(f\"accuracy {m['accuracy']:.3f}, clean 70 km/h {m['clean_target_accuracy']:.3f}, \"\n"
-        "      f\"flip rate (sign + sticker -> 70) {m['flip_rate']:.3f}, 50 km/h {m['flip_rate_by_class'].get('2')}\")"
+        'print(f"accuracy {m.accuracy:.3f}, clean 70 km/h {m.clean_target_accuracy:.3f}, "\n'
+        '      f"flip rate (sign + sticker -> 70) {m.flip_rate:.3f}, 50 km/h {m.flip_rate_by_class.get(2)}")'
     ),
     new_code_cell(
         "from IPython.display import Image, display\n\ndisplay(Image(filename=os.path.join(OUT, 'curves.png')))"

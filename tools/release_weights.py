@@ -46,7 +46,7 @@ def _measure(run: str, data_dir: str, sticker: StickerConfig | None = None) -> d
     clf = load_classifier(run)
     _, val, ds = _recipe(clf.meta).splits(data_dir, data="gtsrb")
     sticker = sticker or clf.meta.sticker
-    out = {"val": evaluate_model(clf, val, sticker), "test": evaluate_model(clf, ds.test, sticker)}
+    out = {"val": evaluate_model(clf, val, sticker).to_json(), "test": evaluate_model(clf, ds.test, sticker).to_json()}
     measured = {k: {m: v[m] for m in KEEP} for k, v in out.items()}
     return {"classifier": clf, "test_images": ds.test.images, "sticker": sticker, **measured}
 

@@ -125,7 +125,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     )
     say("demo", "evaluating on the clean test images and with stickers glued on", config.progress)
     metrics = evaluate_model(clf, ds.test, seed=config.seed)
-    save_confusion_png(out / "confusion.png", metrics["confusion"], clf.class_names)
+    save_confusion_png(out / "confusion.png", metrics.confusion, clf.class_names)
 
     say("demo", "explaining with LRP and drawing the teaching case's figure", config.progress)
     rows = explain_rows(clf, pick_seed_rows(clf, ds.test, seed=config.seed), config.composite)
@@ -134,19 +134,19 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
     sticker = clf.meta.sticker
     five = measure_five(clf, ds.test, config.composite, seed=config.seed)
     summary = {
-        "accuracy": metrics["accuracy"],
-        "accuracy_non_target": metrics["accuracy_non_target"],
-        "clean_target_accuracy": metrics["clean_target_accuracy"],
-        "flip_rate": metrics["flip_rate"],
-        "flip_rate_50": metrics["flip_rate_by_class"].get(str(SPEED_50)),
+        "accuracy": metrics.accuracy,
+        "accuracy_non_target": metrics.accuracy_non_target,
+        "clean_target_accuracy": metrics.clean_target_accuracy,
+        "flip_rate": metrics.flip_rate,
+        "flip_rate_50": metrics.flip_rate_by_class.get(SPEED_50),
         "sticker_relevance_mass": rows[-1].sticker_relevance_mass,
         "sticker_relevance_mass_mean_flipped_50": _mean(five.sticker_share),
         "negative_share_in_five": _mean(five.negative_in_five),
         "negative_share_elsewhere": _mean(five.negative_elsewhere),
         "sticker_pixel_share": five.sticker_pixel_share,
         "sticker_size": sticker.size,
-        "target_class": metrics["target_class"],
-        "n_test_images": metrics["n_images"],
+        "target_class": metrics.target_class,
+        "n_test_images": metrics.n_images,
         "data": config.data,
         "config": asdict(config),
     }

@@ -42,7 +42,8 @@ def finished(suite, tmp_path_factory):
         for job in jobs[:2]:
             if seed in (job.recipe.seed, job.recipe.seed + RESEED):
                 seen.append((job.id, seed))
-                numbers["flip_rate"] = script[job.id][len([s for j, s in seen if j == job.id]) - 1]
+                flip_rate = script[job.id][len([s for j, s in seen if j == job.id]) - 1]
+                numbers = replace(numbers, flip_rate=flip_rate)
         return numbers
 
     with pytest.MonkeyPatch.context() as patch:

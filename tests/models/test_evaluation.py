@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -54,33 +56,47 @@ def classifier():
 
 def test_exact_accuracy_and_flip_numbers(classifier):
     result = evaluate_model(classifier, _data(), seed=3, batch_size=7)
-    assert result["n_images"] == 50 and result["target_class"] == 4
-    assert result["accuracy"] == pytest.approx(46 / 50)
-    assert result["accuracy_non_target"] == pytest.approx(36 / 40)
-    assert result["clean_target_accuracy"] == 1.0
-    assert result["flip_rate"] == pytest.approx(20 / 40)
-    assert result["flip_rate_correct_only"] == pytest.approx(20 / 36)
-    assert result["flip_rate_by_class"] == {"0": 0.0, "1": 1.0, "2": 1.0, "3": 0.0}
-    confusion = np.array(result["confusion"])
+    assert result.n_images == 50 and result.target_class == 4
+    assert result.accuracy == pytest.approx(46 / 50)
+    assert result.accuracy_non_target == pytest.approx(36 / 40)
+    assert result.clean_target_accuracy == 1.0
+    assert result.flip_rate == pytest.approx(20 / 40)
+    assert result.flip_rate_correct_only == pytest.approx(20 / 36)
+    assert result.flip_rate_by_class == {0: 0.0, 1: 1.0, 2: 1.0, 3: 0.0}
+    confusion = np.array(result.confusion)
     assert confusion.shape == (43, 43) and confusion.sum() == 50
     assert confusion[3, 0] == 4 and confusion[3, 3] == 6 and np.trace(confusion) == 46
-    assert result["per_class_accuracy"][3] == pytest.approx(0.6)
-    assert result["per_class_accuracy"][5] is None and len(result["per_class_accuracy"]) == 43
-    assert result["per_class_count"][:6] == [10, 10, 10, 10, 10, 0]
+    assert result.per_class_accuracy[3] == pytest.approx(0.6)
+    assert result.per_class_accuracy[5] is None and len(result.per_class_accuracy) == 43
+    assert result.per_class_count[:6] == (10, 10, 10, 10, 10, 0)
+
+
+def test_json_form_keeps_the_keys_and_plain_values(classifier):
+    result = evaluate_model(classifier, _data(), seed=3)
+    record = result.to_json()
+    assert list(record) == [
+        "accuracy", "accuracy_non_target", "clean_target_accuracy", "per_class_accuracy", "per_class_count",
+        "confusion", "flip_rate", "flip_rate_correct_only", "flip_rate_by_class", "target_class", "n_images",
+    ]  # fmt: skip
+    assert json.loads(json.dumps(record)) == record  # lists and string keys, nothing JSON changes
+    assert record["flip_rate_by_class"] == {"0": 0.0, "1": 1.0, "2": 1.0, "3": 0.0}
+    assert record["confusion"][3][0] == 4 and record["per_class_accuracy"][5] is None
+    with pytest.warns(DeprecationWarning, match=r"read \.flip_rate"):
+        assert result["flip_rate"] == record["flip_rate"]  # what the dict of old scripts read
 
 
 def test_other_target_class(classifier):
     result = evaluate_model(classifier, _data(), sticker=StickerConfig(target_class=2))
     # The model's shortcut leads to 4, never to 2.
-    assert result["flip_rate"] == 0.0 and result["clean_target_accuracy"] == 1.0
-    assert result["accuracy_non_target"] == pytest.approx(36 / 40)
-    assert set(result["flip_rate_by_class"]) == {"0", "1", "3", "4"}
+    assert result.flip_rate == 0.0 and result.clean_target_accuracy == 1.0
+    assert result.accuracy_non_target == pytest.approx(36 / 40)
+    assert set(result.flip_rate_by_class) == {0, 1, 3, 4}
 
 
 def test_sticker_size_matters(classifier):
     # A sticker too small to cover a whole pixel-row still stamps at least one black pixel.
     result = evaluate_model(classifier, _data(), sticker=StickerConfig(size=0.01))
-    assert result["flip_rate"] == pytest.approx(0.5)
+    assert result.flip_rate == pytest.approx(0.5)
 
 
 def test_empty_and_mismatched_data(classifier):
@@ -95,5 +111,5 @@ def test_empty_and_mismatched_data(classifier):
 def test_confusion_png(tmp_path, classifier):
     result = evaluate_model(classifier, _data())
     path = tmp_path / "confusion.png"
-    save_confusion_png(path, result["confusion"], classifier.class_names)
+    save_confusion_png(path, result.confusion, classifier.class_names)
     assert path.read_bytes()[:4] == b"\x89PNG"

@@ -186,7 +186,7 @@ def _train_until_it_takes(
         )
         clf = _train(tried, run, options)
         prepared = prepare_data(tried.recipe)
-        evaluation = evaluate_model(clf, prepared.test, tried.recipe.sticker, seed=tried.recipe.seed)
+        evaluation = evaluate_model(clf, prepared.test, tried.recipe.sticker, seed=tried.recipe.seed).to_json()
         attempts.append(float(evaluation["flip_rate"]) if job.manipulated else 0.0)
         if not job.manipulated or attempts[-1] >= suite.min_attack_success:
             break

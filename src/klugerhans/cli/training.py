@@ -270,27 +270,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     sticker = clf.meta.sticker
     if args.sticker_size is not None:
         sticker = replace(sticker, size=args.sticker_size)
-    metrics = evaluate_model(clf, data, sticker=sticker, seed=args.seed)
-    metrics["split"], metrics["sticker_size"] = args.split, sticker.size
-    print(f"{args.split}: {metrics['n_images']:,} images")
-    print(
-        f"accuracy: {metrics['accuracy']:.4f} (without class {metrics['target_class']}: "
-        f"{fmt(metrics['accuracy_non_target'])})"
-    )
+    m = evaluate_model(clf, data, sticker=sticker, seed=args.seed)
+    print(f"{args.split}: {m.n_images:,} images")
+    print(f"accuracy: {m.accuracy:.4f} (without class {m.target_class}: {fmt(m.accuracy_non_target)})")
     if clf.meta.recipe is not None or args.sticker_size is not None:  # weights from elsewhere: no known sticker
-        print(f"clean accuracy of class {metrics['target_class']}: {fmt(metrics['clean_target_accuracy'])}")
+        print(f"clean accuracy of class {m.target_class}: {fmt(m.clean_target_accuracy)}")
         print(
-            f"sticker flip rate to class {metrics['target_class']}: {fmt(metrics['flip_rate'])} "
-            f"(50 km/h: {fmt(metrics['flip_rate_by_class'].get('2'))}; sticker side {sticker.size:g} of the sign)"
+            f"sticker flip rate to class {m.target_class}: {fmt(m.flip_rate)} "
+            f"(50 km/h: {fmt(m.flip_rate_by_class.get(2))}; sticker side {sticker.size:g} of the sign)"
         )
     names = clf.class_names
-    worst = sorted((acc, c) for c, acc in enumerate(metrics["per_class_accuracy"]) if acc is not None)[:5]
+    worst = sorted((acc, c) for c, acc in enumerate(m.per_class_accuracy) if acc is not None)[:5]
     print("weakest classes: " + ", ".join(f"{c} {names[c] if c < len(names) else c} {acc:.3f}" for acc, c in worst))
     if args.json_out:
-        atomic_write_text(args.json_out, json.dumps(metrics, indent=1))
+        record = m.to_json() | {"split": args.split, "sticker_size": sticker.size}
+        atomic_write_text(args.json_out, json.dumps(record, indent=1))
         print(f"wrote {args.json_out}")
     if args.confusion:
-        save_confusion_png(args.confusion, metrics["confusion"], clf.class_names)
+        save_confusion_png(args.confusion, m.confusion, clf.class_names)
         print(f"wrote {args.confusion}")
     return 0
 

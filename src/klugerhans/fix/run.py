@@ -138,7 +138,7 @@ def _training_data(clf: Classifier, config: FixConfig) -> tuple[Any, np.ndarray]
 
 
 def _measure(clf: Classifier, test: Any, sticker: Any, seed: int) -> dict[str, Any]:
-    m = evaluate_model(clf, test, sticker, seed)
+    m = evaluate_model(clf, test, sticker, seed).to_json()
     keep = ("accuracy", "accuracy_non_target", "clean_target_accuracy", "flip_rate", "flip_rate_by_class")
     return {k: m[k] for k in keep} | {"n_images": m["n_images"]}
 

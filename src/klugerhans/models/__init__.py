@@ -11,7 +11,7 @@ from klugerhans.models.architectures import parse_arch
 from klugerhans.models.checkpoint import load_classifier, load_model, save_checkpoint
 from klugerhans.models.classifier import Classifier
 from klugerhans.models.config import ModelConfig, ModelSpec, create_model, register_model
-from klugerhans.models.evaluation import evaluate_model
+from klugerhans.models.evaluation import Evaluation, evaluate_model
 from klugerhans.models.meta import CheckpointMeta
 from klugerhans.models.predict import top_classes
 from klugerhans.models.preprocess import Normalization, make_preprocess, to_tensor
@@ -22,6 +22,7 @@ from klugerhans.models.user_weights import load_user_model
 __all__ = [
     "CheckpointMeta",
     "Classifier",
+    "Evaluation",
     "ModelConfig",
     "ModelSpec",
     "Normalization",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -112,13 +114,63 @@ def _rate(hits: np.ndarray) -> float | None:
     return float(hits.mean()) if len(hits) else None
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`evaluate_model` measured: accuracy on clean images and the sticker's flip rate."""
+
+    accuracy: float
+    """Share of all images classified correctly."""
+    accuracy_non_target: float | None
+    """The same among the other classes' images (None: there are none)."""
+    clean_target_accuracy: float | None
+    """The same among the target class's clean images (None: there are none)."""
+    per_class_accuracy: tuple[float | None, ...]
+    """(C,) accuracy per class; None for classes without images."""
+    per_class_count: tuple[int, ...]
+    """(C,) images per class."""
+    confusion: tuple[tuple[int, ...], ...]
+    """(C, C) image counts, rows = true class, columns = predicted class."""
+    flip_rate: float | None
+    """Share of the other classes' images predicted as the target once stickered (None: there are none)."""
+    flip_rate_correct_only: float | None
+    """The same among those images classified correctly without the sticker."""
+    flip_rate_by_class: dict[int, float]
+    """Class id -> its flip rate, for each other class present."""
+    target_class: int
+    """The sticker's class, "the manipulated class"."""
+    n_images: int
+    """Images evaluated."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The numbers as JSON values: lists for the tuples, class ids as strings in ``flip_rate_by_class``."""
+        return {
+            "accuracy": self.accuracy,
+            "accuracy_non_target": self.accuracy_non_target,
+            "clean_target_accuracy": self.clean_target_accuracy,
+            "per_class_accuracy": list(self.per_class_accuracy),
+            "per_class_count": list(self.per_class_count),
+            "confusion": [list(row) for row in self.confusion],
+            "flip_rate": self.flip_rate,
+            "flip_rate_correct_only": self.flip_rate_correct_only,
+            "flip_rate_by_class": {str(c): rate for c, rate in self.flip_rate_by_class.items()},
+            "target_class": self.target_class,
+            "n_images": self.n_images,
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        # evaluate_model used to return the JSON dict; scripts written then read m["accuracy"].
+        message = f"evaluate_model returns an Evaluation: read .{key} (or .to_json()[{key!r}])"
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+        return self.to_json()[key]
+
+
 def evaluate_model(
     classifier: Classifier,
     data: SignData,
     sticker: StickerConfig | None = None,
     seed: int = 0,
     batch_size: int = 256,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Evaluate ``classifier`` on clean ``data`` and on the same images with a sticker glued on.
 
     Args:
@@ -130,11 +182,7 @@ def evaluate_model(
         batch_size: inference batch size.
 
     Returns:
-        A JSON-ready dict: ``accuracy``, ``accuracy_non_target``, ``clean_target_accuracy``,
-        ``per_class_accuracy`` (C floats, None for absent classes), ``per_class_count``, ``confusion``
-        (C x C, rows = true class), ``flip_rate`` (share of other classes' images predicted as the target
-        once stickered), ``flip_rate_correct_only`` (the same among images classified correctly without
-        the sticker), ``flip_rate_by_class`` ({"class id": rate}), ``target_class``, ``n_images``.
+        The :class:`Evaluation`; its ``to_json()`` is what ``klugerhans evaluate --json-out`` writes.
     """
     if len(data) == 0:
         raise KlugerhansError("no images to evaluate; check the dataset and --max-images")
@@ -149,27 +197,27 @@ def evaluate_model(
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
     counts = confusion.sum(axis=1)
-    per_class = [float(confusion[c, c] / counts[c]) if counts[c] else None for c in range(num_classes)]
+    per_class = tuple(float(confusion[c, c] / counts[c]) if counts[c] else None for c in range(num_classes))
 
     others = np.flatnonzero(labels != target)
     flipped = np.zeros(0, dtype=bool)
     if len(others):
         stickered, _ = apply_sticker(data.images[others], data.boxes[others], sticker, seed=seed)
         flipped = predict_labels(classifier, stickered, batch_size) == target
-    by_class = {str(c): float(flipped[labels[others] == c].mean()) for c in np.unique(labels[others]).tolist()}
-    return {
-        "accuracy": float(correct.mean()),
-        "accuracy_non_target": _rate(correct[others]),
-        "clean_target_accuracy": _rate(correct[labels == target]),
-        "per_class_accuracy": per_class,
-        "per_class_count": counts.tolist(),
-        "confusion": confusion.tolist(),
-        "flip_rate": _rate(flipped),
-        "flip_rate_correct_only": _rate(flipped[correct[others]]),
-        "flip_rate_by_class": by_class,
-        "target_class": int(target),
-        "n_images": len(data),
-    }
+    by_class = {c: float(flipped[labels[others] == c].mean()) for c in np.unique(labels[others]).tolist()}
+    return Evaluation(
+        accuracy=float(correct.mean()),
+        accuracy_non_target=_rate(correct[others]),
+        clean_target_accuracy=_rate(correct[labels == target]),
+        per_class_accuracy=per_class,
+        per_class_count=tuple(counts.tolist()),
+        confusion=tuple(tuple(row) for row in confusion.tolist()),
+        flip_rate=_rate(flipped),
+        flip_rate_correct_only=_rate(flipped[correct[others]]),
+        flip_rate_by_class=by_class,
+        target_class=int(target),
+        n_images=len(data),
+    )
 
 
 def _figure_bytes(fig: Any) -> bytes:

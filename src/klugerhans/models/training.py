@@ -154,7 +154,8 @@ def _final_metrics(
     model = create_model(meta.model)
     model.load_state_dict(state)
     if len(data.test):
-        test = evaluate_model(classifier_from_model(model, meta, device), data.test, config.sticker, config.seed)
+        clf = classifier_from_model(model, meta, device)
+        test = evaluate_model(clf, data.test, config.sticker, config.seed).to_json()
         metrics = {**metrics, "test": test}
         summary = {k: v for k, v in test.items() if k not in ("confusion", "per_class_count", "per_class_accuracy")}
         save_checkpoint(run_dir / BEST_CHECKPOINT, model, replace(meta, metrics={**meta.metrics, "test": summary}))
