@@ -74,6 +74,11 @@ def test_report_of_a_planted_shortcut(tmp_path: Path, shortcut_classifier, squar
     assert set(summary["localisation"]["methods"]) == set(config.methods)
     assert summary["localisation"]["methods"]["lrp:epsilon_plus_flat"]["mass_accuracy"] > 0.5
     assert set(summary["faithfulness"]["methods"]) == set(config.methods)
+    finding = result.findings()[SHORTCUT_CLASS]
+    assert finding.flagged and finding.rank == 1 and finding.transplant is result.transplant[SHORTCUT_CLASS]
+    assert result.comparison is not None and result.comparison.localisation.n == summary["localisation"]["n"]
+    with pytest.warns(DeprecationWarning, match="comparison.faithfulness"):
+        assert result.faithfulness == summary["faithfulness"]  # the dict scripts read before it was typed
     html = _check_html(tmp_path / "report.html")
     assert html.count("data:image/png;base64,") >= 4
     assert (tmp_path / "report.md").exists()

@@ -63,13 +63,15 @@ def test_the_audit_flags_with_the_shipped_threshold_and_says_where_it_comes_from
     )
     result = audit_classifier(shortcut_classifier, squares_with_patch, config)
     shipped = shipped_threshold("random")
-    assert result.info["discovery"]["placement"] == "random"
+    assert result.discovery.placement == "random"
     assert result.ranking.threshold == shipped.value
-    assert result.info["threshold_source"] == shipped.to_dict()
+    assert result.threshold_source == shipped and result.info["threshold_source"] == shipped.to_dict()
     assert result.ranking.flagged == (SHORTCUT_CLASS,)
     text = result.to_json()["threshold_rationale"]
     assert f"{shipped.n_clean} clean models" in text and "probes (window;" in text
     mine = audit_classifier(
         shortcut_classifier, squares_with_patch, AuditConfig(**{**config.__dict__, "threshold": 0.5})
     )
-    assert mine.ranking.threshold == 0.5 and mine.info["threshold_source"] == {"set_by": "the user (--threshold)"}
+    assert mine.ranking.threshold == 0.5 and mine.threshold_source is None
+    assert mine.to_json()["threshold_source"] == {"set_by": "the user (--threshold)"}
+    assert "set by the user" in mine.to_json()["threshold_rationale"]

@@ -130,8 +130,8 @@ def audit_model(
             ``composite``, ``methods``, ``placement``, ``seed``, ``progress``, ...).
 
     Returns:
-        The :class:`~klugerhans.audit.run.AuditResult`: ``ranking.order``/``ranking.flagged``, ``transplant``,
-        ``spray``, and ``to_json()`` with every number.
+        The :class:`~klugerhans.audit.result.AuditResult`: ``ranking.order``/``ranking.flagged``, ``findings()``
+        per class, ``transplant``, ``spray``, ``comparison`` of the methods, and ``to_json()`` with every number.
 
     Raises:
         KlugerhansError: unreadable items, labels beyond the model's outputs, wrong class names, unknown options.

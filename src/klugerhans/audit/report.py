@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from klugerhans.audit.config import AuditConfig
-from klugerhans.audit.run import AuditResult, compute_audit
+from klugerhans.audit.result import AuditResult, Faithfulness, MethodImages, Sanity
+from klugerhans.audit.run import compute_audit
 from klugerhans.data.classes import class_name
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
@@ -84,12 +85,16 @@ def _draw_figures(result: AuditResult, folder: Path) -> dict[str, list[tuple[str
         if c in result.spray:
             path = _spray_figure(result, c, folder / f"spray_class_{c}.png")
             figures["spray"].append((path, f"SpRAy of class {c} ({_name(result, c, 40)}). " + _SPRAY_CAPTION))
-    if result.examples is not None and result.examples.maps:
-        figures["methods"].append((_methods_figure(result, folder / "methods.png"), _METHODS_CAPTION))
-    if result.faithfulness.get("methods"):
-        figures["methods"].append((_flipping_figure(result, folder / "pixel_flipping.png"), _FLIPPING_CAPTION))
-    if result.sanity.get("methods"):
-        figures["methods"].append((_sanity_figure(result, folder / "sanity.png"), _SANITY_CAPTION))
+    compared = result.comparison
+    if compared is None:
+        return figures
+    if compared.examples.maps:
+        figures["methods"].append((_methods_figure(compared.examples, folder / "methods.png"), _METHODS_CAPTION))
+    if compared.faithfulness.methods:
+        path = _flipping_figure(compared.faithfulness, folder / "pixel_flipping.png")
+        figures["methods"].append((path, _FLIPPING_CAPTION))
+    if compared.sanity is not None and compared.sanity.methods:
+        figures["methods"].append((_sanity_figure(compared.sanity, folder / "sanity.png"), _SANITY_CAPTION))
     return figures
 
 
@@ -191,11 +196,9 @@ def _spray_figure(result: AuditResult, c: int, path: Path) -> str:
     return _save(fig, path)
 
 
-def _methods_figure(result: AuditResult, path: Path) -> str:
+def _methods_figure(ex: MethodImages, path: Path) -> str:
     from matplotlib.figure import Figure
 
-    ex = result.examples
-    assert ex is not None
     methods = list(ex.maps)
     n = len(ex.images)
     fig = Figure(figsize=(1.3 * (len(methods) + 1), 1.45 * n + 0.4))
@@ -216,32 +219,32 @@ def _methods_figure(result: AuditResult, path: Path) -> str:
     return _save(fig, path)
 
 
-def _flipping_figure(result: AuditResult, path: Path) -> str:
+def _flipping_figure(faithfulness: Faithfulness, path: Path) -> str:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8.4, 3.8))
     ax = fig.add_subplot()
-    for m, entry in result.faithfulness["methods"].items():
-        curve = np.asarray(entry["curve"], dtype=float)
-        ax.plot(np.arange(len(curve)), curve, marker=".", label=f"{m} (AOPC {entry['aopc']:.2f})")
-    ax.set_xlabel(f"regions removed ({result.faithfulness['region_px']} px squares, most relevant first)")
+    for m, entry in faithfulness.methods.items():
+        curve = np.asarray(entry.curve, dtype=float)
+        ax.plot(np.arange(len(curve)), curve, marker=".", label=f"{m} (AOPC {entry.aopc:.2f})")
+    ax.set_xlabel(f"regions removed ({faithfulness.region_px} px squares, most relevant first)")
     ax.set_ylabel("mean target logit")
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return _save(fig, path)
 
 
-def _sanity_figure(result: AuditResult, path: Path) -> str:
+def _sanity_figure(sanity: Sanity, path: Path) -> str:
     from matplotlib.figure import Figure
 
-    methods = result.sanity["methods"]
+    methods = sanity.methods
     layers = next(iter(methods.values()))["layers"]
     fig = Figure(figsize=(8.8, 3.8))
     ax = fig.add_subplot()
     for m, entry in methods.items():
         ax.plot(np.arange(1, len(layers) + 1), entry["spearman"], marker=".", label=m)
     ax.set_xticks(np.arange(1, len(layers) + 1), layers, rotation=60, fontsize=6)
-    ax.set_xlabel(f"{result.sanity['mode']} randomisation up to layer")
+    ax.set_xlabel(f"{sanity.mode} randomisation up to layer")
     ax.set_ylabel("Spearman (abs) vs trained model")
     ax.set_ylim(-0.2, 1.05)
     ax.axhline(0, color="#999", lw=0.8)
@@ -290,7 +293,7 @@ def _build_report(result: AuditResult, s: dict[str, Any], figures: dict[str, lis
         "looks. Figures show the most suspicious classes."
     ]
     sections.append(Section("Spectral relevance analysis (SpRAy)", spray_text, figures=figures["spray"]))
-    if result.localisation or result.faithfulness:
+    if result.comparison is not None:
         sections.append(
             Section("Attribution methods compared", _methods_text(s), _methods_table(s), figures["methods"])
         )

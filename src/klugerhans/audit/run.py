@@ -17,23 +17,15 @@ Stages (each timed, see :attr:`AuditResult.timings`):
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
-from klugerhans.audit.collect import ClassHeatmaps, collect_heatmaps, select_explained
+from klugerhans.audit.collect import collect_heatmaps, select_explained
+from klugerhans.audit.compare import compare_methods
 from klugerhans.audit.config import PREDICT_PIXELS, AuditConfig, batch_for
-from klugerhans.audit.faithfulness import aopc, region_perturbation, uniform_fill
-from klugerhans.audit.localisation import localisation_scores
-from klugerhans.audit.methods import MethodOptions, attribute, make_attributor
 from klugerhans.audit.ranking import Ranking, rank_classes
-from klugerhans.audit.sanity import sanity_check
+from klugerhans.audit.result import AuditResult, Discovery, MethodImages
 from klugerhans.audit.spray import SprayConfig, SprayResult, spray_class, tsne_view
 from klugerhans.audit.thresholds import ShippedThreshold, shipped_threshold
 from klugerhans.audit.transplant import (
@@ -43,142 +35,17 @@ from klugerhans.audit.transplant import (
     resolve_placement,
     transplant_class,
 )
-from klugerhans.data.classes import class_name
 from klugerhans.data.dataset import DATASETS, SignData
-from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_class
+from klugerhans.data.sticker import manipulate_class
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import get_composite
 from klugerhans.explain.lrp import LRP
-from klugerhans.io import to_jsonable
 from klugerhans.models.checkpoint import load_classifier, resolve_checkpoint
 from klugerhans.models.classifier import Classifier
 from klugerhans.models.evaluation import load_split, predict_labels
-from klugerhans.models.preprocess import to_tensor
-from klugerhans.progress import say
-from klugerhans.version import __version__
+from klugerhans.progress import progress_bar, say, timed
 
 __all__ = ["AuditResult", "MethodImages", "audit_classifier", "compute_audit", "load_audit_data"]
-
-
-@dataclass(frozen=True)
-class MethodImages:
-    """Images every method explains, and the first few heatmaps of each method for the report."""
-
-    images: np.ndarray
-    """(e, S, S, 3) uint8 example images (stickered signs flipped to the sticker class, if any)."""
-    masks: np.ndarray
-    """(e, S, S) bool sticker masks of ``images`` (all False without a sticker)."""
-    targets: np.ndarray
-    """(e,) explained classes."""
-    maps: dict[str, np.ndarray]
-    """Method -> (e, S, S) heatmaps."""
-
-
-@dataclass
-class AuditResult:
-    """Everything an audit computed; :meth:`to_json` gives the numbers, the arrays feed the report's figures."""
-
-    config: AuditConfig
-    data: SignData
-    """The audited images (with artefacts where reproduced)."""
-    artefact_masks: np.ndarray | None
-    """(N, S, S) bool masks of reproduced artefacts, or None."""
-    preds: np.ndarray
-    """(N,) predictions on the audited images."""
-    heatmaps: ClassHeatmaps
-    spray: dict[int, SprayResult]
-    tsne: dict[int, np.ndarray]
-    transplant: dict[int, TransplantResult]
-    ranking: Ranking
-    info: dict[str, Any]
-    localisation: dict[str, Any] = field(default_factory=dict)
-    faithfulness: dict[str, Any] = field(default_factory=dict)
-    sanity: dict[str, Any] = field(default_factory=dict)
-    examples: MethodImages | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    classifier: Classifier | None = None
-    """The audited model (not serialised), for exports that recompute heatmaps."""
-
-    def per_class(self) -> dict[str, dict[str, Any]]:
-        """JSON-ready per-class numbers, keyed by class id as a string."""
-        labels = self.data.labels
-        names = self.classifier.class_names if self.classifier is not None else ()
-        rank = {c: i + 1 for i, c in enumerate(self.ranking.order)}
-        out: dict[str, dict[str, Any]] = {}
-        for c in np.unique(labels).tolist():
-            of_c = labels == c
-            entry: dict[str, Any] = {
-                "name": names[c] if c < len(names) else class_name(c),
-                "n_images": int(of_c.sum()),
-                "n_correct": int((of_c & (self.preds == labels)).sum()),
-                "accuracy": float((self.preds[of_c] == c).mean()),
-                "n_explained": int((self.heatmaps.labels == c).sum()),
-                "suspicion": self.ranking.scores.get(c),
-                "rank": rank.get(c),
-                "flagged": c in self.ranking.flagged,
-                "transplant": self.transplant[c].summary() if c in self.transplant else None,
-                "spray": self.spray[c].summary() if c in self.spray else None,
-            }
-            out[str(c)] = entry
-        return out
-
-    def to_json(self) -> dict[str, Any]:
-        """Every number of the audit as plain JSON values (NaN -> null)."""
-        return to_jsonable(
-            {
-                "klugerhans_version": __version__,
-                "config": asdict(self.config),
-                **self.info,
-                "accuracy": float((self.preds == self.data.labels).mean()) if len(self.preds) else None,
-                "threshold": self.ranking.threshold,
-                "alpha": self.ranking.alpha,
-                "corrected_alpha": self.ranking.corrected_alpha,
-                "threshold_rationale": self.ranking.rationale(
-                    self.config.patch**2, self.config.probes, _source_sentence(self.info.get("threshold_source"))
-                ),
-                "separation": self.ranking.separation,
-                "suspicion_score": "broad hijack rate: share of other classes' correctly classified signs that a "
-                "small part of the class's signs (its best transplant probe: the most relevant window pasted anywhere "
-                "or in place, its most relevant pixels, or its colours) turns into the class, counted class by class "
-                "without the quarter of recipient classes it turns most; flagged if at least the threshold, "
-                "significantly above that probe's control, and apart from the model's other classes (separation)",
-                "suspicion_ranking": list(self.ranking.order),
-                "flagged": list(self.ranking.flagged),
-                "untested": list(self.ranking.untested),
-                "per_class": self.per_class(),
-                "localisation": self.localisation,
-                "faithfulness": self.faithfulness,
-                "sanity": self.sanity,
-                "methods": list(self.config.methods),
-                "timings": self.timings,
-            }
-        )
-
-
-def _source_sentence(source: dict[str, Any] | None) -> str:
-    if not source or "value" not in source:
-        return "The threshold was set by the user."
-    return (
-        f"The threshold was set on {source['n_clean']} clean models of the benchmark suite {source['suite']!r} "
-        f"({source['command']}), never on manipulated ones: {source['rationale']}."
-    )
-
-
-@contextmanager
-def _stage(timings: dict[str, float], name: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = round(time.perf_counter() - start, 3)
-
-
-def _bar(items: list[Any], desc: str, progress: bool) -> Any:
-    if not progress:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, leave=False, file=sys.stderr)
 
 
 def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.ndarray | None, dict[str, Any]]:
@@ -219,7 +86,7 @@ def load_audit_data(config: AuditConfig, clf: Classifier) -> tuple[SignData, np.
 def compute_audit(config: AuditConfig) -> AuditResult:
     """Load the checkpoint and data named in ``config`` and audit them (nothing is written)."""
     timings: dict[str, float] = {}
-    with _stage(timings, "load"):
+    with timed(timings, "load"):
         clf = load_classifier(config.checkpoint, device=config.device)
         data, masks, data_info = load_audit_data(config, clf)
     checkpoint = str(resolve_checkpoint(config.checkpoint))
@@ -248,13 +115,13 @@ def audit_classifier(
         return predict_labels(clf, images, batch_size=predict_batch)
 
     say("audit", f"predicting {len(data)} images", progress)
-    with _stage(timings, "predict"):
+    with timed(timings, "predict"):
         preds = predict(data.images)
     correct = preds == data.labels
     present = tuple(int(c) for c in np.unique(data.labels))
 
     side = patch_side(data.size, config.patch)
-    with _stage(timings, "lrp"):
+    with timed(timings, "lrp"):
         index = select_explained(data.labels, correct, config.max_per_class, config.seed)
         say("audit", f"explaining {len(index)} correctly classified images with LRP ({config.composite})", progress)
         explainer = LRP(
@@ -277,9 +144,9 @@ def audit_classifier(
 
     spray_cfg = SprayConfig(grid=config.spray_grid, seed=config.seed)
     spray: dict[int, SprayResult] = {}
-    with _stage(timings, "spray"):
+    with timed(timings, "spray"):
         classes = [c for c in present if len(heatmaps.rows_of(c)) >= spray_cfg.min_images]
-        for c in _bar(classes, "SpRAy", progress):
+        for c in progress_bar(classes, "SpRAy", progress):
             spray[c] = spray_class(heatmaps.maps[heatmaps.rows_of(c)], c, spray_cfg)
 
     placement = resolve_placement(config.placement, data.boxes, data.size)
@@ -291,9 +158,9 @@ def audit_classifier(
         probes=config.probes,
     )
     results: dict[int, TransplantResult] = {}
-    with _stage(timings, "transplant"):
+    with timed(timings, "transplant"):
         tested = [c for c in present if len(heatmaps.rows_of(c)) >= transplant_cfg.min_donors]
-        for c in _bar(tested, "transplant", progress):
+        for c in progress_bar(tested, "transplant", progress):
             rows = heatmaps.rows_of(c)
             recipients = np.flatnonzero(correct & (data.labels != c))
             if len(recipients) == 0:
@@ -321,35 +188,23 @@ def audit_classifier(
     say("audit", f"most suspicious classes: {list(ranking.order[:5])}; flagged: {list(ranking.flagged)}", progress)
 
     tsne: dict[int, np.ndarray] = {}
-    with _stage(timings, "tsne"):
+    with timed(timings, "tsne"):
         shown = _shown_classes(ranking, config.tsne_classes)
-        for c in _bar([c for c in shown if c in spray], "t-SNE", progress):
+        for c in progress_bar([c for c in shown if c in spray], "t-SNE", progress):
             tsne[c] = tsne_view(heatmaps.maps[heatmaps.rows_of(c)], config.seed)
 
-    info = {
-        "model": {
-            "checkpoint": checkpoint,
-            **clf.meta.model.to_dict(),
-            "trained_sticker": asdict(clf.meta.sticker) if clf.meta.manipulated else None,
-        },
-        "data": data_info or {"n_images": len(data), "size": data.size},
-        "discovery": {
-            "composite": config.composite,
-            "n_explained": len(heatmaps.index),
-            "patch_px": side,
-            "batch_size": config.explain_batch(data.size),
-            "placement": placement,
-            "probes": list(config.probes),
-            "spray_grid": config.spray_grid,
-        },
-        "threshold_source": source.to_dict() if source is not None else {"set_by": "the user (--threshold)"},
-    }
-    if config.fallback == "gradient":
-        coverage = explainer.coverage()
-        info["discovery"]["lrp_rule_share"] = coverage["lrp_rule_share"]
-        info["discovery"]["lrp_ops"] = coverage["n_ops"]
-        info["discovery"]["fallback_ops"] = coverage["fallback_ops"]
-    result = AuditResult(
+    discovery = Discovery(
+        composite=config.composite,
+        n_explained=len(heatmaps.index),
+        patch_px=side,
+        batch_size=config.explain_batch(data.size),
+        placement=placement,
+        probes=tuple(config.probes),
+        spray_grid=config.spray_grid,
+        coverage=explainer.coverage() if config.fallback == "gradient" else None,
+    )
+    comparison = compare_methods(clf, data, correct, config, timings) if config.methods else None
+    return AuditResult(
         config,
         data,
         artefact_masks,
@@ -359,132 +214,18 @@ def audit_classifier(
         tsne,
         results,
         ranking,
-        info,
+        clf.meta.model,
+        discovery,
+        source,
+        data_info=data_info or {},
+        checkpoint=checkpoint,
+        trained_sticker=clf.meta.sticker if clf.meta.manipulated else None,
+        comparison=comparison,
         timings=timings,
         classifier=clf,
     )
-    if config.methods:
-        _compare_methods(result, clf, correct)
-    return result
 
 
 def _shown_classes(ranking: Ranking, top: int) -> list[int]:
     shown = list(ranking.order[:top])
     return shown + [c for c in ranking.flagged if c not in shown]
-
-
-def _localisation_images(
-    clf: Classifier, data: SignData, correct: np.ndarray, sticker: StickerConfig, n: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Glue the sticker on correctly classified signs of other classes; keep up to ``n`` that flip to its class."""
-    if sticker.target_class >= clf.meta.model.num_classes:
-        n = 0  # no such class: nothing a sticker could flip to (only flipped images are localised)
-    rng = np.random.default_rng([seed, 7])
-    pool = np.flatnonzero(correct & (data.labels != sticker.target_class))
-    pool = rng.permutation(pool)[: max(4 * n, 256)]
-    if len(pool) == 0 or n == 0:
-        return np.zeros((0, data.size, data.size, 3), np.uint8), np.zeros((0, data.size, data.size), bool), {}
-    stickered, masks = apply_sticker(data.images[pool], data.boxes[pool], sticker, seed=seed)
-    flipped = predict_labels(clf, stickered) == sticker.target_class
-    info = {"n_candidates": len(pool), "flip_rate": float(flipped.mean()), "n_flipped": int(flipped.sum())}
-    keep = np.flatnonzero(flipped)[:n]
-    return stickered[keep], masks[keep], info
-
-
-def _compare_methods(result: AuditResult, clf: Classifier, correct: np.ndarray) -> None:
-    """Localisation, faithfulness and sanity of every configured method, on the same images."""
-    config, data, timings, progress = result.config, result.data, result.timings, result.config.progress
-    norm = clf.meta.normalization
-    options = MethodOptions(norm=norm, seed=config.seed, fallback=config.fallback)
-    sticker = clf.meta.sticker
-    with _stage(timings, "methods"):
-        loc_images, loc_masks, loc_info = _localisation_images(
-            clf, data, correct, sticker, config.n_localisation, config.seed
-        )
-        faith_rows = select_explained(data.labels, correct, None, config.seed)
-        rng = np.random.default_rng([config.seed, 11])
-        faith_rows = np.sort(rng.permutation(faith_rows)[: config.n_faithfulness])
-        images = np.concatenate([loc_images, data.images[faith_rows]])
-        targets = np.concatenate([np.full(len(loc_images), sticker.target_class), data.labels[faith_rows]])
-        n_loc = len(loc_images)
-        x = to_tensor(images, norm) if len(images) else torch.zeros(0, 3, data.size, data.size)
-        fill = uniform_fill(tuple(x.shape), norm, config.seed)
-        region = config.flip_region
-        predict_batch = batch_for(data.size, PREDICT_PIXELS)
-        if data.size % region:
-            raise KlugerhansError(f"flip region {region} px must divide the image size {data.size}")
-        steps = min(config.flip_steps, (data.size // region) ** 2)
-        loc_scores: dict[str, Any] = {}
-        faith: dict[str, Any] = {}
-        example_maps: dict[str, np.ndarray] = {}
-        n_examples = min(4, n_loc) if n_loc else min(4, len(images))
-        for method in _bar(list(config.methods), "methods", progress):
-            maps = attribute(
-                make_attributor(method, clf.model, options),
-                x,
-                torch.as_tensor(targets),
-                config.explain_batch(data.size),
-            )
-            example_maps[method] = maps[:n_examples].numpy()
-            loc_scores[method] = localisation_scores(maps[:n_loc].numpy(), loc_masks)
-            if len(faith_rows):
-                curves = region_perturbation(
-                    lambda t: clf.logits(t, predict_batch),
-                    x[n_loc:],
-                    maps[n_loc:],
-                    targets[n_loc:],
-                    fill[n_loc:],
-                    region,
-                    steps,
-                )
-                faith[method] = {"aopc": aopc(curves), "curve": curves.mean(0).tolist()}
-        result.localisation = {
-            "sticker": {"target_class": sticker.target_class, "size": sticker.size, "shape": sticker.shape},
-            **loc_info,
-            "n": n_loc,
-            "what": "signs of other classes, correctly classified, with the sticker glued on and then predicted as "
-            "the sticker's class; each method explains that class",
-            "methods": loc_scores,
-        }
-        result.faithfulness = {
-            "n": len(faith_rows),
-            "region_px": region,
-            "steps": steps,
-            "order": "most relevant first (MoRF), regions replaced by uniform noise",
-            "score": "target logit",
-            "methods": faith,
-        }
-        result.examples = MethodImages(
-            images[:n_examples], _pad_masks(loc_masks, n_examples, data.size), targets[:n_examples], example_maps
-        )
-    if config.n_sanity and len(faith_rows):
-        say(
-            "audit",
-            f"sanity check ({config.sanity} randomisation) on {min(config.n_sanity, len(faith_rows))} images",
-            progress,
-        )
-        with _stage(timings, "sanity"):
-            k = min(config.n_sanity, len(faith_rows))
-            xs, ts = x[n_loc : n_loc + k], torch.as_tensor(targets[n_loc : n_loc + k])
-            result.sanity = {
-                "mode": config.sanity,
-                "absolute": True,
-                "n": k,
-                "methods": sanity_check(
-                    clf.model,
-                    config.methods,
-                    xs,
-                    ts,
-                    options,
-                    config.sanity,
-                    True,
-                    config.explain_batch(data.size),
-                    config.seed,
-                ),
-            }
-
-
-def _pad_masks(masks: np.ndarray, n: int, size: int) -> np.ndarray:
-    out = np.zeros((n, size, size), dtype=bool)
-    out[: min(n, len(masks))] = masks[:n]
-    return out

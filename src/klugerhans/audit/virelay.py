@@ -122,7 +122,7 @@ def export_virelay(result: AuditResult, folder: str | os.PathLike[str], batch_si
                     sp.prototypes.repeat(repeat, axis=1).repeat(repeat, axis=2).astype(np.float32)
                 )
 
-    checkpoint = Path(str(result.info["model"].get("checkpoint") or "model")).name
+    checkpoint = Path(result.checkpoint or "model").name
     lines = [
         "project:",
         f"    name: {_yaml(f'klugerhans audit of {checkpoint}')}",
