@@ -178,16 +178,17 @@ def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
         say("demo", f"repair skipped: {err}", config.progress)
         return {"repair_skipped": err.finding}
     write_fix(fix, out, lang=config.lang)
-    before, after = fix.numbers["before"], fix.numbers["after"]
+    before, after = fix.numbers.before, fix.numbers.after
+    assert before.audit is not None and after.audit is not None  # compute_fix audits both
     return {
         "repaired_class": fix.class_id,
-        "fixed_accuracy_non_target": after["accuracy_non_target"],
-        "fixed_clean_target_accuracy": after["clean_target_accuracy"],
-        "fixed_flip_rate": after["flip_rate"],
-        "fixed_flip_rate_50": after["flip_rate_by_class"].get(str(SPEED_50)),
-        "flagged_before_repair": before["audit"]["flagged"],
-        "flagged_after_repair": after["audit"]["flagged"],
-        "repair_seconds": round(fix.numbers["seconds"], 1),
+        "fixed_accuracy_non_target": after.evaluation.accuracy_non_target,
+        "fixed_clean_target_accuracy": after.evaluation.clean_target_accuracy,
+        "fixed_flip_rate": after.evaluation.flip_rate,
+        "fixed_flip_rate_50": after.evaluation.flip_rate_by_class.get(SPEED_50),
+        "flagged_before_repair": list(before.audit.flagged),
+        "flagged_after_repair": list(after.audit.flagged),
+        "repair_seconds": round(fix.numbers.seconds, 1),
     }
 
 

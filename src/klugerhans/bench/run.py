@@ -147,7 +147,7 @@ def _repair(job: BenchJob, run: Path, folder: Path, suite: SuiteConfig, class_id
         class_id=class_id, epochs=suite.fix_epochs, device=options.device, seed=job.recipe.seed, progress=False,
         audit_per_class=max(5, suite.audit_per_class // 2),
     )  # fmt: skip
-    numbers = compute_fix(config).numbers
+    numbers = compute_fix(config).to_json()
     keep = ("accuracy", "clean_target_accuracy", "flip_rate")
     return {
         "class_id": numbers["class_id"],

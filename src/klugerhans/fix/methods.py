@@ -1,6 +1,6 @@
 """The repair methods, by name: each takes what LRP located and returns a repaired copy of the model.
 
-``@register_fix`` fills :data:`FIX_METHODS`; :func:`klugerhans.fix.run.run_fix` looks the method up by name. No
+``@register_fix`` fills :data:`FIX_METHODS`; :func:`klugerhans.fix.run.compute_fix` looks the method up by name. No
 method sees ground-truth artefact masks: they get the images of the suspicious class and the masks
 :func:`klugerhans.fix.locate.locate_artefacts` cut from the model's own heatmaps.
 """

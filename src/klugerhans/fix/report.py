@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from klugerhans.data.classes import class_name
+from klugerhans.fix.numbers import FixNumbers
 from klugerhans.fix.run import FixResult, save_fixed, write_numbers
 from klugerhans.io import atomic_write_figure
 from klugerhans.progress import say
@@ -47,18 +48,20 @@ def _located_figure(images: np.ndarray, masks: np.ndarray, path: Path) -> str:
     return str(path)
 
 
-def _table(numbers: dict[str, Any], class_id: int) -> list[list[object]]:
-    cols = [("before", "before"), ("after", "after")] + ([("control", "control")] if "control" in numbers else [])
-    rows: list[list[object]] = [["", *(label for _, label in cols)]]
-    for key, label in (
-        ("accuracy", "accuracy, all classes"),
-        ("accuracy_non_target", f"accuracy without class {class_id}"),
-        ("clean_target_accuracy", f"clean accuracy of class {class_id}"),
-        ("flip_rate", f"sticker flip rate -> {class_id}"),
+def _table(numbers: FixNumbers, class_id: int) -> list[list[object]]:
+    cols = [("before", numbers.before), ("after", numbers.after)]
+    if numbers.control is not None:
+        cols.append(("control", numbers.control))
+    rows: list[list[object]] = [["", *(label for label, _ in cols)]]
+    for value, label in (
+        (lambda e: e.accuracy, "accuracy, all classes"),
+        (lambda e: e.accuracy_non_target, f"accuracy without class {class_id}"),
+        (lambda e: e.clean_target_accuracy, f"clean accuracy of class {class_id}"),
+        (lambda e: e.flip_rate, f"sticker flip rate -> {class_id}"),
+        (lambda e: e.flip_rate_by_class.get(2), "50 km/h + sticker -> class"),
     ):
-        rows.append([label, *(_pct(numbers[k].get(key)) for k, _ in cols)])
-    rows.append(["50 km/h + sticker -> class", *(_pct(numbers[k]["flip_rate_by_class"].get("2")) for k, _ in cols)])
-    flagged = [numbers[k]["audit"]["flagged"] if "audit" in numbers[k] else None for k, _ in cols]
+        rows.append([label, *(_pct(value(m.evaluation)) for _, m in cols)])
+    flagged = [m.audit.flagged if m.audit is not None else None for _, m in cols]
     rows.append(["audit flags", *("-" if f is None else (", ".join(map(str, f)) or "none") for f in flagged)])
     return rows
 
@@ -70,7 +73,6 @@ def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "e
     figures.mkdir(parents=True, exist_ok=True)
     save_fixed(result, out)
     write_numbers(result, out)
-    n = result.numbers
     c = result.class_id
     composite = result.config.locate.composite
     seed_rows = pick_seed_rows(result.before, result.test, seed=result.config.seed)
@@ -80,29 +82,29 @@ def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "e
     before_fig = draw_seed_figure(before_rows, figures / "before.png", "en")[0]
     after_fig = draw_seed_figure(after_rows, figures / "after.png", "en")[0]
     located_fig = _located_figure(*result.located_examples, figures / "located.png")
-    loc = n["locate"]
+    loc = result.numbers.locate
     truth = (
-        f" Scored against the true sticker masks afterwards (never shown to the method): {_pct(loc['truth_covered'])}"
-        f" of each sticker covered on average ({_pct(loc['truth_covered_90'])} of stickers at least 90% covered), "
-        f"{_pct(loc['precision'])} of the located pixels are sticker."
-        if loc["truth_available"]
+        f" Scored against the true sticker masks afterwards (never shown to the method): {_pct(loc.truth_covered)}"
+        f" of each sticker covered on average ({_pct(loc.truth_covered_90)} of stickers at least 90% covered), "
+        f"{_pct(loc.precision)} of the located pixels are sticker."
+        if loc.truth_available
         else ""
     )
-    after_flagged = n["after"]["flagged_class"]
+    after_flagged, seconds = result.flagged_after, result.numbers.seconds
     report = Report(
         title=f"klugerhans fix: class {c} ({class_name(c)}), method {result.config.method}",
         intro=(
-            f"Model {result.config.checkpoint}; repaired with {result.config.method!r} in {n['seconds']:.0f} s. "
+            f"Model {result.config.checkpoint}; repaired with {result.config.method!r} in {seconds:.0f} s. "
             f"After the repair the audit {'still flags' if after_flagged else 'no longer flags'} class {c}."
         ),
         sections=(
-            Section("Before and after", table=_table(n, c)),
+            Section("Before and after", table=_table(result.numbers, c)),
             Section(
                 "Where LRP located the artefact",
                 paragraphs=(
-                    f"LRP ({composite}) explained the {loc['images']} training images of class {c} as class {c}; the "
-                    f"blob of strong positive relevance around each heatmap's peak ({loc['mean_area_px']:.0f} px on "
-                    f"average, holding {_pct(loc['relevance_share_inside'])} of the positive relevance) was taken "
+                    f"LRP ({composite}) explained the {loc.images} training images of class {c} as class {c}; the "
+                    f"blob of strong positive relevance around each heatmap's peak ({loc.mean_area_px:.0f} px on "
+                    f"average, holding {_pct(loc.relevance_share_inside)} of the positive relevance) was taken "
                     f"as the artefact.{truth}",
                 ),
                 figures=((located_fig, "training images of the class and the located artefact (green)"),),
@@ -119,4 +121,4 @@ def write_fix(result: FixResult, out_dir: str | os.PathLike[str], lang: str = "e
         f"wrote {out / 'report.html'}, {out / 'fix.json'} and {out / 'fixed.safetensors'}",
         result.config.progress,
     )
-    return n
+    return result.to_json()

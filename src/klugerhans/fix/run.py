@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from klugerhans.explain.composites import Fallback
 from klugerhans.fix.finetune import FineTuneConfig
 from klugerhans.fix.locate import LocateConfig, locate_artefacts
 from klugerhans.fix.methods import FIX_METHODS, FixInputs, check_method
+from klugerhans.fix.numbers import AuditSummary, FixNumbers, Measurement, score_located
 from klugerhans.io import atomic_write_text, to_jsonable
 from klugerhans.models.checkpoint import load_classifier, save_checkpoint
 from klugerhans.models.classifier import Classifier, classifier_from_model
@@ -38,7 +40,7 @@ from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.trainset import prepare_data
 from klugerhans.progress import say
 
-__all__ = ["FixConfig", "FixResult", "NothingToRepair", "compute_fix", "suspect_class"]
+__all__ = ["FixConfig", "FixResult", "NothingToRepair", "compute_fix", "save_fixed", "suspect_class", "write_numbers"]
 
 
 class NothingToRepair(KlugerhansError):
@@ -118,12 +120,34 @@ class FixResult:
     after: Classifier
     control: Classifier | None
     class_id: int
-    numbers: dict[str, Any]
-    """Everything that goes into ``fix.json``."""
+    numbers: FixNumbers
+    """What was measured; :meth:`to_json` makes ``fix.json`` of it."""
     located_examples: tuple[np.ndarray, np.ndarray]
     """(K, S, S, 3) images of the class and their (K, S, S) located masks, for the report."""
     test: SignData
     """The clean test split everything was measured on (the report's figure picks its images from it)."""
+
+    @property
+    def flagged_after(self) -> bool:
+        """Whether the audit of the repaired model still flags the repaired class."""
+        audit = self.numbers.after.audit
+        return audit is not None and self.class_id in audit.flagged
+
+    def to_json(self) -> dict[str, Any]:
+        """``fix.json``: the config, the class, the located artefact, the method, before, after, control, seconds."""
+        n = self.numbers
+        out: dict[str, Any] = {
+            "config": to_jsonable(dataclasses.asdict(self.config)),
+            "class_id": self.class_id,
+            "locate": dataclasses.asdict(n.locate),
+            "method": {"name": self.config.method, **to_jsonable(n.details)},
+            "before": n.before.to_json(),
+            "after": n.after.to_json() | {"flagged_class": self.flagged_after},
+        }
+        if n.control is not None:
+            out["control"] = n.control.to_json()
+        out["seconds"] = n.seconds
+        return out
 
 
 def _training_data(clf: Classifier, config: FixConfig) -> tuple[Any, np.ndarray]:
@@ -137,60 +161,45 @@ def _training_data(clf: Classifier, config: FixConfig) -> tuple[Any, np.ndarray]
     return prepared, prepared.train_masks
 
 
-def _measure(clf: Classifier, test: Any, sticker: Any, seed: int) -> dict[str, Any]:
-    m = evaluate_model(clf, test, sticker, seed).to_json()
-    keep = ("accuracy", "accuracy_non_target", "clean_target_accuracy", "flip_rate", "flip_rate_by_class")
-    return {k: m[k] for k in keep} | {"n_images": m["n_images"]}
-
-
-def suspect_class(audit: dict[str, Any]) -> int:
+def suspect_class(audit: AuditSummary | Mapping[str, Any]) -> int:
     """The class to repair when none is given: the audit's most suspicious *flagged* class.
 
     Args:
-        audit: the audit's summary as :func:`compute_fix` records it (``suspicion_ranking``, ``flagged``,
-            ``broad_rate``, ``threshold``, ``accuracy``, ``n_classes``).
+        audit: the audit's summary, or its JSON form as ``fix.json`` records it or as ``audit.json`` holds it
+            (read with :meth:`AuditSummary.from_json`).
 
     Raises:
         NothingToRepair: the audit could test no class (an untrained model classifies too few images correctly
             for the transplant test), or tested classes but flagged none. The message says what the audit found
             and that ``--class ID`` repairs a class anyway.
     """
-    if audit["flagged"]:
-        return int(audit["flagged"][0])
-    if not audit["suspicion_ranking"]:
+    if not isinstance(audit, AuditSummary):
+        audit = AuditSummary.from_json(audit)
+    if audit.flagged:
+        return audit.flagged[0]
+    if not audit.suspicion_ranking:
         raise NothingToRepair(
-            f"the audit could test none of the {audit['n_classes']} classes: the model classifies "
-            f"{audit['accuracy']:.1%} of the audited training images correctly, too few per class for the transplant "
+            f"the audit could test none of the {audit.n_classes} classes: the model classifies "
+            f"{audit.accuracy:.1%} of the audited training images correctly, too few per class for the transplant "
             "test (is it trained?)",
             "give --class ID to repair a class of your choice",
         )
-    top = int(audit["suspicion_ranking"][0])
+    top = audit.suspicion_ranking[0]
     raise NothingToRepair(
         f"the audit flagged no class (the most suspicious, class {top}, broad hijack rate "
-        f"{audit['broad_rate'][str(top)]:.3f}, threshold {audit['threshold']:.3f}): there is no shortcut to repair",
+        f"{audit.broad_rate[top]:.3f}, threshold {audit.threshold:.3f}): there is no shortcut to repair",
         "give --class ID to repair a class anyway",
     )
 
 
-def _audit(clf: Classifier, config: FixConfig) -> dict[str, Any]:
+def _audit(clf: Classifier, config: FixConfig) -> AuditSummary:
     audit_config = AuditConfig(
         checkpoint=config.checkpoint, data=config.data, data_dir=config.data_dir, out=config.out,
         max_images=config.max_images, seed=config.seed, methods=(), n_sanity=0, tsne_classes=0,
         max_per_class=config.audit_per_class, progress=False, fallback=config.fallback,
     )  # fmt: skip
     data, masks, info = load_audit_data(audit_config, clf)
-    result = audit_classifier(clf, data, audit_config, masks, info)
-    ranking = result.ranking
-    labels = result.data.labels
-    return {
-        "suspicion_ranking": [int(c) for c in ranking.order],
-        "flagged": [int(c) for c in ranking.flagged],
-        "broad_rate": {str(c): float(v) for c, v in ranking.scores.items()},
-        "threshold": ranking.threshold,
-        "untested": [int(c) for c in ranking.untested],
-        "n_classes": len(np.unique(labels)),
-        "accuracy": float((result.preds == labels).mean()) if len(labels) else 0.0,
-    }
+    return AuditSummary.from_result(audit_classifier(clf, data, audit_config, masks, info))
 
 
 def compute_fix(config: FixConfig) -> FixResult:
@@ -217,19 +226,7 @@ def compute_fix(config: FixConfig) -> FixResult:
     masks = np.zeros(prepared.train.images.shape[:3], dtype=bool)
     masks[rows] = located.masks
     # Scored against the truth only for the report: the method never sees ``true_masks``.
-    truth = true_masks[rows]
-    with_truth = truth.any(axis=(1, 2))
-    covered = (located.masks & truth).sum((1, 2)) / np.maximum(truth.sum((1, 2)), 1)
-    precision = (located.masks & truth).sum((1, 2)) / np.maximum(located.masks.sum((1, 2)), 1)
-    locate_numbers = {
-        "images": len(rows),
-        "mean_area_px": float(located.masks.sum((1, 2)).mean()),
-        "relevance_share_inside": float(located.share.mean()),
-        "truth_available": bool(with_truth.any()),
-        "truth_covered": float(covered[with_truth].mean()) if with_truth.any() else None,
-        "truth_covered_90": float((covered[with_truth] >= 0.9).mean()) if with_truth.any() else None,
-        "precision": float(precision[with_truth].mean()) if with_truth.any() else None,
-    }
+    locate_numbers = score_located(located.masks, located.share, true_masks[rows])
     say("fix", f"repairing with {config.method!r}", config.progress)
     finetune = FineTuneConfig(epochs=config.epochs, lr=config.lr, rrr_weight=config.rrr_weight, seed=config.seed)
     inputs = FixInputs(
@@ -241,18 +238,14 @@ def compute_fix(config: FixConfig) -> FixResult:
     after = classifier_from_model(outcome.model, meta, device)
     sticker = before.meta.sticker
     say("fix", "measuring before and after", config.progress)
-    numbers: dict[str, Any] = {
-        "config": to_jsonable(dataclasses.asdict(config)),
-        "class_id": int(class_id),
-        "locate": locate_numbers,
-        "method": {"name": config.method, **to_jsonable(outcome.details)},
-        "before": _measure(before, prepared.test, sticker, config.seed) | {"audit": audit_before},
-        "after": _measure(after, prepared.test, sticker, config.seed) | {"audit": _audit(after, config)},
-    }
+    measure_before = Measurement(evaluate_model(before, prepared.test, sticker, config.seed), audit_before)
+    measure_after = Measurement(evaluate_model(after, prepared.test, sticker, config.seed), _audit(after, config))
+    measure_control = None
     if control is not None:
-        numbers["control"] = _measure(control, prepared.test, sticker, config.seed)
-    numbers["after"]["flagged_class"] = class_id in numbers["after"]["audit"]["flagged"]
-    numbers["seconds"] = time.perf_counter() - start
+        measure_control = Measurement(evaluate_model(control, prepared.test, sticker, config.seed))
+    numbers = FixNumbers(
+        locate_numbers, outcome.details, measure_before, measure_after, measure_control, time.perf_counter() - start
+    )
     shown = np.unique(np.linspace(0, len(rows) - 1, num=min(8, len(rows))).round().astype(int))  # spread over tracks
     examples = (prepared.train.images[rows[shown]], located.masks[shown])
     return FixResult(config, before, after, control, int(class_id), numbers, examples, prepared.test)
@@ -260,7 +253,7 @@ def compute_fix(config: FixConfig) -> FixResult:
 
 def save_fixed(result: FixResult, out: Path) -> Path:
     """Write the repaired weights (with their before/after numbers in the metadata)."""
-    summary = {k: v for k, v in result.numbers["after"].items() if k != "audit"}
+    summary = {k: v for k, v in result.to_json()["after"].items() if k != "audit"}
     meta = dataclasses.replace(
         result.after.meta,
         metrics={**result.before.meta.metrics, "fix": {"method": result.config.method, "test": summary}},
@@ -271,5 +264,5 @@ def save_fixed(result: FixResult, out: Path) -> Path:
 def write_numbers(result: FixResult, out: Path) -> Path:
     """Write ``fix.json``."""
     path = out / "fix.json"
-    atomic_write_text(path, json.dumps(to_jsonable(result.numbers), indent=2))
+    atomic_write_text(path, json.dumps(to_jsonable(result.to_json()), indent=2))
     return path
