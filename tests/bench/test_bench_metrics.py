@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -15,7 +16,9 @@ from sklearn.metrics import roc_auc_score
 from klugerhans.bench.metrics import (
     BOOTSTRAP_DRAWS,
     METRIC_KEYS,
+    DetectorSummary,
     ModelOutcome,
+    SuiteMetrics,
     Threshold,
     auroc_interval,
     compare_to_baselines,
@@ -210,26 +213,26 @@ def hand_outcomes() -> list[ModelOutcome]:
 
 def test_detection_metrics_by_hand():
     got = detection_metrics(hand_outcomes(), threshold=0.25)
-    assert tuple(got) == METRIC_KEYS
+    assert tuple(got.to_json()) == METRIC_KEYS
     # manipulated tops (0.5, 0.3, 0.3, -inf) vs clean (0.2, 0.3, 0.1): 3 + 2.5 + 2.5 + 0 = 8 of 12 pairs
-    assert got["auroc"] == pytest.approx(8 / 12)
-    assert got["false_positive_rate"] == pytest.approx(1 / 3)  # c2 (0.3 >= 0.25)
-    assert got["true_positive_rate"] == pytest.approx(3 / 4)  # m1, m2, m3
-    assert got["top1_hit_rate"] == pytest.approx(2 / 4)  # m1, m2
-    assert (got["n_manipulated"], got["n_clean"]) == (4, 3)
+    assert got.auroc == pytest.approx(8 / 12)
+    assert got.false_positive_rate == pytest.approx(1 / 3)  # c2 (0.3 >= 0.25)
+    assert got.true_positive_rate == pytest.approx(3 / 4)  # m1, m2, m3
+    assert got.top1_hit_rate == pytest.approx(2 / 4)  # m1, m2
+    assert (got.n_manipulated, got.n_clean) == (4, 3)
     # the threshold is inclusive: at exactly 0.3 m2, m3 and c2 are flagged; just above, they are not
     at, above = detection_metrics(hand_outcomes(), 0.3), detection_metrics(hand_outcomes(), float(np.nextafter(0.3, 1)))
-    assert (at["true_positive_rate"], at["false_positive_rate"]) == pytest.approx((3 / 4, 1 / 3))
-    assert (above["true_positive_rate"], above["false_positive_rate"]) == pytest.approx((1 / 4, 0.0))
+    assert (at.true_positive_rate, at.false_positive_rate) == pytest.approx((3 / 4, 1 / 3))
+    assert (above.true_positive_rate, above.false_positive_rate) == pytest.approx((1 / 4, 0.0))
 
 
 def test_detection_metrics_with_a_missing_side_and_bad_input():
     clean_only = [o for o in hand_outcomes() if not o.manipulated]
     got = detection_metrics(clean_only, 0.25)
-    assert math.isnan(got["auroc"]) and math.isnan(got["true_positive_rate"]) and math.isnan(got["top1_hit_rate"])
-    assert got["false_positive_rate"] == pytest.approx(1 / 3) and got["n_manipulated"] == 0
+    assert math.isnan(got.auroc) and math.isnan(got.true_positive_rate) and math.isnan(got.top1_hit_rate)
+    assert got.false_positive_rate == pytest.approx(1 / 3) and got.n_manipulated == 0
     got = detection_metrics([o for o in hand_outcomes() if o.manipulated], 0.25)
-    assert math.isnan(got["auroc"]) and math.isnan(got["false_positive_rate"]) and got["n_clean"] == 0
+    assert math.isnan(got.auroc) and math.isnan(got.false_positive_rate) and got.n_clean == 0
     with pytest.raises(KlugerhansError, match="m1"):
         detection_metrics([*hand_outcomes(), hand_outcomes()[0]], 0.25)
     with pytest.raises(KlugerhansError, match="NaN"):
@@ -246,7 +249,7 @@ def expected(auroc, fpr, tpr, top1, n_manipulated, n_clean):
 
 def core(metrics):
     """The metrics :func:`expected` states (the interval and the held-out rate are tested on their own)."""
-    return {k: metrics[k] for k in CORE}
+    return {k: getattr(metrics, k) for k in CORE}
 
 
 def test_auroc_interval_brackets_the_estimate_and_narrows_with_more_models():
@@ -278,8 +281,8 @@ def test_held_out_false_positive_rate_leaves_each_control_out_of_its_own_thresho
     assert math.isnan(held_out_false_positive_rate([0.3], 0.05))
     got = detection_metrics(hand_outcomes(), threshold=0.25)
     # clean tops 0.2, 0.3, 0.1: each above both others is flagged, only 0.3 is
-    assert got["held_out_false_positive_rate"] == pytest.approx(1 / 3)
-    assert got["auroc_ci"][0] <= got["auroc"] <= got["auroc_ci"][1]
+    assert got.held_out_false_positive_rate == pytest.approx(1 / 3)
+    assert got.auroc_ci[0] <= got.auroc <= got.auroc_ci[1]
 
 
 def test_metrics_by_axis_by_hand():
@@ -300,8 +303,8 @@ def test_metrics_by_axis_by_hand():
 def test_metrics_by_axis_counts_a_clean_model_without_the_axis_for_every_value():
     extra = ModelOutcome("c4", False, None, {0: 0.9})  # carries no data axis
     got = metrics_by_axis([*hand_outcomes(), extra], threshold=0.25)
-    assert got["data"]["gtsrb"]["n_clean"] == 2 and got["data"]["synth"]["n_clean"] == 3
-    assert got["artefact"]["frame"]["n_clean"] == 4
+    assert got["data"]["gtsrb"].n_clean == 2 and got["data"]["synth"].n_clean == 3
+    assert got["artefact"]["frame"].n_clean == 4
     assert metrics_by_axis([o for o in hand_outcomes() if not o.manipulated], 0.25) == {}
 
 
@@ -324,16 +327,18 @@ def test_summarize_payload_is_json_ready():
         {"klugerhans": 0.25, "spectral_signatures": 0.5},
         primary="klugerhans",
     )
-    assert set(summary) == {*METRIC_KEYS, "by_axis", "baselines", "variants"}
-    assert set(summary["baselines"]) == {"spectral_signatures"} and summary["variants"] == {}
-    base = summary["baselines"]["spectral_signatures"]
-    assert set(base) == {*METRIC_KEYS, "by_axis"}
-    assert summary["auroc"] == pytest.approx(8 / 12) and summary["n_manipulated"] == 4
-    assert base["by_axis"]["artefact"]["frame"]["auroc"] == 1.0
-    assert base["by_axis"]["data"]["gtsrb"]["auroc"] is None  # NaN (no gtsrb control) -> None
-    assert base["by_axis"]["data"]["gtsrb"]["false_positive_rate"] is None
-    text = json.dumps(summary, allow_nan=False)
-    assert json.loads(text) == summary
+    data = summary.to_json()
+    assert set(data) == {*METRIC_KEYS, "by_axis", "baselines", "variants"}
+    assert set(summary.baselines) == {"spectral_signatures"} and summary.variants == {}
+    base = summary.baselines["spectral_signatures"]
+    assert set(data["baselines"]["spectral_signatures"]) == {*METRIC_KEYS, "by_axis"}
+    assert summary.auroc == pytest.approx(8 / 12) and summary.n_manipulated == 4
+    assert base.by_axis["artefact"]["frame"].auroc == 1.0
+    assert math.isnan(base.by_axis["data"]["gtsrb"].auroc)  # no gtsrb control
+    gtsrb = data["baselines"]["spectral_signatures"]["by_axis"]["data"]["gtsrb"]
+    assert gtsrb["auroc"] is None and gtsrb["false_positive_rate"] is None  # NaN -> None
+    text = json.dumps(data, allow_nan=False)
+    assert json.loads(text) == data and SuiteMetrics.from_json(json.loads(text)).to_json() == data
     with pytest.raises(KlugerhansError, match="primary"):
         summarize({"a": hand_outcomes()}, {"a": 0.25}, primary="b")
     with pytest.raises(KlugerhansError, match="threshold"):
@@ -347,8 +352,8 @@ def test_variants_are_reported_apart_and_not_compared_as_baselines():
         primary="klugerhans",
         variants=("klugerhans@same",),
     )
-    assert set(summary["variants"]) == {"klugerhans@same"} and summary["baselines"] == {}
-    assert summary["variants"]["klugerhans@same"]["by_axis"]["artefact"]["frame"]["auroc"] == 1.0
+    assert set(summary.variants) == {"klugerhans@same"} and summary.baselines == {}
+    assert summary.variants["klugerhans@same"].by_axis["artefact"]["frame"].auroc == 1.0
     assert compare_to_baselines(summary) == ["No baseline detector was run, so klugerhans was compared with nothing."]
 
 
@@ -371,19 +376,19 @@ def test_compare_to_baselines_names_where_klugerhans_is_worse():
 
 def test_compare_to_baselines_picks_the_best_baseline_and_says_when_klugerhans_wins():
     def m(auroc, top1):
-        return {"auroc": auroc, "top1_hit_rate": top1}
+        return replace(detection_metrics(hand_outcomes(), 0.25), auroc=auroc, top1_hit_rate=top1)
 
     def summ(ours, **baselines):
-        rivals = {n: {**b, "by_axis": {"artefact": {"frame": b}}} for n, b in baselines.items()}
-        return {**ours, "by_axis": {"artefact": {"frame": ours}}, "baselines": rivals}
+        rivals = {n: DetectorSummary(**vars(b), by_axis={"artefact": {"frame": b}}) for n, b in baselines.items()}
+        return SuiteMetrics(**vars(ours), by_axis={"artefact": {"frame": ours}}, variants={}, baselines=rivals)
 
-    worse = summ(m(0.71, None), strip=m(0.8, 0.9), spectral_signatures=m(0.83, None))
+    worse = summ(m(0.71, NAN), strip=m(0.8, 0.9), spectral_signatures=m(0.83, NAN))
     assert compare_to_baselines(worse) == [
         "klugerhans is worse than spectral_signatures overall: AUROC 0.71 vs 0.83",
         "klugerhans is worse than spectral_signatures on artefact=frame: AUROC 0.71 vs 0.83",
     ]
     # more decimals when two decimals would print the same numbers
     assert compare_to_baselines(summ(m(0.801, 1.0), strip=m(0.804, 0.5)))[0].endswith("AUROC 0.801 vs 0.804")
-    better = compare_to_baselines(summ(m(0.9, 1.0), strip=m(0.9, None), activation_clustering=m(None, 0.2)))
+    better = compare_to_baselines(summ(m(0.9, 1.0), strip=m(0.9, NAN), activation_clustering=m(NAN, 0.2)))
     assert len(better) == 1 and better[0].startswith("klugerhans is at least as good as every baseline")
     assert "compared with nothing" in compare_to_baselines(summ(m(0.9, 1.0)))[0]

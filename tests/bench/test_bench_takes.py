@@ -57,21 +57,21 @@ def finished(suite, tmp_path_factory):
 def test_a_model_whose_artefact_did_not_take_is_trained_again_with_another_seed(finished):
     out, jobs, results = finished
     first = results[0]
-    assert first["attempts"] == [0.1, 0.9] and first["took"] and first["run"] == "run-2"
-    assert first["recipe"]["seed"] == jobs[0].recipe.seed + RESEED  # the recipe that was trained
+    assert first.attempts == (0.1, 0.9) and first.took and first.run == "run-2"
+    assert first.job.recipe.seed == jobs[0].recipe.seed + RESEED  # the recipe that was trained
     assert (job_dir(out, jobs[0]) / "run" / "best.safetensors").is_file()  # the first attempt is kept
     assert (job_dir(out, jobs[0]) / "run-2" / "best.safetensors").is_file()
     never = results[1]
-    assert never["attempts"] == [0.2, 0.3] and not never["took"]
+    assert never.attempts == (0.2, 0.3) and never.took is False and not never.counts
     control = results[2]
-    assert control["attempts"] == [0.0] and control["took"] and control["run"] == "run"
+    assert control.attempts == (0.0,) and control.took and control.run == "run"
 
 
 def test_what_never_took_is_reported_apart_from_the_headline(finished, suite):
     out, jobs, _ = finished
     bench = summarize_suite(suite.name, jobs, out)
-    assert bench["n_finished"] == 3 and bench["n_manipulated"] == 1 and bench["n_clean"] == 1
-    assert bench["not_taken"] == {"n": 1, "attack_success": {jobs[1].id: [0.2, 0.3]}}
+    assert bench.n_finished == 3 and bench.n_manipulated == 1 and bench.n_clean == 1
+    assert bench.to_json()["not_taken"] == {"n": 1, "attack_success": {jobs[1].id: [0.2, 0.3]}}
     # a finished job is reused as it is: no third training
     again = run_job(jobs[1], suite, RunOptions(out=str(out), device="cpu", fix=False, progress=False))
-    assert again == json.loads((job_dir(out, jobs[1]) / "result.json").read_text())
+    assert again.to_json() == json.loads((job_dir(out, jobs[1]) / "result.json").read_text())

@@ -13,17 +13,27 @@ each detector sets them with its own, uncalibrated rule.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 
-import numpy as np
-
+from klugerhans.bench.records import Record
+from klugerhans.bench.statistics import (
+    BOOTSTRAP_DRAWS,
+    Threshold,
+    auroc_interval,
+    held_out_false_positive_rate,
+    null_threshold,
+    roc_auc,
+)
 from klugerhans.errors import KlugerhansError
 
 __all__ = [
+    "BOOTSTRAP_DRAWS",
     "METRIC_KEYS",
+    "DetectionMetrics",
+    "DetectorSummary",
     "ModelOutcome",
+    "SuiteMetrics",
     "Threshold",
     "auroc_interval",
     "compare_to_baselines",
@@ -34,20 +44,6 @@ __all__ = [
     "roc_auc",
     "summarize",
 ]
-
-METRIC_KEYS = (
-    "auroc",
-    "auroc_ci",
-    "false_positive_rate",
-    "held_out_false_positive_rate",
-    "true_positive_rate",
-    "top1_hit_rate",
-    "n_manipulated",
-    "n_clean",
-)
-"""The keys of :func:`detection_metrics`, in the order the report shows them."""
-BOOTSTRAP_DRAWS = 2000
-"""Resamples behind each AUROC interval."""
 
 
 @dataclass(frozen=True)
@@ -102,138 +98,48 @@ class ModelOutcome:
 
 
 @dataclass(frozen=True)
-class Threshold:
-    """A flag threshold calibrated on clean models: a model is flagged when its top score is ``>= value``."""
+class DetectionMetrics(Record):
+    """How well one detector separates manipulated from clean models (:func:`detection_metrics`); NaN where a rate
+    needs a side that has no model (``null`` in JSON)."""
 
-    value: float
-    """The threshold; a top score at or above it flags the model."""
-    fpr: float
-    """The target false positive rate it was set for."""
+    auroc: float
+    """AUROC of the models' top scores, manipulated against clean."""
+    auroc_ci: tuple[float, float]
+    """Its 95% percentile bootstrap interval (:func:`auroc_interval`)."""
+    false_positive_rate: float
+    """Share of clean models flagged at the threshold (in-sample: the threshold was set on them)."""
+    held_out_false_positive_rate: float
+    """Share of clean models flagged by a threshold set on the other clean models."""
+    true_positive_rate: float
+    """Share of manipulated models flagged at the threshold."""
+    top1_hit_rate: float
+    """Share of manipulated models whose most suspicious class is the planted one."""
+    n_manipulated: int
+    """Manipulated models measured."""
     n_clean: int
-    """How many clean models it was set from."""
-    rationale: str
-    """One human-readable sentence saying how it was chosen."""
-
-    def __post_init__(self) -> None:
-        if math.isnan(self.value):
-            raise KlugerhansError("a threshold cannot be NaN")
-        if not 0.0 < self.fpr < 1.0:
-            raise KlugerhansError(f"the target false positive rate must be in (0, 1), got {self.fpr}")
-        if self.n_clean < 1:
-            raise KlugerhansError(f"a threshold needs at least one clean model, got {self.n_clean}")
+    """Clean models measured."""
 
 
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x``, tied values sharing the mean of the ranks they span."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    ends = np.r_[starts[1:], len(xs)]  # exclusive, so a group holds ranks starts+1 .. ends
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)
-    return ranks
+METRIC_KEYS = tuple(f.name for f in fields(DetectionMetrics))
+"""The keys of :class:`DetectionMetrics`, in the order the report shows them."""
 
 
-def roc_auc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float:
-    """Probability that a random positive scores above a random negative, ties counting 1/2.
+@dataclass(frozen=True)
+class DetectorSummary(DetectionMetrics):
+    """One detector's metrics over all models and per grid axis value."""
 
-    Computed as the Mann-Whitney U statistic over ``n_pos * n_neg`` from average ranks, in O(n log n).
-    Infinite scores are ordinary (extreme) values; NaN raises. Returns NaN if either side is empty.
-    """
-    pos = np.asarray(positive, dtype=np.float64).ravel()
-    neg = np.asarray(negative, dtype=np.float64).ravel()
-    if np.isnan(pos).any() or np.isnan(neg).any():
-        raise KlugerhansError("roc_auc got a NaN score: drop untested models or give them -inf")
-    if pos.size == 0 or neg.size == 0:
-        return math.nan
-    ranks = _average_ranks(np.concatenate([pos, neg]))
-    u = float(ranks[: pos.size].sum()) - pos.size * (pos.size + 1) / 2.0
-    return u / (pos.size * neg.size)
+    by_axis: dict[str, dict[str, DetectionMetrics]]
+    """Axis -> value -> the metrics of the manipulated models with that value against the clean controls."""
 
 
-def auroc_interval(
-    positive: Sequence[float] | np.ndarray,
-    negative: Sequence[float] | np.ndarray,
-    level: float = 0.95,
-    draws: int = BOOTSTRAP_DRAWS,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of :func:`roc_auc` (Efron and Tibshirani 1993), resampling each side apart.
+@dataclass(frozen=True)
+class SuiteMetrics(DetectorSummary):
+    """Every detector's metrics (:func:`summarize`): the primary detector's at top level, the others by name."""
 
-    Manipulated and clean models are drawn with replacement within their own group (a stratified bootstrap: every
-    resample keeps both group sizes, so every resample has an AUROC). Seeded, so a summary is reproducible.
-    Returns ``(nan, nan)`` if either side is empty.
-    """
-    pos = np.asarray(positive, dtype=np.float64).ravel()
-    neg = np.asarray(negative, dtype=np.float64).ravel()
-    if pos.size == 0 or neg.size == 0:
-        return math.nan, math.nan
-    if not 0.0 < level < 1.0:
-        raise KlugerhansError(f"the interval's level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    values = [
-        roc_auc(pos[rng.integers(pos.size, size=pos.size)], neg[rng.integers(neg.size, size=neg.size)])
-        for _ in range(draws)
-    ]
-    lo, hi = np.quantile(values, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return float(lo), float(hi)
-
-
-def held_out_false_positive_rate(clean_scores: Sequence[float] | np.ndarray, fpr: float = 0.05) -> float:
-    """Share of clean models flagged by a threshold set on the *other* clean models (leave-one-out).
-
-    The in-sample false positive rate judges a threshold on the controls that set it, which :func:`null_threshold`
-    keeps at or below ``fpr`` by construction; leaving each control out of its own threshold measures what a new
-    clean model meets. NaN with fewer than two clean models.
-    """
-    s = np.asarray(clean_scores, dtype=np.float64).ravel()
-    if s.size < 2:
-        return math.nan
-    finite = np.where(np.isfinite(s), s, -np.inf)
-    flagged = [s[i] >= null_threshold(np.delete(finite, i), fpr).value for i in range(s.size)]
-    return float(np.mean(flagged))
-
-
-def null_threshold(clean_scores: Sequence[float] | np.ndarray, fpr: float = 0.05) -> Threshold:
-    """The flag threshold that clean models' top scores exceed at most a share ``fpr`` of the time.
-
-    Conformal rank rule: with the ``n`` clean top scores sorted ascending ``s_(1) <= ... <= s_(n)`` and
-    ``k = ceil((n + 1) * (1 - fpr))``, the threshold is the next float above ``s_(k)``, so that flagging
-    ``score >= value`` means ``score > s_(k)``. This flags at most ``n - k <= fpr * n`` of the clean models and,
-    for a new clean model exchangeable with them, has probability at most ``fpr`` of flagging it. If ``k > n``
-    (fewer than ``(1 - fpr) / fpr`` controls) the threshold is just above the largest clean score.
-
-    Args:
-        clean_scores: top score of each clean model (``-inf`` allowed for a model without a finite score).
-        fpr: target false positive rate, in (0, 1).
-    """
-    if not 0.0 < fpr < 1.0:
-        raise KlugerhansError(f"fpr must be in (0, 1), got {fpr}")
-    s = np.sort(np.asarray(clean_scores, dtype=np.float64).ravel())
-    n = int(s.size)
-    if n == 0:
-        raise KlugerhansError("null_threshold needs the scores of at least one clean model")
-    if np.isnan(s).any() or np.isposinf(s).any():
-        raise KlugerhansError("clean scores must not be NaN or +inf (a +inf clean score leaves no threshold)")
-    # rounding first: (n + 1) * (1 - fpr) is often an integer on paper (20 * 0.95) but lands a hair above in floats
-    k = math.ceil(round((n + 1) * (1.0 - fpr), 9))
-    pct = f"{fpr:.0%}" if round(fpr * 100, 9).is_integer() else f"{fpr:.2%}"
-    quantile = f"{1.0 - fpr:.0%}" if round(fpr * 100, 9).is_integer() else f"{1.0 - fpr:.2%}"
-    if k > n:
-        value = float(np.nextafter(s[-1], np.inf))
-        rationale = (
-            f"just above the largest top score of {n} clean models ({s[-1]:.6g}), so that none is flagged: with so "
-            f"few controls the {pct} false positive target cannot be resolved (it needs at least "
-            f"{math.ceil(round((1.0 - fpr) / fpr, 9))}; conformal rank k={k} > n={n})"
-        )
-    else:
-        value = float(np.nextafter(s[k - 1], np.inf))
-        rationale = (
-            f"the smallest score above the top scores of all but {pct} of {n} clean models (the {quantile} "
-            f"quantile of their null distribution, conformal rank k={k} of {n}): a model is flagged when its top "
-            f"score is above {s[k - 1]:.6g} (>= the next float up)"
-        )
-    return Threshold(value=value, fpr=float(fpr), n_clean=n, rationale=rationale)
+    variants: dict[str, DetectorSummary]
+    """Other settings of the primary detector (reported, not compared as baselines)."""
+    baselines: dict[str, DetectorSummary]
+    """The detectors klugerhans is set against."""
 
 
 def _share(flags: Sequence[bool]) -> float:
@@ -241,14 +147,11 @@ def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
 
-def detection_metrics(
-    outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = 0.05
-) -> dict[str, float | int | list[float]]:
+def detection_metrics(outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = 0.05) -> DetectionMetrics:
     """AUROC (manipulated vs clean, by top score) with its 95% bootstrap interval, the rates at ``threshold``, the
     held-out false positive rate at a threshold set like ``threshold`` (target ``fpr``) and the top-1 hit rate.
 
     A model is flagged when its top score is ``>= threshold``. Rates needing a side that has no model are NaN.
-    Keys: :data:`METRIC_KEYS`.
     """
     if math.isnan(threshold):
         raise KlugerhansError("the threshold cannot be NaN")
@@ -259,21 +162,21 @@ def detection_metrics(
     manip = [o for o in outcomes if o.manipulated]
     clean = [o for o in outcomes if not o.manipulated]
     positive, negative = [o.top_score for o in manip], [o.top_score for o in clean]
-    return {
-        "auroc": roc_auc(positive, negative),
-        "auroc_ci": list(auroc_interval(positive, negative)),
-        "false_positive_rate": _share([o.top_score >= threshold for o in clean]),
-        "held_out_false_positive_rate": held_out_false_positive_rate(negative, fpr),
-        "true_positive_rate": _share([o.top_score >= threshold for o in manip]),
-        "top1_hit_rate": _share([o.top_class == o.target for o in manip]),
-        "n_manipulated": len(manip),
-        "n_clean": len(clean),
-    }
+    return DetectionMetrics(
+        auroc=roc_auc(positive, negative),
+        auroc_ci=auroc_interval(positive, negative),
+        false_positive_rate=_share([o.top_score >= threshold for o in clean]),
+        held_out_false_positive_rate=held_out_false_positive_rate(negative, fpr),
+        true_positive_rate=_share([o.top_score >= threshold for o in manip]),
+        top1_hit_rate=_share([o.top_class == o.target for o in manip]),
+        n_manipulated=len(manip),
+        n_clean=len(clean),
+    )
 
 
 def metrics_by_axis(
     outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = 0.05
-) -> dict[str, dict[str, dict[str, Any]]]:
+) -> dict[str, dict[str, DetectionMetrics]]:
     """:func:`detection_metrics` per grid axis and value: ``{axis: {value: metrics}}``.
 
     The manipulated models with that value are set against the clean controls. Axes that clean models also carry
@@ -283,7 +186,7 @@ def metrics_by_axis(
     """
     manip = [o for o in outcomes if o.manipulated]
     clean = [o for o in outcomes if not o.manipulated]
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+    out: dict[str, dict[str, DetectionMetrics]] = {}
     for axis in sorted({a for o in manip for a in o.axes}):
         out[axis] = {}
         for value in sorted({o.axes[axis] for o in manip if axis in o.axes}):
@@ -293,30 +196,15 @@ def metrics_by_axis(
     return out
 
 
-def _jsonable(x: Any) -> Any:
-    """``x`` with NaN (and infinities) as None and NumPy scalars as Python ones, for ``json.dumps(allow_nan=False)``."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, bool | np.bool_):
-        return bool(x)
-    if isinstance(x, int | np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
 def summarize(
     outcomes_by_detector: Mapping[str, Sequence[ModelOutcome]],
     threshold_by_detector: Mapping[str, float],
     primary: str,
     variants: Sequence[str] = (),
     fpr: float = 0.05,
-) -> dict[str, Any]:
-    """The ``bench.json`` payload: the primary detector's metrics and ``by_axis`` at top level, the same for each of
-    ``variants`` under ``variants[name]`` and for every other detector under ``baselines[name]``. NaN becomes None.
+) -> SuiteMetrics:
+    """Every detector's metrics and ``by_axis``: the primary detector's at top level, each of ``variants`` under
+    ``variants[name]`` and every other detector under ``baselines[name]``.
 
     Args:
         outcomes_by_detector: every model's outcome, per detector name.
@@ -331,16 +219,17 @@ def summarize(
     if missing:
         raise KlugerhansError(f"no threshold for detector(s) {missing}: calibrate each with null_threshold")
 
-    def one(name: str) -> dict[str, Any]:
+    def one(name: str) -> DetectorSummary:
         outcomes, threshold = outcomes_by_detector[name], float(threshold_by_detector[name])
         metrics = detection_metrics(outcomes, threshold, fpr)
-        return {**metrics, "by_axis": metrics_by_axis(outcomes, threshold, fpr)}
+        return DetectorSummary(**vars(metrics), by_axis=metrics_by_axis(outcomes, threshold, fpr))
 
-    summary = one(primary)
     others = sorted(set(outcomes_by_detector) - {primary})
-    summary["variants"] = {name: one(name) for name in others if name in variants}
-    summary["baselines"] = {name: one(name) for name in others if name not in variants}
-    return _jsonable(summary)
+    return SuiteMetrics(
+        **vars(one(primary)),
+        variants={name: one(name) for name in others if name in variants},
+        baselines={name: one(name) for name in others if name not in variants},
+    )
 
 
 def _pair(ours: float, theirs: float) -> str:
@@ -351,29 +240,32 @@ def _pair(ours: float, theirs: float) -> str:
     return f"{ours:.{digits}f} vs {theirs:.{digits}f}"
 
 
-_COMPARED = (("auroc", "AUROC"), ("top1_hit_rate", "top-1 hit rate"))
+_COMPARED: tuple[tuple[Callable[[DetectionMetrics], float], str], ...] = (
+    (lambda m: m.auroc, "AUROC"),
+    (lambda m: m.top1_hit_rate, "top-1 hit rate"),
+)
 
 
-def compare_to_baselines(summary: Mapping[str, Any]) -> list[str]:
+def compare_to_baselines(summary: SuiteMetrics) -> list[str]:
     """Sentences for the report wherever klugerhans' AUROC or top-1 hit rate is below the best baseline's.
 
-    Compares overall and per axis value of a :func:`summarize` payload; a missing (None) number is not compared.
+    Compares overall and per axis value of a :func:`summarize` result; a missing (NaN) number is not compared.
     Returns one sentence saying so if klugerhans is at least as good everywhere.
     """
-    baselines: Mapping[str, Any] = summary.get("baselines") or {}
+    baselines = summary.baselines
     if not baselines:
         return ["No baseline detector was run, so klugerhans was compared with nothing."]
-    places: list[tuple[str, Mapping[str, Any], dict[str, Mapping[str, Any]]]] = [("overall", summary, dict(baselines))]
-    for axis, values in sorted((summary.get("by_axis") or {}).items()):
-        for value, ours in sorted(values.items()):
-            theirs = {n: b["by_axis"][axis][value] for n, b in baselines.items() if value in b["by_axis"].get(axis, {})}
-            places.append((f"on {axis}={value}", ours, theirs))
+    places: list[tuple[str, DetectionMetrics, dict[str, DetectionMetrics]]] = [("overall", summary, dict(baselines))]
+    for axis, values in sorted(summary.by_axis.items()):
+        for value in sorted(values):
+            theirs = {n: b.by_axis[axis][value] for n, b in baselines.items() if value in b.by_axis.get(axis, {})}
+            places.append((f"on {axis}={value}", values[value], theirs))
     sentences = []
     for where, ours, theirs in places:
-        for key, label in _COMPARED:
-            mine = ours.get(key)
-            rivals = [(v, n) for n, m in theirs.items() if (v := m.get(key)) is not None]
-            if mine is None or not rivals:
+        for read, label in _COMPARED:
+            mine = read(ours)
+            rivals = [(v, n) for n, m in theirs.items() if not math.isnan(v := read(m))]
+            if math.isnan(mine) or not rivals:
                 continue
             # best baseline; ties go to the alphabetically first name so the report is deterministic
             best, name = min(rivals, key=lambda vn: (-vn[0], vn[1]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,20 @@ from klugerhans.audit.probes import PROBES
 from klugerhans.audit.run import audit_classifier
 from klugerhans.bench.baselines import run_baselines
 from klugerhans.bench.grid import BenchJob, SuiteConfig
+from klugerhans.bench.results import (
+    FIRST_RUN,
+    TOTAL,
+    CompositeScore,
+    DetectorResult,
+    JobEvaluation,
+    JobResult,
+    Localisation,
+    RepairResult,
+)
 from klugerhans.explain.composites import COMPOSITES
 from klugerhans.fix.locate import LocateConfig, blob_masks
 from klugerhans.heatmaps.dataset import explain_dataset
-from klugerhans.io import atomic_write_text, to_jsonable
+from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.classifier import Classifier
 from klugerhans.models.evaluation import evaluate_model
@@ -69,15 +80,25 @@ class RunOptions:
     the repair is redone only where the audit's top class changed, since it repairs that class."""
 
 
+RESULT_FILE = "result.json"
+"""A finished job's results, in its folder."""
+
+
 def job_dir(out: str | Path, job: BenchJob) -> Path:
     """The folder of one job's files."""
     return Path(out) / "jobs" / job.id
 
 
-def load_result(out: str | Path, job: BenchJob) -> dict[str, Any] | None:
+def load_result(out: str | Path, job: BenchJob) -> JobResult | None:
     """A finished job's ``result.json``, or None."""
-    path = job_dir(out, job) / "result.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    path = job_dir(out, job) / RESULT_FILE
+    return JobResult.from_json(json.loads(path.read_text())) if path.exists() else None
+
+
+def _save(folder: Path, result: JobResult) -> JobResult:
+    """Write ``result`` as ``result.json`` into the job's ``folder`` (atomically: the file marks the job done)."""
+    atomic_write_text(folder / RESULT_FILE, json.dumps(result.to_json(), indent=1))
+    return result
 
 
 def _train(job: BenchJob, run: Path, options: RunOptions) -> Classifier:
@@ -88,17 +109,18 @@ def _train(job: BenchJob, run: Path, options: RunOptions) -> Classifier:
     return load_classifier(best, device=options.device)
 
 
-def _detector(scores: dict[int, float], flagged: tuple[int, ...] | list[int], **extra: Any) -> dict[str, Any]:
-    return {"scores": {str(c): float(v) for c, v in scores.items()}, "flagged": [int(c) for c in flagged], **extra}
+def _detector(scores: Mapping[int, float], flagged: Iterable[int], **extra: Any) -> DetectorResult:
+    """A detector's result, its class ids and scores as plain Python numbers (they may come as NumPy's)."""
+    return DetectorResult({int(c): float(v) for c, v in scores.items()}, tuple(int(c) for c in flagged), **extra)
 
 
-def _audits(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob) -> dict[str, Any]:
+def _audits(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob) -> dict[str, DetectorResult]:
     """klugerhans' audit as it ships (:data:`PRIMARY`) and, if the suite asks, each of :data:`VARIANTS`."""
     settings = {PRIMARY: {}, **(VARIANTS if suite.variants else {})}
     return {name: _audit(clf, prepared, suite, job, **change) for name, change in settings.items()}
 
 
-def _audit(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob, **change: Any) -> dict[str, Any]:
+def _audit(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: BenchJob, **change: Any) -> DetectorResult:
     config = AuditConfig(
         checkpoint=job.id, data=job.recipe.data, split="train", artefacts=False, methods=(), n_sanity=0,
         tsne_classes=0, max_per_class=suite.audit_per_class, seed=job.recipe.seed, progress=False, **change,
@@ -111,20 +133,20 @@ def _audit(clf: Classifier, prepared: PreparedData, suite: SuiteConfig, job: Ben
         ranking.flagged,
         seconds=time.perf_counter() - start,
         threshold=ranking.threshold,
-        order=[int(c) for c in ranking.order],
-        probe={str(c): r.probe for c, r in result.transplant.items()},
-        by_probe={str(c): r.by_probe for c, r in result.transplant.items()},
+        order=tuple(int(c) for c in ranking.order),
+        probe={int(c): r.probe for c, r in result.transplant.items()},
+        by_probe={int(c): r.by_probe for c, r in result.transplant.items()},
     )
 
 
-def _localise(clf: Classifier, prepared: PreparedData, target: int, n: int, seed: int) -> dict[str, Any]:
+def _localise(clf: Classifier, prepared: PreparedData, target: int, n: int, seed: int) -> Localisation:
     """Each composite's relevance mass inside the true artefact, and the IoU of the LRP-located blob with it."""
     masks = prepared.train_masks
     rows = np.flatnonzero(masks.any(axis=(1, 2)) & (prepared.train.labels == target))
     rows = np.sort(np.random.default_rng(seed).permutation(rows)[:n])
     if len(rows) == 0:
-        return {}
-    out: dict[str, Any] = {"n": len(rows)}
+        return Localisation()
+    scores: dict[str, CompositeScore] = {}
     for name in sorted(COMPOSITES):
         images = prepared.train.images[rows]
         expl = explain_dataset(clf.model, images, targets=target, composite=name, norm=clf.meta.normalization)
@@ -132,14 +154,15 @@ def _localise(clf: Classifier, prepared: PreparedData, target: int, n: int, seed
         located = blob_masks(relevance, LocateConfig())
         truth = masks[rows]
         iou = (located & truth).sum((1, 2)) / np.maximum((located | truth).sum((1, 2)), 1)
-        out[name] = {
-            "relevance_mass": float(relevance_mass_accuracy(relevance, truth).mean()),
-            "iou": float(iou.mean()),
-        }
-    return out
+        scores[name] = CompositeScore(
+            relevance_mass=float(relevance_mass_accuracy(relevance, truth).mean()), iou=float(iou.mean())
+        )
+    return Localisation(n=len(rows), by_composite=scores)
 
 
-def _repair(job: BenchJob, run: Path, folder: Path, suite: SuiteConfig, class_id: int, options: RunOptions) -> Any:
+def _repair(
+    job: BenchJob, run: Path, folder: Path, suite: SuiteConfig, class_id: int, options: RunOptions
+) -> RepairResult:
     from klugerhans.fix.run import FixConfig, compute_fix
 
     config = FixConfig(
@@ -147,14 +170,8 @@ def _repair(job: BenchJob, run: Path, folder: Path, suite: SuiteConfig, class_id
         class_id=class_id, epochs=suite.fix_epochs, device=options.device, seed=job.recipe.seed, progress=False,
         audit_per_class=max(5, suite.audit_per_class // 2),
     )  # fmt: skip
-    numbers = compute_fix(config).to_json()
-    keep = ("accuracy", "clean_target_accuracy", "flip_rate")
-    return {
-        "class_id": numbers["class_id"],
-        "before": {k: numbers["before"][k] for k in keep},
-        "after": {k: numbers["after"][k] for k in keep},
-        "locate": numbers["locate"],
-    }
+    # fix's numbers hold more than a bench result keeps: the record reads its own fields and leaves the rest
+    return RepairResult.from_json(compute_fix(config).to_json())
 
 
 RESEED = 100_000
@@ -163,7 +180,7 @@ RESEED = 100_000
 
 def _train_until_it_takes(
     job: BenchJob, folder: Path, suite: SuiteConfig, options: RunOptions
-) -> tuple[BenchJob, Path, Classifier, PreparedData, dict[str, Any], list[float]]:
+) -> tuple[BenchJob, Path, Classifier, PreparedData, JobEvaluation, list[float]]:
     """Train ``job``; while its artefact turns fewer than ``suite.min_attack_success`` of the other classes' test
     images into the target, train it again with the next seed, up to ``suite.max_attempts`` trainings in all.
 
@@ -178,7 +195,7 @@ def _train_until_it_takes(
             say("bench", f"{job.id}: the artefact turned {attempts[-1]:.0%} of signs, under the suite's "
                 f"{suite.min_attack_success:.0%}: training again with another seed", options.progress)  # fmt: skip
         tried = replace(job, recipe=replace(job.recipe, seed=job.recipe.seed + RESEED * attempt))
-        run = folder / ("run" if attempt == 0 else f"run-{attempt + 1}")
+        run = folder / (FIRST_RUN if attempt == 0 else f"{FIRST_RUN}-{attempt + 1}")
         say(
             "bench",
             f"{job.id}: training" + (f" (attempt {attempt + 1} of {tries})" if attempt else ""),
@@ -186,23 +203,26 @@ def _train_until_it_takes(
         )
         clf = _train(tried, run, options)
         prepared = prepare_data(tried.recipe)
-        evaluation = evaluate_model(clf, prepared.test, tried.recipe.sticker, seed=tried.recipe.seed).to_json()
-        attempts.append(float(evaluation["flip_rate"]) if job.manipulated else 0.0)
+        # evaluate_model's numbers hold more than a job keeps: the record reads its own fields and leaves the rest
+        evaluation = JobEvaluation.from_json(
+            evaluate_model(clf, prepared.test, tried.recipe.sticker, seed=tried.recipe.seed).to_json()
+        )
+        attempts.append(evaluation.flip_rate if job.manipulated else 0.0)
         if not job.manipulated or attempts[-1] >= suite.min_attack_success:
             break
     return tried, run, clf, prepared, evaluation, attempts
 
 
-def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str, Any]:
-    """Run (or reuse) one job and return its ``result.json`` content.
+def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> JobResult:
+    """Run (or reuse) one job and return its result (what its ``result.json`` holds).
 
     Stages: train (resumes an interrupted run), the audit on the training images, the baselines on the same images,
     then, for manipulated models only, scoring against the truth: localisation per composite and the repair.
     """
     done = load_result(options.out, job)
     if done is not None:
-        done = _rescore(job, suite, options, done) if options.rescore else done
-        return _complete(job, suite, options, done)
+        done = _rescore(suite, options, done) if options.rescore else done
+        return _complete(suite, options, done)
     folder = job_dir(options.out, job)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -214,36 +234,37 @@ def run_job(job: BenchJob, suite: SuiteConfig, options: RunOptions) -> dict[str,
     timings["audit"] = time.perf_counter() - t
     found = _baselines(clf, prepared, job, suite, options.baselines, options.progress)
     detectors.update(found)
-    timings.update({name: d["seconds"] for name, d in found.items()})
-    result: dict[str, Any] = {
-        **job.to_dict(),
-        "evaluation": {k: evaluation[k] for k in ("accuracy", "clean_target_accuracy", "flip_rate")}
-        | {"per_class_accuracy": evaluation["per_class_accuracy"]},
-        "detectors": detectors,
-        "run": run.name,
-        "attempts": attempts,
-        "took": not job.manipulated or attempts[-1] >= suite.min_attack_success,
-    }
+    timings.update(_seconds(found))
+    localisation, fix = None, None
     if job.target is not None:
         t = time.perf_counter()
-        result["localisation"] = _localise(clf, prepared, job.target, options.n_localise, job.recipe.seed)
+        localisation = _localise(clf, prepared, job.target, options.n_localise, job.recipe.seed)
         timings["localisation"] = time.perf_counter() - t
         if options.fix and suite.fix_epochs > 0:
             say("bench", f"{job.id}: repair", options.progress)
             t = time.perf_counter()
-            top = detectors[PRIMARY]["order"][0] if detectors[PRIMARY]["order"] else job.target
-            result["fix"] = _repair(job, run, folder / "fix", suite, int(top), options)
+            top = detectors[PRIMARY].top_class
+            fix = _repair(job, run, folder / "fix", suite, job.target if top is None else top, options)
             timings["fix"] = time.perf_counter() - t
-    result["timings"] = {k: round(v, 2) for k, v in timings.items()} | {"total": round(time.perf_counter() - start, 2)}
-    atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
-    say("bench", f"{job.id}: done in {result['timings']['total']:.0f} s", options.progress)
-    return result
+    total = round(time.perf_counter() - start, 2)
+    result = JobResult.of(
+        job, evaluation, detectors, run=run.name, attempts=tuple(attempts),
+        took=not job.manipulated or attempts[-1] >= suite.min_attack_success, localisation=localisation, fix=fix,
+        timings={k: round(v, 2) for k, v in timings.items()} | {TOTAL: total},
+    )  # fmt: skip
+    say("bench", f"{job.id}: done in {total:.0f} s", options.progress)
+    return _save(folder, result)
+
+
+def _seconds(found: dict[str, DetectorResult]) -> dict[str, float]:
+    """Each detector's seconds, for a job's timings."""
+    return {name: d.seconds for name, d in found.items() if d.seconds is not None}
 
 
 def _baselines(
     clf: Classifier, prepared: PreparedData, job: BenchJob, suite: SuiteConfig, names: tuple[str, ...], progress: bool
-) -> dict[str, dict[str, Any]]:
-    """The baseline detectors ``names`` on the job's training images, as :func:`_detector` entries."""
+) -> dict[str, DetectorResult]:
+    """The baseline detectors ``names`` on the job's training images."""
     if not names:
         return {}
     say("bench", f"{job.id}: baselines {', '.join(names)}", progress)
@@ -255,47 +276,46 @@ def _baselines(
     return {name: _detector(r.scores, r.flagged, note=r.note, seconds=r.seconds) for name, r in found.items()}
 
 
-def _complete(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[str, Any]) -> dict[str, Any]:
+def _trained(options: RunOptions, done: JobResult) -> tuple[BenchJob, Path, Path, Classifier, PreparedData]:
+    """A finished job as trained (a retry has a seed of its own): the job, its folder and run, model and data."""
+    job = done.job
+    folder = job_dir(options.out, job)
+    run = done.run_dir(folder)
+    clf = load_classifier(run / "best.safetensors", device=options.device)
+    return job, folder, run, clf, prepare_data(job.recipe)
+
+
+def _complete(suite: SuiteConfig, options: RunOptions, done: JobResult) -> JobResult:
     """``done`` with the baselines of ``options`` that it lacks run on the job's trained model.
 
     A suite can so run in two passes that resume separately: ``--baselines ''`` trains and audits every model, a
     later run with the baselines adds them to the finished jobs (on the takes suite the baselines cost three times
     what training and the audit do).
     """
-    missing = tuple(name for name in options.baselines if name not in done["detectors"])
+    missing = tuple(name for name in options.baselines if name not in done.detectors)
     if not missing:
         return done
-    folder = job_dir(options.out, job)
-    trained = BenchJob.from_dict(done)  # the recipe that was trained (a retry has a seed of its own)
-    clf = load_classifier(folder / done.get("run", "run") / "best.safetensors", device=options.device)
-    prepared = prepare_data(trained.recipe)
-    found = _baselines(clf, prepared, trained, suite, missing, options.progress)
-    timings = dict(done.get("timings", {}))
-    timings.update({name: round(d["seconds"], 2) for name, d in found.items()})
-    timings["total"] = round(timings.get("total", 0.0) + sum(d["seconds"] for d in found.values()), 2)
-    result = {**done, "detectors": {**done["detectors"], **found}, "timings": timings}
-    atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
-    return result
+    job, folder, _, clf, prepared = _trained(options, done)
+    found = _baselines(clf, prepared, job, suite, missing, options.progress)
+    seconds = _seconds(found)
+    timings = done.timings | {name: round(s, 2) for name, s in seconds.items()}
+    timings[TOTAL] = round(done.timings.get(TOTAL, 0.0) + sum(seconds.values()), 2)
+    return _save(folder, replace(done, detectors=done.detectors | found, timings=timings))
 
 
-def _rescore(job: BenchJob, suite: SuiteConfig, options: RunOptions, done: dict[str, Any]) -> dict[str, Any]:
+def _rescore(suite: SuiteConfig, options: RunOptions, done: JobResult) -> JobResult:
     """``done`` with klugerhans' audit run again on the job's trained model (and its repair, if the top class moved)."""
-    folder = job_dir(options.out, job)
-    say("bench", f"{job.id}: audit again", options.progress)
-    run = folder / done.get("run", "run")
-    job = BenchJob.from_dict(done)  # the recipe that was trained (a retry has a seed of its own)
-    clf = load_classifier(run / "best.safetensors", device=options.device)
-    prepared = prepare_data(job.recipe)
+    say("bench", f"{done.id}: audit again", options.progress)
+    job, folder, run, clf, prepared = _trained(options, done)
     t = time.perf_counter()
     audits = _audits(clf, prepared, suite, job)
-    audit = audits[PRIMARY]
-    result = {**done, "detectors": {**done["detectors"], **audits}}
-    result["timings"] = {**done.get("timings", {}), "audit": round(time.perf_counter() - t, 2)}
-    top = audit["order"][0] if audit["order"] else job.target
-    if "fix" in done and top is not None and int(top) != int(done["fix"]["class_id"]):
+    timings = done.timings | {"audit": round(time.perf_counter() - t, 2)}
+    top = audits[PRIMARY].top_class
+    top = job.target if top is None else top
+    fix = done.fix
+    if fix is not None and top is not None and top != fix.class_id:
         say("bench", f"{job.id}: repair of the new top class {top}", options.progress)
         t = time.perf_counter()
-        result["fix"] = _repair(job, run, folder / "fix", suite, int(top), options)
-        result["timings"]["fix"] = round(time.perf_counter() - t, 2)
-    atomic_write_text(folder / "result.json", json.dumps(to_jsonable(result), indent=1))
-    return result
+        fix = _repair(job, run, folder / "fix", suite, top, options)
+        timings["fix"] = round(time.perf_counter() - t, 2)
+    return _save(folder, replace(done, detectors=done.detectors | audits, timings=timings, fix=fix))

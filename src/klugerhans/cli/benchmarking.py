@@ -9,6 +9,7 @@ from dataclasses import replace
 from klugerhans.cli.app import command
 from klugerhans.cli.args import add_device_args, add_progress_args, open_unit_interval
 from klugerhans.errors import KlugerhansError
+from klugerhans.io import to_jsonable
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
@@ -42,7 +43,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from klugerhans.bench.baselines import BASELINES
     from klugerhans.bench.grid import SUITES, make_suite, run_order
-    from klugerhans.bench.run import RunOptions, run_job
+    from klugerhans.bench.run import PRIMARY, RunOptions, run_job
     from klugerhans.bench.summary import summarize_suite, write_bench
 
     suite = SUITES.get_or_raise(args.suite)
@@ -74,16 +75,20 @@ def _bench(args: argparse.Namespace) -> int:
             chosen = [ids[i] for i in args.job]
         for k, job in enumerate(chosen, 1):
             result = run_job(job, suite, options)
-            flagged = result["detectors"]["klugerhans"]["flagged"]
+            flagged = list(result.detectors[PRIMARY].flagged)
             print(f"[{k}/{len(chosen)}] {job.id}: target {job.target}, audit flags {flagged}")
         if args.job:
             return 0
-    payload = summarize_suite(suite.name, jobs, args.out, args.fpr)
-    for path in write_bench(payload, args.out):
+    summary = summarize_suite(suite.name, jobs, args.out, args.fpr)
+    for path in write_bench(summary, args.out):
         print(f"wrote {path}")
+    # the numbers as bench.json holds them (a missing one, NaN, prints as None)
+    auroc, fpr, tpr, top1 = (
+        to_jsonable(x)
+        for x in (summary.auroc, summary.false_positive_rate, summary.true_positive_rate, summary.top1_hit_rate)
+    )
     print(
-        f"klugerhans: AUROC {payload['auroc']}, FPR {payload['false_positive_rate']}, "
-        f"TPR {payload['true_positive_rate']}, top-1 hit {payload['top1_hit_rate']} "
-        f"({payload['n_manipulated']} manipulated, {payload['n_clean']} clean)"
+        f"{PRIMARY}: AUROC {auroc}, FPR {fpr}, TPR {tpr}, top-1 hit {top1} "
+        f"({summary.n_manipulated} manipulated, {summary.n_clean} clean)"
     )
     return 0
