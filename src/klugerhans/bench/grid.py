@@ -236,6 +236,9 @@ def _with_arch(recipe: TrainConfig, arch: str) -> TrainConfig:
     return replace(recipe, family=parsed["family"], arch=parsed["arch"], width=width)
 
 
+_SYNTHETIC_RECIPE = TrainConfig(data="synthetic", width=0.25, epochs=8, per_class=200)
+"""The CPU suites' recipe (``small``, ``takes``): a quarter-width model, 8 epochs on 200 synthetic signs a class."""
+
 register_suite(
     SuiteConfig(
         name="smoke",
@@ -257,7 +260,7 @@ register_suite(
         name="small",
         n_manipulated=24,
         n_clean=12,
-        recipe=TrainConfig(data="synthetic", width=0.25, epochs=8, per_class=200),
+        recipe=_SYNTHETIC_RECIPE,
     )
 )
 register_suite(
@@ -265,7 +268,7 @@ register_suite(
         name="takes",
         n_manipulated=48,
         n_clean=24,
-        recipe=TrainConfig(data="synthetic", width=0.25, epochs=8, per_class=200),
+        recipe=_SYNTHETIC_RECIPE,
         archs=("klugerhans:vgg11_bn", "resnet18"),
         artefacts=tuple(ARTEFACTS),
         # measured in this recipe (docs/BENCH.md): a clean-label artefact turns 18-21% of the other classes' signs, it
