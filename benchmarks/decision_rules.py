@@ -34,6 +34,8 @@ from pathlib import Path
 from klugerhans.audit.probes import IN_PLACE
 from klugerhans.audit.ranking import stand_apart
 from klugerhans.bench.metrics import auroc_interval, roc_auc
+from klugerhans.bench.results import DetectorResult, JobResult
+from klugerhans.bench.run import PRIMARY
 
 Rule = Callable[[dict[int, float], dict[int, float]], set[int]]
 
@@ -72,10 +74,11 @@ RULES: dict[str, Rule] = {
 }
 
 
-def _classes(detector: dict, alpha: float) -> tuple[dict[int, float], dict[int, float], set[int]]:
+def _classes(detector: DetectorResult, alpha: float) -> tuple[dict[int, float], dict[int, float], set[int]]:
     """Per class: excess of its best probe, the best excess of a probe that does not paste in place, and whether it
     is clear (floor and test)."""
-    by_probe = {int(c): probes for c, probes in detector["by_probe"].items()}
+    by_probe = detector.by_probe or {}
+    threshold = detector.threshold if detector.threshold is not None else float("inf")
     n_probes = max((len(p) for p in by_probe.values()), default=1)
     level = alpha / max(1, len(by_probe) * n_probes)
     excess, elsewhere, clear = {}, {}, set()
@@ -84,7 +87,7 @@ def _classes(detector: dict, alpha: float) -> tuple[dict[int, float], dict[int, 
         excess[c] = best["broad_rate"] - best["broad_control_rate"]
         acts = [p["broad_rate"] - p["broad_control_rate"] for n, p in probes.items() if n not in IN_PLACE]
         elsewhere[c] = max(acts, default=excess[c])
-        if any(p["broad_rate"] >= detector["threshold"] and p["p_value"] <= level for p in probes.values()):
+        if any(p["broad_rate"] >= threshold and p["p_value"] <= level for p in probes.values()):
             clear.add(c)
     return excess, elsewhere, clear
 
@@ -97,14 +100,14 @@ def _lead(excess: dict[int, float]) -> float:
     return max(ranked[0], 0.0) / max(ranked[1] if len(ranked) > 1 else 0.0, 0.01)
 
 
-def _print_scores(results: list[dict]) -> None:
+def _print_scores(results: list[JobResult]) -> None:
     """Model-level AUROC of the top broad hijack rate and of the lead, manipulated against clean models."""
     by_score: dict[str, tuple[list[float], list[float]]] = {"top_broad_rate": ([], []), "lead": ([], [])}
     for r in results:
-        detector = r["detectors"]["klugerhans"]
+        detector = r.detectors[PRIMARY]
         excess, _, _ = _classes(detector, 1.0)
-        side = 0 if r["target"] is not None else 1
-        by_score["top_broad_rate"][side].append(max(detector["scores"].values(), default=0.0))
+        side = 0 if r.target is not None else 1
+        by_score["top_broad_rate"][side].append(max(detector.scores.values(), default=0.0))
         by_score["lead"][side].append(_lead(excess))
     for name, (positive, negative) in by_score.items():
         low, high = auroc_interval(positive, negative)
@@ -116,28 +119,28 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="the suite folder (jobs/<id>/result.json)")
     parser.add_argument("--alpha", type=float, default=0.01)
     args = parser.parse_args()
-    results = [json.loads(p.read_text()) for p in sorted(Path(args.out).glob("jobs/*/result.json"))]
-    results = [r for r in results if r.get("took", True)]
+    found = [JobResult.from_json(json.loads(p.read_text())) for p in sorted(Path(args.out).glob("jobs/*/result.json"))]
+    results = [r for r in found if r.counts]
     counts = {name: {"alone": 0, "with_others": 0, "missed": 0, "controls_flagged": 0} for name in RULES}
     for r in results:
-        excess, elsewhere, clear = _classes(r["detectors"]["klugerhans"], args.alpha)
+        excess, elsewhere, clear = _classes(r.detectors[PRIMARY], args.alpha)
         line = []
         for name, rule in RULES.items():
             flagged = sorted(rule(excess, elsewhere) & clear, key=lambda c: -excess[c])
             line.append(f"{name} {flagged}")
             tally = counts[name]
-            if r["target"] is None:
+            if r.target is None:
                 tally["controls_flagged"] += bool(flagged)
-            elif flagged == [r["target"]]:
+            elif flagged == [r.target]:
                 tally["alone"] += 1
-            elif r["target"] in flagged:
+            elif r.target in flagged:
                 tally["with_others"] += 1
             else:
                 tally["missed"] += 1
-        arch = r["axes"].get("arch", "?").split(":")[-1]
-        print(f"{r['id']:24s} {arch:10s} target {r['target']!s:4s} " + "; ".join(line))
+        arch = r.axes.get("arch", "?").split(":")[-1]
+        print(f"{r.id:24s} {arch:10s} target {r.target!s:4s} " + "; ".join(line))
     _print_scores(results)
-    n_manipulated = sum(r["target"] is not None for r in results)
+    n_manipulated = sum(r.target is not None for r in results)
     print(f"\n{n_manipulated} manipulated models whose artefact took, {len(results) - n_manipulated} controls")
     for name, tally in counts.items():
         print(f"{name:10s} " + ", ".join(f"{k} {v}" for k, v in tally.items()))
