@@ -21,7 +21,9 @@ from klugerhans.io import atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 _LABELS = {
     "auroc": "AUROC",
+    "auroc_ci": "AUROC 95% CI",
     "false_positive_rate": "FPR",
+    "held_out_false_positive_rate": "held-out FPR",
     "true_positive_rate": "TPR",
     "top1_hit_rate": "top-1",
     "n_manipulated": "manip.",
@@ -32,6 +34,8 @@ _LABELS = {
 def _fmt(v: Any) -> str:
     if v is None:
         return "n/a"
+    if isinstance(v, list):  # an interval
+        return "n/a" if None in v else "-".join(f"{x:.2f}" for x in v)
     if isinstance(v, float):
         return f"{v:.2f}"
     return str(v)
