@@ -15,7 +15,6 @@ import math
 import types
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, fields
-from types import MappingProxyType
 from typing import Any, ClassVar, Self, Union, get_args, get_origin, get_type_hints
 
 from klugerhans.errors import KlugerhansError
@@ -23,7 +22,7 @@ from klugerhans.errors import KlugerhansError
 __all__ = ["OPTIONAL", "Record"]
 
 _ABSENT = "absent_when_none"
-OPTIONAL = MappingProxyType({_ABSENT: True})
+OPTIONAL = types.MappingProxyType({_ABSENT: True})
 """Metadata of a field whose key older files lack (``field(default=None, metadata=OPTIONAL)``): None leaves the key
 out of the JSON."""
 _HINTS: dict[type, dict[str, Any]] = {}

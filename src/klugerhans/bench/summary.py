@@ -254,10 +254,10 @@ def _axis_figure(summary: BenchSummary, axis: str, metric: str, path: Path) -> N
     values = sorted(summary.by_axis[axis])
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(values) + 2), 3))
     width = 0.8 / len(detectors)
-    for i, d in enumerate(detectors.values()):
+    for i, (name, d) in enumerate(detectors.items()):
         found = [d.by_axis.get(axis, {}).get(v) for v in values]
         xs = np.arange(len(values)) + i * width
-        ax.bar(xs, [np.nan if m is None else getattr(m, metric) for m in found], width, label=list(detectors)[i])
+        ax.bar(xs, [np.nan if m is None else getattr(m, metric) for m in found], width, label=name)
     ax.set_xticks(np.arange(len(values)) + width * (len(detectors) - 1) / 2, values, fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(metric.replace("_", " "), fontsize=8)
