@@ -104,3 +104,38 @@ def test_train_help_shows_the_recipes_defaults(capsys: pytest.CaptureFixture[str
     for value in (TrainConfig.epochs, TrainConfig.batch_size, TrainConfig.lr, TrainConfig.weight_decay):
         assert f"(default {value:g})" in shown
     assert "the config's" not in shown
+
+
+@pytest.mark.parametrize(
+    ("argv", "module", "exposed", "given"),
+    [
+        (["audit", "--split", "train", "--max-images", "7", "--seed", "3", "--device", "cpu", "--no-progress",
+          "--data", "folder", "--data-dir", "d", "--composite", "epsilon_plus", "--fallback", "gradient"],
+         "auditing", "_AUDIT", {"checkpoint": "m.safetensors"}),
+        (["fix", "--max-images", "7", "--seed", "3", "--device", "cpu", "--no-progress", "--data", "gtsrb",
+          "--data-dir", "d", "--fallback", "gradient"], "auditing", "_FIX", {"checkpoint": "m.safetensors"}),
+        (["demo", "--data", "gtsrb", "--data-dir", "d", "--max-images", "7", "--seed", "3", "--device", "cpu",
+          "--no-progress", "--composite",
+          "epsilon_plus", "--lang", "de"], "training", "_DEMO", {}),
+        (["train", "--out", "r", "--max-images", "7", "--seed", "3", "--data", "gtsrb", "--data-dir", "d"],
+         "training", "_RECIPE", {}),
+        (["train", "--out", "r", "--device", "cpu", "--no-progress"], "training", "_RUN", {}),
+    ],
+)  # fmt: skip
+def test_the_shared_flags_reach_the_config_by_field_name(argv, module, exposed, given) -> None:
+    import importlib
+
+    flags: ConfigFlags = getattr(importlib.import_module(f"klugerhans.cli.{module}"), exposed)
+    args = build_parser().parse_args(argv)
+    config = flags.build(args, **given)
+    names = {f.name for f in dataclasses.fields(config)}
+    checked = 0
+    for name in ("data", "data_dir", "split", "max_images", "seed", "device", "composite", "fallback", "lang"):
+        if name in names and hasattr(args, name):
+            assert getattr(config, name) == getattr(args, name), name
+            assert getattr(args, name) != field_defaults(flags.config).get(name), f"{name}: the test gives the default"
+            checked += 1
+    if "progress" in names:
+        assert config.progress is False
+        checked += 1
+    assert checked >= 2

@@ -91,21 +91,7 @@ def _audit(args: argparse.Namespace) -> int:
 def _run_audit(args: argparse.Namespace, checkpoint: str) -> dict[str, Any]:
     from klugerhans.audit.report import run_audit
 
-    return run_audit(
-        _AUDIT.build(
-            args,
-            checkpoint=checkpoint,
-            data=args.data,
-            data_dir=args.data_dir,
-            split=args.split,
-            max_images=args.max_images,
-            seed=args.seed,
-            device=args.device,
-            composite=args.composite,
-            fallback=args.fallback,
-            progress=not args.no_progress,
-        )
-    )
+    return run_audit(_AUDIT.build(args, checkpoint=checkpoint))
 
 
 # --- klugerhans fix -----------------------------------------------------------------------------------------------
@@ -157,12 +143,5 @@ def _fix_config(args: argparse.Namespace, checkpoint: str) -> FixConfig:
     return _FIX.build(
         args,
         checkpoint=checkpoint,
-        data=args.data,
-        data_dir=args.data_dir,
         locate=_LOCATE.build(args),
-        max_images=args.max_images,
-        device=args.device,
-        seed=args.seed,
-        fallback=args.fallback,
-        progress=not args.no_progress,
     )

@@ -99,8 +99,9 @@ class ConfigFlags:
         return out
 
     def build(self, args: argparse.Namespace, **given: Any) -> Any:
-        """The config from parsed ``args``; ``given``: the fields the flags do not set."""
-        return self.config(**self.values(args), **given)
+        """The config from parsed ``args``: its own flags, the shared groups' flags (:data:`SHARED_FLAGS`) of the
+        fields it has, and ``given`` (what no flag sets, or a flag of another name), which wins."""
+        return self.config(**(shared_values(args, self.config) | self.values(args) | given))
 
     def _option(self, name: str, flag: Flag) -> str:
         if flag.name is not None:
@@ -111,6 +112,19 @@ class ConfigFlags:
 
     def _dest(self, name: str) -> str:
         return self._option(name, self.flags.get(name, Flag())).removeprefix("--").replace("-", "_")
+
+
+SHARED_FLAGS = ("data", "data_dir", "split", "max_images", "seed", "device", "composite", "fallback", "lang")
+"""Flags the shared argument groups of :mod:`klugerhans.cli.args` add under a config field's own name."""
+
+
+def shared_values(args: argparse.Namespace, config: type) -> dict[str, Any]:
+    """The shared groups' values that ``config`` has fields for; ``progress`` is the opposite of ``--no-progress``."""
+    names = {f.name for f in dataclasses.fields(config)}
+    out = {name: getattr(args, name) for name in SHARED_FLAGS if name in names and hasattr(args, name)}
+    if "progress" in names and hasattr(args, "no_progress"):
+        out["progress"] = not args.no_progress
+    return out
 
 
 def field_defaults(config: type) -> dict[str, Any]:

@@ -218,14 +218,10 @@ def _train(args: argparse.Namespace) -> int:
     recipe = _RECIPE.build(
         args,
         **arch,
-        data=args.data,
-        data_dir=args.data_dir,
         input_size=args.size,
         sticker=_STICKER.build(args),
-        seed=args.seed,
-        max_images=args.max_images,
     )
-    options = _RUN.build(args, device=args.device, progress=not args.no_progress)
+    options = _RUN.build(args)
     result = train(recipe, options, resume=args.resume)
     final = result.metrics.get("test") or {}
     print(f"run: {result.run_dir}")
@@ -325,19 +321,7 @@ def _demo(args: argparse.Namespace) -> int:
     from klugerhans.demo import run_demo
 
     check_composite(args.composite)
-    summary = run_demo(
-        _DEMO.build(
-            args,
-            data=args.data,
-            data_dir=args.data_dir,
-            max_images=args.max_images,
-            seed=args.seed,
-            device=args.device,
-            composite=args.composite,
-            lang=args.lang,
-            progress=not args.no_progress,
-        )
-    )
+    summary = run_demo(_DEMO.build(args))
     keys = (
         "accuracy",
         "accuracy_non_target",
