@@ -138,12 +138,17 @@ def test_the_line_under_the_title_describes_the_models_shown(tiny_checkpoint):
 @pytest.fixture(scope="module")
 def resnet_page(resnet_weights, tmp_path_factory):
     """A page on a 224 px torchvision ResNet-18 given as a user's weights, as ``serve --arch/--weights`` shows it."""
+    return _user_page("resnet18", resnet_weights, tmp_path_factory.mktemp("converted"))
+
+
+def _user_page(arch, weights, folder):
+    """The page ``serve --arch ARCH --weights WEIGHTS --image-size 224`` shows (the weights converted as it does)."""
     from klugerhans.models.checkpoint import save_checkpoint
     from klugerhans.models.user_weights import load_user_model
 
-    clf = load_user_model("resnet18", resnet_weights, image_size=224)
-    path = save_checkpoint(tmp_path_factory.mktemp("converted") / "r18.safetensors", clf.model, clf.meta)
-    return page.Page(ModelStore(path, label="weights: r18.pt"), example=14)
+    clf = load_user_model(arch, weights, image_size=224)
+    path = save_checkpoint(folder / "converted.safetensors", clf.model, clf.meta)
+    return page.Page(ModelStore(path, label=f"weights: {weights.name}"), example=14)
 
 
 def test_a_224_px_model_sees_the_sign_and_the_clicked_sticker_at_its_own_size(resnet_page):
@@ -168,3 +173,35 @@ def test_serve_with_arch_and_weights_names_the_weights_file(resnet_weights, monk
     assert main(["serve", "--arch", "resnet18", "--weights", str(resnet_weights), "--image-size", "224"]) == 0
     about = next(b for b in built[0].blocks.values() if getattr(b, "elem_id", None) == "about")
     assert about.value.startswith("**weights: r18.pt**: resnet18, 224 px input, 43 classes, trained elsewhere")
+
+
+@pytest.fixture(scope="module")
+def vit_page(tmp_path_factory):
+    """A page on a 224 px timm ViT (vit_tiny, randomly initialised, 43 outputs) given as a user's weights."""
+    timm = pytest.importorskip("timm", reason="timm is not installed: pip install -e '.[timm]'")
+    import torch
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=43, pretrained=False)
+    torch.nn.init.normal_(model.head.weight, 0.0, 0.5)
+    folder = tmp_path_factory.mktemp("vit")
+    torch.save(model.state_dict(), folder / "vit.pt")
+    return _user_page("timm:vit_tiny_patch16_224", folder / "vit.pt", folder)
+
+
+def test_a_vision_transformer_gets_a_prediction_and_a_heatmap_at_its_own_size(vit_page):
+    import numpy as np
+
+    session = page.Session(example_scene(14))
+    out = vit_page.outputs(session, "checkpoint", "none", "epsilon_plus_flat", "en")
+    assert "**weights: vit.pt** predicts" in out[3] and "Error" not in out[3]
+    assert "timm:vit\\_tiny\\_patch16\\_224, 224 px input, 43 classes" in out[9]
+    heat = np.asarray(out[5], dtype=float)
+    assert heat.shape == (448, 448, 3) and heat.std() > 1.0  # a map, not a flat colour
+
+    click = type("Click", (), {"index": [224, 224]})()
+    out = vit_page.click(
+        out[0], 0.2, "#000000", "square", "checkpoint", "none", "epsilon_plus_flat", "en", "alone", click
+    )
+    assert out[0].scene.stickers == (Sticker(0.5, 0.5, 0.2),)
+    assert "predicts" in out[3] and np.asarray(out[5]).shape == (448, 448, 3)
