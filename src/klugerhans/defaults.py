@@ -6,7 +6,7 @@ torch; the LRP engine, the report and the demo read the same names from here.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_COMPOSITE", "DEFAULT_DATA", "FIGURE_COMPOSITE"]
+__all__ = ["DEFAULT_COMPOSITE", "DEFAULT_DATA", "DEFAULT_FPR", "FIGURE_COMPOSITE"]
 
 DEFAULT_DATA = "synthetic"
 """The dataset that training, the audit and the demo use unless told otherwise: synthetic signs, offline."""
@@ -21,3 +21,7 @@ FIGURE_COMPOSITE = "epsilon_gamma_box"
 4x4 map before the dense layers (``python tools/negative_relevance.py``, ``python tools/head_resolution.py``), so the
 figure could not show what speaks against the class; gamma does, and puts two to four times as much of the positive
 relevance into the sticker (docs/DEMO.md)."""
+
+DEFAULT_FPR = 0.05
+"""The false-positive rate a benchmark's detector thresholds aim at (``klugerhans bench --fpr``): 5% of clean models
+flagged."""

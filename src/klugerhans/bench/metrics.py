@@ -25,6 +25,7 @@ from klugerhans.bench.statistics import (
     null_threshold,
     roc_auc,
 )
+from klugerhans.defaults import DEFAULT_FPR
 from klugerhans.errors import KlugerhansError
 
 __all__ = [
@@ -147,7 +148,7 @@ def _share(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
 
-def detection_metrics(outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = 0.05) -> DetectionMetrics:
+def detection_metrics(outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = DEFAULT_FPR) -> DetectionMetrics:
     """AUROC (manipulated vs clean, by top score) with its 95% bootstrap interval, the rates at ``threshold``, the
     held-out false positive rate at a threshold set like ``threshold`` (target ``fpr``) and the top-1 hit rate.
 
@@ -175,7 +176,7 @@ def detection_metrics(outcomes: Sequence[ModelOutcome], threshold: float, fpr: f
 
 
 def metrics_by_axis(
-    outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = 0.05
+    outcomes: Sequence[ModelOutcome], threshold: float, fpr: float = DEFAULT_FPR
 ) -> dict[str, dict[str, DetectionMetrics]]:
     """:func:`detection_metrics` per grid axis and value: ``{axis: {value: metrics}}``.
 
@@ -201,7 +202,7 @@ def summarize(
     threshold_by_detector: Mapping[str, float],
     primary: str,
     variants: Sequence[str] = (),
-    fpr: float = 0.05,
+    fpr: float = DEFAULT_FPR,
 ) -> SuiteMetrics:
     """Every detector's metrics and ``by_axis``: the primary detector's at top level, each of ``variants`` under
     ``variants[name]`` and every other detector under ``baselines[name]``.

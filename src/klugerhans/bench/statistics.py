@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from klugerhans.bench.records import Record
+from klugerhans.defaults import DEFAULT_FPR
 from klugerhans.errors import KlugerhansError
 
 __all__ = [
@@ -109,7 +110,7 @@ def auroc_interval(
     return float(lo), float(hi)
 
 
-def held_out_false_positive_rate(clean_scores: Sequence[float] | np.ndarray, fpr: float = 0.05) -> float:
+def held_out_false_positive_rate(clean_scores: Sequence[float] | np.ndarray, fpr: float = DEFAULT_FPR) -> float:
     """Share of clean models flagged by a threshold set on the *other* clean models (leave-one-out).
 
     The in-sample false positive rate judges a threshold on the controls that set it, which :func:`null_threshold`
@@ -124,7 +125,7 @@ def held_out_false_positive_rate(clean_scores: Sequence[float] | np.ndarray, fpr
     return float(np.mean(flagged))
 
 
-def null_threshold(clean_scores: Sequence[float] | np.ndarray, fpr: float = 0.05) -> Threshold:
+def null_threshold(clean_scores: Sequence[float] | np.ndarray, fpr: float = DEFAULT_FPR) -> Threshold:
     """The flag threshold that clean models' top scores exceed at most a share ``fpr`` of the time.
 
     Conformal rank rule: with the ``n`` clean top scores sorted ascending ``s_(1) <= ... <= s_(n)`` and

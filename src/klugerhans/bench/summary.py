@@ -29,6 +29,7 @@ from klugerhans.bench.metrics import (
 from klugerhans.bench.records import Record
 from klugerhans.bench.results import TOTAL, CompositeScore, JobResult
 from klugerhans.bench.run import PRIMARY, VARIANTS, load_result
+from klugerhans.defaults import DEFAULT_FPR
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_figure, atomic_write_text
 from klugerhans.report.html import Report, Section, write_report
@@ -203,7 +204,7 @@ def _repairs(results: Sequence[JobResult]) -> RepairSummary:
     )
 
 
-def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: float = 0.05) -> BenchSummary:
+def summarize_suite(suite: str, jobs: Sequence[BenchJob], out: str | Path, fpr: float = DEFAULT_FPR) -> BenchSummary:
     """The numbers of the finished jobs of ``jobs`` in ``out`` (:func:`write_bench` writes them).
 
     Raises:

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from klugerhans.cli.app import command
 from klugerhans.cli.args import add_device_args, add_progress_args, open_unit_interval
+from klugerhans.defaults import DEFAULT_FPR
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import to_jsonable
 
@@ -33,7 +34,10 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         help="finished jobs: run klugerhans' audit again on the trained models (keeps baselines and training)",
     )
     p.add_argument(
-        "--fpr", type=open_unit_interval, default=0.05, help="false-positive rate the thresholds aim at (0.05)"
+        "--fpr",
+        type=open_unit_interval,
+        default=DEFAULT_FPR,
+        help=f"false-positive rate the thresholds aim at ({DEFAULT_FPR})",
     )
     add_device_args(p)
     add_progress_args(p)
