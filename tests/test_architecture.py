@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import klugerhans
 
 LAYERS = [
@@ -294,3 +296,38 @@ def test_every_module_is_at_most_400_lines():
         if n > 400:
             long[str(path.relative_to(SRC))] = n
     assert not long, f"split these modules by concept: {long}"
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """What one module needs of another is public; underscore names stay inside their module."""
+    bad = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("klugerhans"):
+                bad += [f"{path.relative_to(SRC)}: {node.module}.{a.name}" for a in node.names if _is_private(a.name)]
+    assert not bad, bad
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        "klugerhans.models.evaluation:evaluate_model",
+        "klugerhans.models.training:train",
+        "klugerhans.audit.run:compute_audit",
+        "klugerhans.fix.run:compute_fix",
+        "klugerhans.bench.run:run_job",
+        "klugerhans.bench.summary:summarize_suite",
+    ],
+)
+def test_a_command_s_result_is_a_frozen_record_not_a_dict(function):
+    """Results are typed objects that become JSON only at the boundary (their ``to_json``)."""
+    import dataclasses
+    import typing
+
+    module, name = function.split(":")
+    returned = typing.get_type_hints(getattr(importlib.import_module(module), name))["return"]
+    assert dataclasses.is_dataclass(returned) and returned.__dataclass_params__.frozen, returned
