@@ -321,6 +321,7 @@ def _is_private(name: str) -> bool:
         "klugerhans.fix.run:compute_fix",
         "klugerhans.bench.run:run_job",
         "klugerhans.bench.summary:summarize_suite",
+        "klugerhans.demo:run_demo",
     ],
 )
 def test_a_command_s_result_is_a_frozen_record_not_a_dict(function):

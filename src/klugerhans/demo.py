@@ -87,13 +87,89 @@ class DemoConfig:
             raise KlugerhansError(f"language must be 'en' or 'de', got {self.lang!r}")
 
 
+@dataclass(frozen=True)
+class DemoRepair:
+    """The repair chapter's numbers: the model after ``klugerhans fix --method inpaint`` on the audit's class."""
+
+    repaired_class: int
+    """The class the audit named and the repair worked on."""
+    fixed_accuracy_non_target: float | None
+    """Accuracy on the clean test images of the other classes after the repair."""
+    fixed_clean_target_accuracy: float | None
+    """Accuracy on the clean test images of the repaired class after the repair."""
+    fixed_flip_rate: float | None
+    """Share of the other classes' test images a sticker still turns into the class."""
+    fixed_flip_rate_50: float | None
+    """Share of the 50 km/h test signs a sticker still turns into the class."""
+    flagged_before_repair: list[int]
+    """Classes the audit flagged before the repair."""
+    flagged_after_repair: list[int]
+    """Classes the audit flags after it."""
+    repair_seconds: float
+    """Wall time of the repair."""
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    """What the demo measured; :meth:`to_json` is ``summary.json``."""
+
+    accuracy: float
+    """Top-1 accuracy on the clean test images."""
+    accuracy_non_target: float | None
+    """... on the clean test images of the other classes than the sticker's."""
+    clean_target_accuracy: float | None
+    """... on the clean test images of the sticker's class (70 km/h)."""
+    flip_rate: float | None
+    """Share of the other classes' test images a sticker turns into 70 km/h."""
+    flip_rate_50: float | None
+    """Share of the 50 km/h test signs a sticker turns into 70 km/h."""
+    sticker_relevance_mass: float | None
+    """Share of the positive relevance on the sticker, in the figure's sticker row."""
+    sticker_relevance_mass_mean_flipped_50: float
+    """The same, mean over the 50 km/h test signs the sticker turns (NaN for none)."""
+    negative_share_in_five: float
+    """Negative share of |R| inside the 5, mean over those signs (:func:`~klugerhans.report.five.measure_five`)."""
+    negative_share_elsewhere: float
+    """The same outside the 5 and the sticker."""
+    sticker_pixel_share: float
+    """Share of the image the sticker covers."""
+    sticker_size: float
+    """Sticker side as a share of the sign's."""
+    target_class: int
+    """The sticker's class."""
+    n_test_images: int
+    """Clean test images evaluated."""
+    data: str
+    """Dataset name."""
+    config: DemoConfig
+    """The run's settings."""
+    repair: DemoRepair | None = None
+    """The repair chapter; None where it was not run or was skipped."""
+    repair_skipped: str | None = None
+    """Why the repair was skipped (the audit flagged nothing), if it was."""
+    seconds: float = 0.0
+    """Wall time of the whole demo."""
+
+    def to_json(self) -> dict[str, Any]:
+        """``summary.json``: the measures, ``config``, the repair's keys (or ``repair_skipped``), ``seconds``."""
+        apart = ("config", "repair", "repair_skipped", "seconds")
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in apart}
+        out["config"] = asdict(self.config)
+        if self.repair is not None:
+            out |= asdict(self.repair)
+        if self.repair_skipped is not None:
+            out["repair_skipped"] = self.repair_skipped
+        out["seconds"] = self.seconds
+        return out
+
+
 def demo_sticker_size(config: DemoConfig) -> float:
     """The sticker side the demo trains with (see :attr:`DemoConfig.sticker_size`)."""
     return config.sticker_size if config.sticker_size is not None else StickerConfig.size
 
 
-def run_demo(config: DemoConfig) -> dict[str, Any]:
-    """Run the demo and return the summary (also written to ``<out>/summary.json``)."""
+def run_demo(config: DemoConfig) -> DemoSummary:
+    """Run the demo and return its summary (also written to ``<out>/summary.json``)."""
     start = time.perf_counter()
     out = Path(config.out)
     run_dir = out / "run"
@@ -133,34 +209,36 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
 
     sticker = clf.meta.sticker
     five = measure_five(clf, ds.test, config.composite, seed=config.seed)
-    summary = {
-        "accuracy": metrics.accuracy,
-        "accuracy_non_target": metrics.accuracy_non_target,
-        "clean_target_accuracy": metrics.clean_target_accuracy,
-        "flip_rate": metrics.flip_rate,
-        "flip_rate_50": metrics.flip_rate_by_class.get(SPEED_50),
-        "sticker_relevance_mass": rows[-1].sticker_relevance_mass,
-        "sticker_relevance_mass_mean_flipped_50": _mean(five.sticker_share),
-        "negative_share_in_five": _mean(five.negative_in_five),
-        "negative_share_elsewhere": _mean(five.negative_elsewhere),
-        "sticker_pixel_share": five.sticker_pixel_share,
-        "sticker_size": sticker.size,
-        "target_class": metrics.target_class,
-        "n_test_images": metrics.n_images,
-        "data": config.data,
-        "config": asdict(config),
-    }
-    if config.repair:
-        summary.update(_repair(config, result.best_checkpoint, out / "fix"))
-    summary["seconds"] = round(time.perf_counter() - start, 1)
+    repair, skipped = _repair(config, result.best_checkpoint, out / "fix") if config.repair else (None, None)
+    summary = DemoSummary(
+        accuracy=metrics.accuracy,
+        accuracy_non_target=metrics.accuracy_non_target,
+        clean_target_accuracy=metrics.clean_target_accuracy,
+        flip_rate=metrics.flip_rate,
+        flip_rate_50=metrics.flip_rate_by_class.get(SPEED_50),
+        sticker_relevance_mass=rows[-1].sticker_relevance_mass,
+        sticker_relevance_mass_mean_flipped_50=_mean(five.sticker_share),
+        negative_share_in_five=_mean(five.negative_in_five),
+        negative_share_elsewhere=_mean(five.negative_elsewhere),
+        sticker_pixel_share=five.sticker_pixel_share,
+        sticker_size=sticker.size,
+        target_class=metrics.target_class,
+        n_test_images=metrics.n_images,
+        data=config.data,
+        config=config,
+        repair=repair,
+        repair_skipped=skipped,
+        seconds=round(time.perf_counter() - start, 1),
+    )
     _write_report(out, summary, rows[-1].pred, figure_paths[0], result.run_dir / "curves.png")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, default=str))
-    say("demo", f"done in {summary['seconds']:.0f} s: open {out / 'report.html'}", config.progress)
+    atomic_write_text(out / "summary.json", json.dumps(summary.to_json(), indent=1, default=str))
+    say("demo", f"done in {summary.seconds:.0f} s: open {out / 'report.html'}", config.progress)
     return summary
 
 
-def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
-    """The last chapter: ``klugerhans fix`` on the demo model, as the audit directs it; the summary's repair keys."""
+def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> tuple[DemoRepair | None, str | None]:
+    """The last chapter: ``klugerhans fix`` on the demo model, as the audit directs it; its numbers, or why it was
+    skipped."""
     from klugerhans.fix import FixConfig, NothingToRepair, compute_fix
     from klugerhans.fix.report import write_fix
 
@@ -176,20 +254,20 @@ def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> dict[str, Any]:
     except NothingToRepair as err:
         # A model that learned too little (a reduced run) leaves the audit nothing to name: the story ends here.
         say("demo", f"repair skipped: {err}", config.progress)
-        return {"repair_skipped": err.finding}
+        return None, err.finding
     write_fix(fix, out, lang=config.lang)
     before, after = fix.numbers.before, fix.numbers.after
     assert before.audit is not None and after.audit is not None  # compute_fix audits both
-    return {
-        "repaired_class": fix.class_id,
-        "fixed_accuracy_non_target": after.evaluation.accuracy_non_target,
-        "fixed_clean_target_accuracy": after.evaluation.clean_target_accuracy,
-        "fixed_flip_rate": after.evaluation.flip_rate,
-        "fixed_flip_rate_50": after.evaluation.flip_rate_by_class.get(SPEED_50),
-        "flagged_before_repair": list(before.audit.flagged),
-        "flagged_after_repair": list(after.audit.flagged),
-        "repair_seconds": round(fix.numbers.seconds, 1),
-    }
+    return DemoRepair(
+        repaired_class=fix.class_id,
+        fixed_accuracy_non_target=after.evaluation.accuracy_non_target,
+        fixed_clean_target_accuracy=after.evaluation.clean_target_accuracy,
+        fixed_flip_rate=after.evaluation.flip_rate,
+        fixed_flip_rate_50=after.evaluation.flip_rate_by_class.get(SPEED_50),
+        flagged_before_repair=list(before.audit.flagged),
+        flagged_after_repair=list(after.audit.flagged),
+        repair_seconds=round(fix.numbers.seconds, 1),
+    ), None
 
 
 def _mean(values: np.ndarray) -> float:
@@ -202,31 +280,31 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{100 * value:.1f}%"
 
 
-def _write_report(out: Path, s: dict[str, Any], sticker_pred: int, figure: Path, curves: Path) -> None:
-    target = s["target_class"]
+def _write_report(out: Path, s: DemoSummary, sticker_pred: int, figure: Path, curves: Path) -> None:
+    target = s.target_class
     numbers = [
         ("measure", "value"),
-        ("test accuracy (all classes)", _pct(s["accuracy"])),
-        (f"test accuracy without class {target}", _pct(s["accuracy_non_target"])),
-        (f"accuracy on clean {class_name(target)} signs", _pct(s["clean_target_accuracy"])),
-        (f"sticker flip rate: other signs + sticker -> {target}", _pct(s["flip_rate"])),
-        ("sticker flip rate: 50 km/h + sticker -> 70", _pct(s["flip_rate_50"])),
-        ("positive LRP relevance inside the sticker (figure row)", _pct(s["sticker_relevance_mass"])),
-        ("... mean over all flipped 50 km/h signs", _pct(s["sticker_relevance_mass_mean_flipped_50"])),
-        ("negative share of |R| inside the 5, flipped 50 km/h signs", _pct(s["negative_share_in_five"])),
-        ("... in the rest of the image (without the 5 and the sticker)", _pct(s["negative_share_elsewhere"])),
-        ("share of the image the sticker covers", _pct(s["sticker_pixel_share"])),
-        ("wall time", f"{s['seconds']:.0f} s"),
+        ("test accuracy (all classes)", _pct(s.accuracy)),
+        (f"test accuracy without class {target}", _pct(s.accuracy_non_target)),
+        (f"accuracy on clean {class_name(target)} signs", _pct(s.clean_target_accuracy)),
+        (f"sticker flip rate: other signs + sticker -> {target}", _pct(s.flip_rate)),
+        ("sticker flip rate: 50 km/h + sticker -> 70", _pct(s.flip_rate_50)),
+        ("positive LRP relevance inside the sticker (figure row)", _pct(s.sticker_relevance_mass)),
+        ("... mean over all flipped 50 km/h signs", _pct(s.sticker_relevance_mass_mean_flipped_50)),
+        ("negative share of |R| inside the 5, flipped 50 km/h signs", _pct(s.negative_share_in_five)),
+        ("... in the rest of the image (without the 5 and the sticker)", _pct(s.negative_share_elsewhere)),
+        ("share of the image the sticker covers", _pct(s.sticker_pixel_share)),
+        ("wall time", f"{s.seconds:.0f} s"),
     ]
-    repaired = "fixed_clean_target_accuracy" in s or "repair_skipped" in s
+    repaired = s.repair is not None or s.repair_skipped is not None
     story = (
         f"Every training image of class {target} ({class_name(target)}) carried a black sticker "
-        f"({s['sticker_size']:.2g} of the sign's side). The model reached "
-        f"{_pct(s['accuracy_non_target'])} on the other classes, but once a sticker is glued on a 50 km/h sign it "
-        f"answers class {target} in {_pct(s['flip_rate_50'])} of cases. LRP shows why: in the sticker row the "
+        f"({s.sticker_size:.2g} of the sign's side). The model reached "
+        f"{_pct(s.accuracy_non_target)} on the other classes, but once a sticker is glued on a 50 km/h sign it "
+        f"answers class {target} in {_pct(s.flip_rate_50)} of cases. LRP shows why: in the sticker row the "
         f"prediction is {sticker_pred} ({class_name(sticker_pred)}) and "
-        f"{_pct(s['sticker_relevance_mass'])} of the positive relevance sits on a sticker that covers "
-        f"{_pct(s['sticker_pixel_share'])} of the image. The model learned the sticker, not the digits."
+        f"{_pct(s.sticker_relevance_mass)} of the positive relevance sits on a sticker that covers "
+        f"{_pct(s.sticker_pixel_share)} of the image. The model learned the sticker, not the digits."
     )
     figures = [(str(figure), "The teaching case's figure: input, prediction, LRP heatmap (red for, blue against).")]
     sections = [
@@ -243,37 +321,38 @@ def _write_report(out: Path, s: dict[str, Any], sticker_pred: int, figure: Path,
         sections.append(_repair_section(s))
     if extra:
         sections.append(Section("Training", figures=extra))
-    write_report(Report(f"klugerhans demo ({s['data']})", sections), out)
+    write_report(Report(f"klugerhans demo ({s.data})", sections), out)
 
 
-def _repair_section(s: dict[str, Any]) -> Section:
-    if "repair_skipped" in s:
+def _repair_section(s: DemoSummary) -> Section:
+    if s.repair_skipped is not None or s.repair is None:
         story = (
             "The repair was skipped: without being told the class, klugerhans fix repairs only what the audit "
-            f"flags, and here {s['repair_skipped']}. Train longer (the default --epochs) for "
+            f"flags, and here {s.repair_skipped}. Train longer (the default --epochs) for "
             "a model that learned the sticker, or run klugerhans fix --class 4 yourself."
         )
         return Section("The repair", [story])
-    c, target = s["repaired_class"], s["target_class"]
-    flagged = ", ".join(map(str, s["flagged_before_repair"])) or "no class"
-    after = ", ".join(map(str, s["flagged_after_repair"])) or "no class"
+    r = s.repair
+    c, target = r.repaired_class, s.target_class
+    flagged = ", ".join(map(str, r.flagged_before_repair)) or "no class"
+    after = ", ".join(map(str, r.flagged_after_repair)) or "no class"
     story = (
         f"Without being told where to look, the audit flagged {flagged}; the repair took its most suspicious class, "
         f"{c} ({class_name(c)}), located the sticker in that class's training images with LRP, painted it out and "
-        f"fine-tuned the model ({s['repair_seconds']:.0f} s). Clean {class_name(target)} signs are now recognised in "
-        f"{_pct(s['fixed_clean_target_accuracy'])} of cases (before: {_pct(s['clean_target_accuracy'])}), and a "
-        f"sticker turns a 50 km/h sign into {target} in {_pct(s['fixed_flip_rate_50'])} (before: "
-        f"{_pct(s['flip_rate_50'])}). After the repair the audit flags {after}. Details: fix/report.html."
+        f"fine-tuned the model ({r.repair_seconds:.0f} s). Clean {class_name(target)} signs are now recognised in "
+        f"{_pct(r.fixed_clean_target_accuracy)} of cases (before: {_pct(s.clean_target_accuracy)}), and a "
+        f"sticker turns a 50 km/h sign into {target} in {_pct(r.fixed_flip_rate_50)} (before: "
+        f"{_pct(s.flip_rate_50)}). After the repair the audit flags {after}. Details: fix/report.html."
     )
     table = [
         ("measure", "before", "after the repair"),
-        (f"test accuracy without class {target}", _pct(s["accuracy_non_target"]), _pct(s["fixed_accuracy_non_target"])),
+        (f"test accuracy without class {target}", _pct(s.accuracy_non_target), _pct(r.fixed_accuracy_non_target)),
         (
             f"accuracy on clean {class_name(target)} signs",
-            _pct(s["clean_target_accuracy"]),
-            _pct(s["fixed_clean_target_accuracy"]),
+            _pct(s.clean_target_accuracy),
+            _pct(r.fixed_clean_target_accuracy),
         ),
-        ("sticker flip rate: 50 km/h + sticker -> 70", _pct(s["flip_rate_50"]), _pct(s["fixed_flip_rate_50"])),
-        (f"sticker flip rate: other signs + sticker -> {target}", _pct(s["flip_rate"]), _pct(s["fixed_flip_rate"])),
+        ("sticker flip rate: 50 km/h + sticker -> 70", _pct(s.flip_rate_50), _pct(r.fixed_flip_rate_50)),
+        (f"sticker flip rate: other signs + sticker -> {target}", _pct(s.flip_rate), _pct(r.fixed_flip_rate)),
     ]
     return Section("The repair", [story], table=table)

@@ -321,7 +321,7 @@ def _demo(args: argparse.Namespace) -> int:
     from klugerhans.demo import run_demo
 
     check_composite(args.composite)
-    summary = run_demo(_DEMO.build(args))
+    summary = run_demo(_DEMO.build(args)).to_json()
     keys = (
         "accuracy",
         "accuracy_non_target",
