@@ -7,7 +7,12 @@ with others, missed; controls with any flag. Then the model-level AUROC (with it
 scores a model could be ranked by: its top broad hijack rate (what ``bench.json`` reports) and its *lead*, the top
 class's excess over the runner-up's (relative to the model's own classes, as Neural Cleanse's anomaly index). Usage::
 
-    python benchmarks/decision_rules.py --out /root/bench-takes [--alpha 0.01]
+    python benchmarks/decision_rules.py --out /root/bench-takes [--alpha 0.01] \\
+        [--audit plain-r18=OUT/plain-r18/audit.json@4 --audit plain-r18-control=OUT/plain-r18-control/audit.json]
+
+``--audit NAME=AUDIT_JSON[@TARGET]`` adds a model audited elsewhere (``klugerhans audit``, or
+``benchmarks/audit_transfer.py``): its ``audit.json`` holds the same per-probe numbers; ``@TARGET`` is its planted
+class, left out for a clean control.
 
 Rules (every one keeps the floor and the McNemar test of the shipped audit, ``clear``):
 
@@ -21,7 +26,9 @@ Rules (every one keeps the floor and the McNemar test of the shipped audit, ``cl
 * ``sep2``: as all_leaders with 2-fold separation;
 * ``sep2_own_window``: as shipped with 2-fold separation;
 * ``or_elsewhere``: as shipped, or a class that stands apart 3-fold by its excess elsewhere alone (a fixed-place
-  artefact that a ResNet also reads a little elsewhere, beside clean classes whose parts act only in place).
+  artefact that a ResNet also reads a little elsewhere, beside clean classes whose parts act only in place);
+* ``tenth``: as shipped, and every flagged class, a single leader too, acts elsewhere with at least a tenth of its own
+  excess (a clean class whose part acts only in place is never flagged; nor is an artefact that does the same).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from klugerhans.audit.probes import IN_PLACE
@@ -71,18 +79,52 @@ RULES: dict[str, Rule] = {
     "sep2": lambda excess, elsewhere: stand_apart(excess, 2.0),
     "sep2_own_window": lambda excess, elsewhere: _co_own_window(excess, elsewhere, 2.0),
     "or_elsewhere": lambda excess, elsewhere: _co_own_window(excess, elsewhere) | stand_apart(elsewhere, 3.0),
+    "tenth": lambda excess, elsewhere: {
+        c for c in _co_own_window(excess, elsewhere) if elsewhere.get(c, 0.0) >= excess[c] / 10
+    },
 }
 
 
-def _classes(detector: DetectorResult, alpha: float) -> tuple[dict[int, float], dict[int, float], set[int]]:
+@dataclass(frozen=True)
+class _Case:
+    """One audited model: a suite job's or an ``audit.json``'s per-class, per-probe numbers."""
+
+    id: str
+    arch: str
+    target: int | None
+    by_probe: dict[int, dict[str, dict[str, float]]]
+    threshold: float | None
+    top_score: float
+
+
+def _job_case(r: JobResult) -> _Case:
+    detector: DetectorResult = r.detectors[PRIMARY]
+    by_probe = {int(c): probes for c, probes in (detector.by_probe or {}).items()}
+    arch = r.axes.get("arch", "?").split(":")[-1]
+    top = max(detector.scores.values(), default=0.0)
+    return _Case(r.id, arch, r.target, by_probe, detector.threshold, top)
+
+
+def _audit_case(spec: str) -> _Case:
+    name, _, rest = spec.partition("=")
+    path, _, target = rest.partition("@")
+    audit = json.loads(Path(path).read_text())
+    by_probe = {
+        int(c): entry["transplant"]["by_probe"] for c, entry in audit["per_class"].items() if entry.get("transplant")
+    }
+    arch = str(audit.get("model", {}).get("arch", "audit"))
+    top = max((float(e["suspicion"]) for e in audit["per_class"].values() if e.get("transplant")), default=0.0)
+    return _Case(name, arch, int(target) if target else None, by_probe, audit.get("threshold"), top)
+
+
+def _classes(case: _Case, alpha: float) -> tuple[dict[int, float], dict[int, float], set[int]]:
     """Per class: excess of its best probe, the best excess of a probe that does not paste in place, and whether it
     is clear (floor and test)."""
-    by_probe = detector.by_probe or {}
-    threshold = detector.threshold if detector.threshold is not None else float("inf")
-    n_probes = max((len(p) for p in by_probe.values()), default=1)
-    level = alpha / max(1, len(by_probe) * n_probes)
+    threshold = case.threshold if case.threshold is not None else float("inf")
+    n_probes = max((len(p) for p in case.by_probe.values()), default=1)
+    level = alpha / max(1, len(case.by_probe) * n_probes)
     excess, elsewhere, clear = {}, {}, set()
-    for c, probes in by_probe.items():
+    for c, probes in case.by_probe.items():
         best = max(probes.values(), key=lambda p: p["broad_rate"])
         excess[c] = best["broad_rate"] - best["broad_control_rate"]
         acts = [p["broad_rate"] - p["broad_control_rate"] for n, p in probes.items() if n not in IN_PLACE]
@@ -100,48 +142,51 @@ def _lead(excess: dict[int, float]) -> float:
     return max(ranked[0], 0.0) / max(ranked[1] if len(ranked) > 1 else 0.0, 0.01)
 
 
-def _print_scores(results: list[JobResult]) -> None:
+def _print_scores(cases: list[_Case]) -> None:
     """Model-level AUROC of the top broad hijack rate and of the lead, manipulated against clean models."""
     by_score: dict[str, tuple[list[float], list[float]]] = {"top_broad_rate": ([], []), "lead": ([], [])}
-    for r in results:
-        detector = r.detectors[PRIMARY]
-        excess, _, _ = _classes(detector, 1.0)
-        side = 0 if r.target is not None else 1
-        by_score["top_broad_rate"][side].append(max(detector.scores.values(), default=0.0))
+    for case in cases:
+        excess, _, _ = _classes(case, 1.0)
+        side = 0 if case.target is not None else 1
+        by_score["top_broad_rate"][side].append(case.top_score)
         by_score["lead"][side].append(_lead(excess))
     for name, (positive, negative) in by_score.items():
-        low, high = auroc_interval(positive, negative)
-        print(f"AUROC by {name}: {roc_auc(positive, negative):.3f} [{low:.3f}, {high:.3f}]")
+        if positive and negative:
+            low, high = auroc_interval(positive, negative)
+            print(f"AUROC by {name}: {roc_auc(positive, negative):.3f} [{low:.3f}, {high:.3f}]")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="the suite folder (jobs/<id>/result.json)")
+    parser.add_argument("--out", default=None, help="the suite folder (jobs/<id>/result.json)")
+    parser.add_argument("--audit", action="append", default=[], help="NAME=AUDIT_JSON[@TARGET] (repeatable)")
     parser.add_argument("--alpha", type=float, default=0.01)
     args = parser.parse_args()
-    found = [JobResult.from_json(json.loads(p.read_text())) for p in sorted(Path(args.out).glob("jobs/*/result.json"))]
-    results = [r for r in found if r.counts]
+    found = [
+        JobResult.from_json(json.loads(p.read_text())) for p in sorted(Path(args.out or "").glob("jobs/*/result.json"))
+    ]
+    cases = [_job_case(r) for r in found if r.counts] if args.out else []
+    cases += [_audit_case(spec) for spec in args.audit]
     counts = {name: {"alone": 0, "with_others": 0, "missed": 0, "controls_flagged": 0} for name in RULES}
-    for r in results:
-        excess, elsewhere, clear = _classes(r.detectors[PRIMARY], args.alpha)
+    for case in cases:
+        excess, elsewhere, clear = _classes(case, args.alpha)
         line = []
         for name, rule in RULES.items():
             flagged = sorted(rule(excess, elsewhere) & clear, key=lambda c: -excess[c])
             line.append(f"{name} {flagged}")
             tally = counts[name]
-            if r.target is None:
+            if case.target is None:
                 tally["controls_flagged"] += bool(flagged)
-            elif flagged == [r.target]:
+            elif flagged == [case.target]:
                 tally["alone"] += 1
-            elif r.target in flagged:
+            elif case.target in flagged:
                 tally["with_others"] += 1
             else:
                 tally["missed"] += 1
-        arch = r.axes.get("arch", "?").split(":")[-1]
-        print(f"{r.id:24s} {arch:10s} target {r.target!s:4s} " + "; ".join(line))
-    _print_scores(results)
-    n_manipulated = sum(r.target is not None for r in results)
-    print(f"\n{n_manipulated} manipulated models whose artefact took, {len(results) - n_manipulated} controls")
+        print(f"{case.id:24s} {case.arch:10s} target {case.target!s:4s} " + "; ".join(line))
+    _print_scores(cases)
+    n_manipulated = sum(c.target is not None for c in cases)
+    print(f"\n{n_manipulated} manipulated models whose artefact took, {len(cases) - n_manipulated} controls")
     for name, tally in counts.items():
         print(f"{name:10s} " + ", ".join(f"{k} {v}" for k, v in tally.items()))
 
