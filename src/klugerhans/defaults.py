@@ -6,10 +6,20 @@ torch; the LRP engine, the report and the demo read the same names from here.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_COMPOSITE", "DEFAULT_DATA", "DEFAULT_FPR", "FIGURE_COMPOSITE"]
+from typing import Final
+
+__all__ = ["DEFAULT_COMPOSITE", "DEFAULT_DATA", "DEFAULT_DEVICE", "DEFAULT_FALLBACK", "DEFAULT_FPR", "FIGURE_COMPOSITE"]
 
 DEFAULT_DATA = "synthetic"
 """The dataset that training, the audit and the demo use unless told otherwise: synthetic signs, offline."""
+
+DEFAULT_DEVICE = "auto"
+"""The device every command runs on unless told otherwise: the first CUDA GPU, else Apple's MPS, else the CPU
+(``klugerhans serve`` uses the CPU: a server shares the machine)."""
+
+DEFAULT_FALLBACK: Final = "error"
+"""What LRP does at an operation without a rule unless told otherwise: stop with an error naming it (``"gradient"``:
+pass gradient x input through it)."""
 
 DEFAULT_COMPOSITE = "epsilon_plus_flat"
 """The LRP composite every command and function uses unless told otherwise: the teaching case's EpsilonPlusFlat

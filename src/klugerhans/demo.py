@@ -20,7 +20,7 @@ import numpy as np
 from klugerhans.data.classes import SPEED_50, Language, class_name
 from klugerhans.data.dataset import DATASETS, load_dataset
 from klugerhans.data.sticker import StickerConfig
-from klugerhans.defaults import DEFAULT_DATA, FIGURE_COMPOSITE
+from klugerhans.defaults import DEFAULT_DATA, DEFAULT_DEVICE, FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
@@ -67,7 +67,7 @@ class DemoConfig:
     """Fine-tuning epochs of the repair; None: ``klugerhans fix``'s default."""
     seed: int = 0
     """Seed of data, stickers, initialisation and batch order."""
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     """auto, cpu, cuda, cuda:N or mps."""
     composite: str = FIGURE_COMPOSITE
     """LRP composite of the figure and the heatmap numbers (:data:`~klugerhans.defaults.FIGURE_COMPOSITE`)."""

@@ -9,7 +9,7 @@ from klugerhans.audit.probes import DEFAULT_PROBES, check_probes
 from klugerhans.audit.ranking import DEFAULT_ALPHA
 from klugerhans.audit.sanity import Mode
 from klugerhans.audit.transplant import RECIPIENTS, Placement
-from klugerhans.defaults import DEFAULT_DATA
+from klugerhans.defaults import DEFAULT_DATA, DEFAULT_DEVICE, DEFAULT_FALLBACK
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES, DEFAULT_COMPOSITE, Fallback
 
@@ -52,11 +52,11 @@ class AuditConfig:
     """Audit at most this many images (class-balanced), for quick runs."""
     seed: int = 0
     """Seed of every random choice."""
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     """auto, cpu, cuda, cuda:N or mps."""
     composite: str = DEFAULT_COMPOSITE
     """LRP composite of the discovery stages (SpRAy, transplant)."""
-    fallback: Fallback = "error"
+    fallback: Fallback = DEFAULT_FALLBACK
     """An operation without an LRP rule: "error" stops with a one-line error naming it and its module path;
     "gradient" propagates relevance through it as gradient x input (in every LRP explainer of the audit) and the
     report states the share of operations with a rule (``discovery.lrp_rule_share``, ``discovery.fallback_ops``)."""

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from klugerhans.defaults import DEFAULT_FALLBACK
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES, Fallback, get_composite
 from klugerhans.explain.lrp import LRP
@@ -86,7 +87,7 @@ class MethodOptions:
     """Largest batch captum sends through the model at once (IG steps, SmoothGrad samples, occlusions)."""
     seed: int = 0
     """Seed of the random baseline and the SmoothGrad noise."""
-    fallback: Fallback = "error"
+    fallback: Fallback = DEFAULT_FALLBACK
     """LRP methods: "gradient" propagates through operations without an LRP rule as gradient x input."""
 
     def __post_init__(self) -> None:

@@ -35,6 +35,7 @@ from klugerhans.bench.results import (
     Localisation,
     RepairResult,
 )
+from klugerhans.defaults import DEFAULT_DEVICE
 from klugerhans.explain.composites import COMPOSITES
 from klugerhans.fix.locate import LocateConfig, blob_masks
 from klugerhans.heatmaps.dataset import explain_dataset
@@ -65,7 +66,7 @@ class RunOptions:
 
     out: str
     """Suite folder: ``jobs/<id>/`` per model, ``bench.json``, ``report.html``."""
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     """auto, cpu, cuda, cuda:N or mps."""
     baselines: tuple[str, ...] = ()
     """Baseline detectors to run (names of :data:`~klugerhans.bench.baselines.BASELINES`); empty: none."""

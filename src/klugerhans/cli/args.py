@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from klugerhans.cli.fields import field_defaults
-from klugerhans.defaults import DEFAULT_COMPOSITE, DEFAULT_DATA
+from klugerhans.defaults import DEFAULT_COMPOSITE, DEFAULT_DATA, DEFAULT_DEVICE, DEFAULT_FALLBACK
 from klugerhans.errors import KlugerhansError
 
 DEFAULT_SIZE = 32
@@ -165,7 +165,7 @@ def add_checkpoint_args(
     own.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"), default=None, help=f"RGB std {stats}")
 
 
-def add_device_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
+def add_device_args(p: argparse.ArgumentParser, default: str = DEFAULT_DEVICE) -> None:
     """--device (``serve`` defaults to cpu: a server shares the machine)."""
     p.add_argument("--device", default=default, help=f"auto, cpu, cuda, cuda:N or mps (default {default})")
 
@@ -194,7 +194,7 @@ def add_fallback_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fallback",
         choices=("error", "gradient"),
-        default="error",
+        default=DEFAULT_FALLBACK,
         help="an operation without an LRP rule: stop with an error naming it (default), or propagate "
         "gradient x input through it and report the share of operations with a rule",
     )

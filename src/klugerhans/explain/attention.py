@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from klugerhans.defaults import DEFAULT_FALLBACK
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Composite, Fallback
 from klugerhans.explain.core import Propagator, Rule, stabilize
@@ -192,7 +193,9 @@ class AttnLRP(Engine):
     input relevance sums to the logit.
     """
 
-    def __init__(self, model: nn.Module, composite: Composite, init: Init = "logit", fallback: Fallback = "error"):
+    def __init__(
+        self, model: nn.Module, composite: Composite, init: Init = "logit", fallback: Fallback = DEFAULT_FALLBACK
+    ):
         self.composite, self.init, self.fallback = composite, init, fallback
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():

@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from klugerhans.defaults import DEFAULT_COMPOSITE
+from klugerhans.defaults import DEFAULT_COMPOSITE, DEFAULT_FALLBACK
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.canonizers import INPUT, Node, relevance_path
 from klugerhans.explain.layers import (
@@ -158,7 +158,7 @@ class Composite:
                 rules.append(self.pool if isinstance(layer, AvgPool) else self.sum if isinstance(layer, Add) else None)
         return rules
 
-    def bind(self, nodes: Sequence[Node], *, fallback: Fallback = "error") -> Binding:
+    def bind(self, nodes: Sequence[Node], *, fallback: Fallback = DEFAULT_FALLBACK) -> Binding:
         """One propagator per node of a canonized graph (see :func:`klugerhans.explain.canonizers.canonize`).
 
         Args:

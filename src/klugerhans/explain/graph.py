@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from klugerhans.defaults import DEFAULT_FALLBACK
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.canonizers import INPUT, canonize, relevance_path
 from klugerhans.explain.composites import Binding, Composite, Fallback
@@ -36,7 +37,9 @@ class GraphLRP(Engine):
     Arguments as :class:`~klugerhans.explain.lrp.LRP`; build it through ``LRP(model, ...)``.
     """
 
-    def __init__(self, model: nn.Module, composite: Composite, init: Init = "logit", fallback: Fallback = "error"):
+    def __init__(
+        self, model: nn.Module, composite: Composite, init: Init = "logit", fallback: Fallback = DEFAULT_FALLBACK
+    ):
         self.composite = composite
         self.init = init
         self.fallback: Fallback = fallback

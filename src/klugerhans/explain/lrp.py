@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from klugerhans.defaults import DEFAULT_FALLBACK
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.attention import AttnLRP, has_attention
 from klugerhans.explain.composites import DEFAULT_COMPOSITE, Composite, Fallback, get_composite
@@ -60,7 +61,7 @@ class LRP(Explainer):
         composite: str | Composite = DEFAULT_COMPOSITE,
         *,
         init: Init = "logit",
-        fallback: Fallback = "error",
+        fallback: Fallback = DEFAULT_FALLBACK,
         **options: object,
     ):
         if isinstance(model, Engine):  # with_composite: an engine already built

@@ -27,6 +27,7 @@ from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.run import audit_classifier, load_audit_data
 from klugerhans.data.classes import check_class_id
 from klugerhans.data.dataset import SignData
+from klugerhans.defaults import DEFAULT_DEVICE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
 from klugerhans.fix.finetune import FineTuneConfig
@@ -88,7 +89,7 @@ class FixConfig:
     (in the audits and the locating heatmaps)."""
     max_images: int | None = None
     """Use at most this many images per split (quick runs, tests)."""
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     """auto, cpu, cuda, cuda:N or mps."""
     seed: int = 0
     """Seed of fine-tuning, audits and sticker positions."""

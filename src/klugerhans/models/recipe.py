@@ -25,7 +25,7 @@ from klugerhans.data.dataset import (
     split_by_track,
 )
 from klugerhans.data.sticker import StickerConfig
-from klugerhans.defaults import DEFAULT_DATA
+from klugerhans.defaults import DEFAULT_DATA, DEFAULT_DEVICE
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.config import OURS, ModelConfig
 from klugerhans.models.distributed import check_device_name
@@ -207,7 +207,7 @@ class TrainOptions:
 
     out: str
     """Run directory for ``config.json``, checkpoints, metrics and curves."""
-    device: str = "auto"
+    device: str = DEFAULT_DEVICE
     """"auto", "cpu", "cuda", "cuda:N" or "mps"."""
     num_threads: int | None = None
     """CPU threads for PyTorch (default: PyTorch's choice)."""

@@ -19,7 +19,7 @@ import torch
 from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP, Language, class_name
 from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker
-from klugerhans.defaults import FIGURE_COMPOSITE
+from klugerhans.defaults import DEFAULT_FALLBACK, FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
@@ -177,7 +177,7 @@ def explain_rows(
     rows: Sequence[SeedRow],
     composite: str | LRP = FIGURE_COMPOSITE,
     *,
-    fallback: Fallback = "error",
+    fallback: Fallback = DEFAULT_FALLBACK,
 ) -> list[FigureRow]:
     """Predict and explain each chosen image (the predicted class), returning :class:`FigureRow` s.
 

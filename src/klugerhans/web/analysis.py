@@ -19,6 +19,7 @@ from PIL import Image
 
 from klugerhans.audit.localisation import relevance_mass_accuracy
 from klugerhans.data.classes import Language
+from klugerhans.defaults import DEFAULT_FALLBACK
 from klugerhans.errors import CheckpointError
 from klugerhans.explain.composites import Fallback
 from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
@@ -112,7 +113,7 @@ class ModelStore:
         checkpoint: str | os.PathLike[str] | None = None,
         device: str = "cpu",
         *,
-        fallback: Fallback = "error",
+        fallback: Fallback = DEFAULT_FALLBACK,
         label: str | None = None,
     ) -> None:
         self.device = device

@@ -18,6 +18,7 @@ import gradio as gr
 
 from klugerhans.data.classes import NUM_CLASSES, SPEED_50, Language, check_class_id, class_name
 from klugerhans.data.sticker import SHAPES
+from klugerhans.defaults import DEFAULT_FALLBACK
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import COMPOSITES, DEFAULT_COMPOSITE, Fallback
 from klugerhans.models.checkpoint import RELEASED_WEIGHTS
@@ -44,7 +45,7 @@ def build_app(
     composite: str = DEFAULT_COMPOSITE,
     lang: Language = "en",
     example: int = SPEED_50,
-    fallback: Fallback = "error",
+    fallback: Fallback = DEFAULT_FALLBACK,
     checkpoint_label: str | None = None,
 ) -> gr.Blocks:
     """Build the sticker-painter page (not started; see :func:`launch_app` and :func:`serve`).
@@ -275,7 +276,7 @@ def serve(
     composite: str = DEFAULT_COMPOSITE,
     lang: Language = "en",
     max_file_size: str | int = MAX_FILE_SIZE,
-    fallback: Fallback = "error",
+    fallback: Fallback = DEFAULT_FALLBACK,
     checkpoint_label: str | None = None,
 ) -> None:
     """Serve the sticker painter until Ctrl-C (``klugerhans serve``).
