@@ -1,7 +1,7 @@
-"""Defaults that several layers and the command line share, stated once and importable without torch.
+"""Defaults that several layers and the command line share, stated once, in a module that imports nothing.
 
-The command line builds its parser on every call, so the defaults it shows in ``--help`` must not cost an import of
-torch; the LRP engine, the report and the demo read the same names from here.
+The LRP engine (which stands on its own), the models, the audit, the report, the demo and the command line's
+``--help`` all read the same names from here, so no layer has to import another to learn a default.
 """
 
 from __future__ import annotations
