@@ -121,3 +121,20 @@ def test_font_falls_back_to_pillows_default(monkeypatch):
     finally:
         pictograms.load_font.cache_clear()
         pictograms.text_mask.cache_clear()
+
+
+def test_the_deer_leaps_up_to_the_left_as_on_the_real_signs():
+    ink = np.argwhere(sign_template(31, RES) == BLACK)  # (row, column) of the deer's pixels
+    middle = np.median(ink[:, 0])
+    upper, lower = ink[ink[:, 0] < middle], ink[ink[:, 0] > middle]
+    assert upper[:, 1].mean() < lower[:, 1].mean() - 2  # head and antlers left, hind legs right
+
+
+@pytest.mark.parametrize(
+    ("a", "b"), [(20, 31), (20, 30), (23, 29), (23, 31), (25, 22), (25, 29), (27, 18), (28, 29), (28, 30), (30, 29)]
+)
+def test_warning_pictograms_real_models_confused_differ_in_their_ink(a, b):
+    """Pairs a model trained on earlier synthetic signs confused on real ones (docs/SYNTHETIC.md)."""
+    for variant in range(len(STYLES)):
+        ink_a, ink_b = sign_template(a, RES, variant) == BLACK, sign_template(b, RES, variant) == BLACK
+        assert (ink_a ^ ink_b).sum() > 0.5 * min(ink_a.sum(), ink_b.sum()), variant

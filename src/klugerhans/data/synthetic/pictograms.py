@@ -1,4 +1,4 @@
-"""Drawing sign pictograms: a pen on palette-index maps, lettering from a bundled font, and the symbols.
+"""Drawing sign pictograms: a pen on palette-index maps, lettering from a bundled font, and vehicles.
 
 Signs are drawn as *palette-index maps*: every pixel holds a colour role (:data:`WHITE`, :data:`RED`, ...)
 instead of a colour, so one cached template serves every sign of its class and the renderer only swaps in
@@ -7,14 +7,15 @@ All coordinates are in units of the template side (0..1, y down).
 
 Digits are stroked in the style of DIN 1451 (:mod:`klugerhans.data.synthetic.digits`); words ("STOP") use
 matplotlib's bundled DejaVu Sans (no font files shipped here), squeezed towards DIN 1451's narrow proportions;
-Pillow's built-in font is the fallback.
+Pillow's built-in font is the fallback. The figures of warning triangles are in
+:mod:`klugerhans.data.synthetic.figures`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,8 @@ NUM_ROLES = 8
 """Number of palette indices, including :data:`TRANSPARENT`."""
 
 Point = tuple[float, float]
+Drawer = Callable[["Pen"], None]
+"""Draws one sign class with a pen (see :mod:`klugerhans.data.synthetic.signs`)."""
 
 
 @dataclass(frozen=True)
@@ -250,82 +253,3 @@ def truck_side(pen: Pen, cx: float, cy: float, s: float, role: int) -> None:
                  (cx - 0.24 * s, cy - 0.2 * s), (cx - 0.24 * s, cy + 0.1 * s)], role)  # fmt: skip
     for wx in (-0.36, 0.18, 0.36):
         pen.disc(cx + wx * s, cy + 0.13 * s, 0.085 * s, role)
-
-
-def person(pen: Pen, cx: float, cy: float, s: float, role: int, facing: int = -1) -> None:
-    """A walking figure ``s`` tall centred on (cx, cy); ``facing`` -1 walks left, +1 right."""
-    f = facing
-    w = 0.13 * s
-    neck = (cx + 0.02 * f * s, cy - 0.24 * s)
-    hip = (cx - 0.02 * f * s, cy + 0.1 * s)
-    pen.disc(cx + 0.04 * f * s, cy - 0.4 * s, 0.1 * s, role)
-    pen.line([neck, hip], w * 1.3, role)
-    pen.line([hip, (cx + 0.2 * f * s, cy + 0.5 * s)], w, role)
-    pen.line([hip, (cx - 0.06 * f * s, cy + 0.3 * s), (cx - 0.2 * f * s, cy + 0.48 * s)], w, role)
-    shoulder = (neck[0], neck[1] + 0.05 * s)
-    pen.line([shoulder, (cx + 0.2 * f * s, cy + 0.06 * s)], w * 0.8, role)
-    pen.line([shoulder, (cx - 0.18 * f * s, cy + 0.04 * s)], w * 0.8, role)
-
-
-def bicycle(pen: Pen, cx: float, cy: float, s: float, role: int) -> None:
-    """A bicycle in profile (no rider, as on the German sign), ``s`` long: two big wheels and a thin frame."""
-    r = 0.24 * s
-    w = 0.06 * s
-    back, front = (cx - 0.27 * s, cy + 0.1 * s), (cx + 0.27 * s, cy + 0.1 * s)
-    for x, y in (back, front):
-        pen.arc(x, y, r, 0, 360, w, role)
-    pedal = (cx - 0.02 * s, cy + 0.1 * s)
-    seat, head = (cx - 0.1 * s, cy - 0.18 * s), (cx + 0.2 * s, cy - 0.16 * s)
-    pen.line([back, pedal, head, front], w, role)
-    pen.line([back, seat, pedal], w, role)
-    pen.line([(seat[0] - 0.07 * s, seat[1] - 0.03 * s), (seat[0] + 0.05 * s, seat[1] - 0.03 * s)], w * 1.4, role)
-    pen.line([head, (head[0] - 0.04 * s, head[1] - 0.1 * s), (head[0] + 0.06 * s, head[1] - 0.12 * s)], w, role)
-
-
-def worker(pen: Pen, cx: float, cy: float, s: float, role: int) -> None:
-    """A man digging with a shovel next to a heap (roadworks), ``s`` tall."""
-    w = 0.12 * s
-    pen.disc(cx - 0.2 * s, cy - 0.38 * s, 0.09 * s, role)
-    hip = (cx - 0.12 * s, cy + 0.1 * s)
-    pen.line([(cx - 0.25 * s, cy - 0.25 * s), hip], w * 1.3, role)
-    pen.line([hip, (cx - 0.3 * s, cy + 0.48 * s)], w, role)
-    pen.line([hip, (cx + 0.0 * s, cy + 0.48 * s)], w, role)
-    pen.line([(cx - 0.23 * s, cy - 0.18 * s), (cx + 0.08 * s, cy - 0.02 * s)], w * 0.8, role)
-    pen.line([(cx - 0.05 * s, cy - 0.28 * s), (cx + 0.22 * s, cy + 0.22 * s)], 0.05 * s, role)  # shovel shaft
-    pen.polygon([(cx + 0.14 * s, cy + 0.22 * s), (cx + 0.3 * s, cy + 0.16 * s), (cx + 0.34 * s, cy + 0.3 * s)], role)
-    pen.polygon([(cx + 0.08 * s, cy + 0.5 * s), (cx + 0.34 * s, cy + 0.22 * s), (cx + 0.56 * s, cy + 0.5 * s)], role)
-
-
-def deer(pen: Pen, cx: float, cy: float, s: float, role: int) -> None:
-    """A leaping deer facing right, ``s`` long."""
-    pen.polygon([(cx - 0.32 * s, cy + 0.02 * s), (cx - 0.2 * s, cy - 0.12 * s), (cx + 0.18 * s, cy - 0.14 * s),
-                 (cx + 0.26 * s, cy - 0.05 * s), (cx + 0.12 * s, cy + 0.08 * s), (cx - 0.22 * s, cy + 0.1 * s)],
-                role)  # fmt: skip
-    w = 0.07 * s
-    pen.line([(cx + 0.2 * s, cy - 0.1 * s), (cx + 0.3 * s, cy - 0.32 * s)], w * 1.4, role)  # neck
-    pen.polygon([(cx + 0.26 * s, cy - 0.36 * s), (cx + 0.42 * s, cy - 0.3 * s), (cx + 0.3 * s, cy - 0.26 * s)], role)
-    pen.line([(cx + 0.28 * s, cy - 0.36 * s), (cx + 0.24 * s, cy - 0.5 * s)], w * 0.6, role)  # antlers
-    pen.line([(cx + 0.3 * s, cy - 0.36 * s), (cx + 0.36 * s, cy - 0.5 * s)], w * 0.6, role)
-    pen.line([(cx + 0.14 * s, cy + 0.0), (cx + 0.32 * s, cy + 0.12 * s), (cx + 0.46 * s, cy + 0.06 * s)], w, role)
-    pen.line([(cx - 0.25 * s, cy + 0.04 * s), (cx - 0.4 * s, cy + 0.2 * s), (cx - 0.5 * s, cy + 0.3 * s)], w, role)
-
-
-def snowflake(pen: Pen, cx: float, cy: float, s: float, role: int) -> None:
-    """A six-armed snowflake ``s`` across."""
-    w = 0.07 * s
-    for k in range(6):
-        a = math.radians(90 + 60 * k)
-        tip = (cx + 0.5 * s * math.cos(a), cy - 0.5 * s * math.sin(a))
-        pen.line([(cx, cy), tip], w, role)
-        mid = (cx + 0.3 * s * math.cos(a), cy - 0.3 * s * math.sin(a))
-        for side in (-1, 1):
-            b = a + side * math.radians(45)
-            pen.line([mid, (mid[0] + 0.14 * s * math.cos(b), mid[1] - 0.14 * s * math.sin(b))], w * 0.8, role)
-
-
-def traffic_light(pen: Pen, cx: float, cy: float, s: float) -> None:
-    """Three lamps, red over yellow over green, each ringed in black, ``s`` tall."""
-    for k, role in enumerate((RED, YELLOW, GREEN)):
-        y = cy + (k - 1) * 0.34 * s
-        pen.disc(cx, y, 0.16 * s, BLACK)
-        pen.disc(cx, y, 0.12 * s, role)

@@ -2,10 +2,9 @@
 
 Each class id maps to a drawer in :data:`SIGN_DRAWERS` that paints the German StVO sign GTSRB was recorded
 from: red-ringed prohibition circles with digits or vehicles, red-bordered warning triangles (point up) with
-black pictograms, blue mandatory circles with white arrows, the yield triangle, the STOP octagon, the
-priority diamond and the grey-striped end-of signs. :func:`sign_template` caches the result per class,
-resolution and design variant, so rendering a dataset draws each template once.
-"""
+black pictograms (drawn in :mod:`.triangles`), blue mandatory circles with white arrows, the yield triangle,
+the STOP octagon, the priority diamond and the grey-striped end-of signs. :func:`sign_template` caches the
+result per class, resolution and design variant, so rendering a dataset draws each template once."""
 
 from __future__ import annotations
 
@@ -24,31 +23,30 @@ from klugerhans.data.synthetic.pictograms import (
     STYLES,
     WHITE,
     YELLOW,
+    Drawer,
     Pen,
     Point,
-    bicycle,
     car_rear,
-    deer,
-    person,
     regular_polygon,
-    snowflake,
-    traffic_light,
     truck_rear,
     truck_side,
-    worker,
 )
 from klugerhans.data.synthetic.scenes import support_function
+from klugerhans.data.synthetic.triangles import PICTO_CY, TRIANGLE_CY, TRIANGLE_RADIUS, WARNING_DRAWERS
 from klugerhans.errors import KlugerhansError
 
-TRIANGLE_RADIUS = 1 / math.sqrt(3)
-"""Circumradius of a triangle whose side is the template width."""
-TRIANGLE_CY = 0.5 + TRIANGLE_RADIUS / 4
-"""Centre of a point-up triangle centred vertically in the template (its height is 1.5 radii)."""
-PICTO_CY = 0.63
-"""Vertical centre of warning pictograms, about which their size varies."""
+__all__ = [
+    "PICTO_CY",
+    "SIGN_DRAWERS",
+    "SPEED_LIMITS",
+    "TRIANGLE_CY",
+    "TRIANGLE_RADIUS",
+    "Drawer",
+    "sign_support",
+    "sign_template",
+]
 
-Drawer = Callable[[Pen], None]
-SIGN_DRAWERS: dict[int, tuple[Drawer, bool]] = {}
+SIGN_DRAWERS: dict[int, tuple[Drawer, bool]] = dict(WARNING_DRAWERS)
 """Registry: class id -> (drawer, mirrored); a mirrored class is its drawer's output flipped left-right."""
 
 
@@ -124,16 +122,6 @@ def _with_pictogram(body: Callable[[Pen], float]) -> Callable[[Pen], float]:
     return draw
 
 
-def _warning(pen: Pen) -> None:
-    """White-rimmed red triangle, point up, with a white inside for the pictogram."""
-    r = TRIANGLE_RADIUS
-    pen.rounded_polygon(0.5, TRIANGLE_CY, r, 3, 0, 0.06, WHITE)
-    pen.rounded_polygon(0.5, TRIANGLE_CY, r * 0.95, 3, 0, 0.05, RED)
-    border = 0.08 * pen.style.ring  # perpendicular width; the circumradius shrinks by twice that
-    pen.polygon(regular_polygon(0.5, TRIANGLE_CY, r * 0.95 - 2 * border, 3, 0), WHITE)
-    pen.zoom_about(0.5, PICTO_CY, 0.84 * pen.style.pictogram)
-
-
 def _speed(pen: Pen, value: str, role: int = BLACK) -> float:
     inner = _prohibition(pen) if role == BLACK else _end_of(pen)
     k = inner / 0.375
@@ -181,17 +169,6 @@ def _no_passing_trucks(pen: Pen) -> None:
     car_rear(pen, 0.66, 0.5, 0.22, BLACK)
 
 
-@_register(11)
-def _right_of_way(pen: Pen) -> None:
-    _warning(pen)
-    s = pen.style.stroke
-    # A bold cross: the priority road widening towards the viewer, crossed by a road tapering to both sides.
-    pen.polygon([(0.5 - 0.045 * s, 0.42), (0.5, 0.37), (0.5 + 0.045 * s, 0.42), (0.5 + 0.07 * s, 0.85),
-                 (0.5 - 0.07 * s, 0.85)], BLACK)  # fmt: skip
-    pen.polygon([(0.33, 0.58 - 0.02 * s), (0.5, 0.58 - 0.05 * s), (0.67, 0.58 - 0.02 * s), (0.67, 0.58 + 0.02 * s),
-                 (0.5, 0.58 + 0.05 * s), (0.33, 0.58 + 0.02 * s)], BLACK)  # fmt: skip
-
-
 @_register(12)
 def _priority_road(pen: Pen) -> None:
     pen.rounded_polygon(0.5, 0.5, 0.5, 4, 0, 0.02, GREY)
@@ -232,99 +209,6 @@ def _no_entry(pen: Pen) -> None:
     pen.disc(0.5, 0.5, 0.5, WHITE)
     pen.disc(0.5, 0.5, 0.485, RED)
     pen.rect(0.2, 0.43, 0.8, 0.57, WHITE)
-
-
-@_register(18)
-def _general_caution(pen: Pen) -> None:
-    _warning(pen)
-    s = pen.style.stroke
-    pen.polygon([(0.5 - 0.05 * s, 0.4), (0.5 + 0.05 * s, 0.4), (0.5 + 0.028 * s, 0.7), (0.5 - 0.028 * s, 0.7)],
-                BLACK)  # fmt: skip
-    pen.disc(0.5, 0.775, 0.042 * s, BLACK)
-
-
-@_register(19)
-@_register(20, mirrored=True)
-def _curve_left(pen: Pen) -> None:
-    _warning(pen)
-    arc = [(0.43 + 0.13 * math.cos(a), 0.6 + 0.13 * math.sin(a)) for a in np.radians(np.linspace(0, -90, 12))]
-    pen.arrow([(0.56, 0.85), *arc, (0.3, 0.47)], 0.08, 0.12, BLACK)
-
-
-@_register(21)
-def _double_curve(pen: Pen) -> None:
-    _warning(pen)
-    # First left, then right: up from the bottom, a bend to the left, up again to the arrow head.
-    pen.arrow([(0.56, 0.86), (0.56, 0.71), (0.44, 0.6), (0.44, 0.5), (0.44, 0.37)], 0.07, 0.1, BLACK)
-
-
-@_register(22)
-def _bumpy_road(pen: Pen) -> None:
-    _warning(pen)
-    for x in (0.39, 0.61):
-        pen.polygon([(x + 0.105 * math.cos(a), 0.8 - 0.1 * math.sin(a)) for a in np.radians(np.linspace(0, 180, 16))],
-                    BLACK)  # fmt: skip
-    pen.rect(0.26, 0.79, 0.74, 0.83, BLACK)
-
-
-@_register(23)
-def _slippery_road(pen: Pen) -> None:
-    _warning(pen)
-    car_rear(pen, 0.5, 0.5, 0.3, BLACK)
-    for side in (-1, 1):
-        pts = [(0.5 + side * (0.06 + 0.07 * t + 0.04 * math.sin(3 * math.pi * t)), 0.63 + 0.22 * t)
-               for t in np.linspace(0, 1, 14)]  # fmt: skip
-        pen.line(pts, 0.04, BLACK)
-
-
-@_register(24)
-def _road_narrows_right(pen: Pen) -> None:
-    _warning(pen)
-    pen.line([(0.4, 0.4), (0.4, 0.85)], 0.065, BLACK, caps=False)
-    pen.line([(0.55, 0.4), (0.55, 0.56), (0.62, 0.68), (0.62, 0.85)], 0.065, BLACK, caps=False)
-
-
-@_register(25)
-def _road_work(pen: Pen) -> None:
-    _warning(pen)
-    worker(pen, 0.46, 0.62, 0.46, BLACK)
-
-
-@_register(26)
-def _traffic_signals(pen: Pen) -> None:
-    _warning(pen)
-    traffic_light(pen, 0.5, 0.63, 0.44)
-
-
-@_register(27)
-def _pedestrians(pen: Pen) -> None:
-    _warning(pen)
-    person(pen, 0.5, 0.62, 0.48, BLACK)
-
-
-@_register(28)
-def _children(pen: Pen) -> None:
-    _warning(pen)
-    person(pen, 0.4, 0.67, 0.32, BLACK)
-    person(pen, 0.58, 0.62, 0.44, BLACK)
-
-
-@_register(29)
-def _bicycles(pen: Pen) -> None:
-    _warning(pen)
-    bicycle(pen, 0.5, 0.66, 0.5, BLACK)
-
-
-@_register(30)
-def _ice_snow(pen: Pen) -> None:
-    _warning(pen)
-    snowflake(pen, 0.5, 0.63, 0.44, BLACK)
-
-
-@_register(31)
-def _wild_animals(pen: Pen) -> None:
-    _warning(pen)
-    deer(pen, 0.5, 0.67, 0.5, BLACK)
 
 
 @_register(32)
