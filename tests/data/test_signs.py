@@ -130,8 +130,23 @@ def test_the_deer_leaps_up_to_the_left_as_on_the_real_signs():
     assert upper[:, 1].mean() < lower[:, 1].mean() - 2  # head and antlers left, hind legs right
 
 
+def test_the_right_of_way_sign_is_an_upright_bar_crossed_high_up():
+    """Zeichen 301 as on real crops: a post taller than the crossbar is wide, crossed in its upper part."""
+    for variant in range(len(STYLES)):
+        rows, cols = np.nonzero(sign_template(11, RES, variant) == BLACK)
+        widths = np.bincount(rows)
+        assert rows.max() - rows.min() > cols.max() - cols.min(), variant
+        assert np.argmax(widths) < rows.min() + 0.42 * (rows.max() - rows.min()), variant
+
+
 @pytest.mark.parametrize(
-    ("a", "b"), [(20, 31), (20, 30), (23, 29), (23, 31), (25, 22), (25, 29), (27, 18), (28, 29), (28, 30), (30, 29)]
+    ("a", "b"),
+    [
+        *[(20, 31), (20, 30), (23, 29), (23, 31), (25, 22), (25, 29), (27, 18), (28, 29), (28, 30), (30, 29)],
+        # and those a model trained on the pictograms of 17f0eaf confused on real training images
+        *[(19, 31), (19, 23), (23, 30), (21, 29), (21, 31), (20, 23), (20, 22), (11, 30), (11, 27), (31, 29)],
+        *[(29, 22), (29, 28), (18, 26), (27, 30), (27, 26)],
+    ],
 )
 def test_warning_pictograms_real_models_confused_differ_in_their_ink(a, b):
     """Pairs a model trained on earlier synthetic signs confused on real ones (docs/SYNTHETIC.md)."""

@@ -99,7 +99,8 @@ def cyclist(pen: Pen, cx: float, cy: float, s: float, role: int, facing: int = -
     def at(*points: Point) -> list[Point]:
         return _placed(points, cx, cy, s, facing)
 
-    r, w = 0.21 * s, 0.07 * s
+    # Thin wheels with open hubs: at 32 px real crops show two rings, which a heavier stroke fills into bumps.
+    r, w = 0.22 * s, 0.055 * s
     back, front = (-0.29, 0.2), (0.29, 0.2)
     for x, y in (back, front):
         ((px, py),) = at((x, y))
@@ -108,8 +109,8 @@ def cyclist(pen: Pen, cx: float, cy: float, s: float, role: int, facing: int = -
     pen.line(at(back, pedal, bar, front), w, role)
     pen.line(at(back, seat, pedal), w, role)
     # The rider sits low and bent over the handlebar: on real signs the wheels carry most of the ink.
-    pen.disc(*at((0.12, -0.36))[0], 0.075 * s, role)
-    pen.line(at((-0.1, -0.04), (0.04, -0.23)), 0.09 * s, role)
+    pen.disc(*at((0.12, -0.36))[0], 0.07 * s, role)
+    pen.line(at((-0.1, -0.04), (0.04, -0.23)), 0.075 * s, role)
     pen.line(at((0.03, -0.2), (0.18, -0.06)), 0.05 * s, role)  # arm to the handlebar
     pen.line(at((-0.08, -0.04), (0.08, 0.08), (0.0, 0.22)), 0.05 * s, role)  # leg on the pedal
 
@@ -134,20 +135,22 @@ def skidding_car(pen: Pen, cx: float, cy: float, s: float, role: int) -> None:
     def at(*points: Point) -> list[Point]:
         return _placed(points, cx, cy, s, turn=-8)
 
-    pen.polygon(at((-0.32, -0.14), (-0.22, -0.34), (0.22, -0.34), (0.32, -0.14)), role)  # roof and windows
-    pen.polygon(at((-0.5, -0.16), (0.5, -0.16), (0.5, 0.08), (-0.5, 0.08)), role)
+    # Real crops show a flat, wide car whose cabin is a low hump, and the tracks as faint, broken lines.
+    pen.polygon(at((-0.3, -0.1), (-0.2, -0.27), (0.2, -0.27), (0.3, -0.1)), role)  # roof and windows
+    pen.polygon(at((-0.5, -0.12), (0.5, -0.12), (0.5, 0.06), (-0.5, 0.06)), role)
     for x in (-0.44, 0.26):
-        pen.polygon(at((x, 0.0), (x + 0.18, 0.0), (x + 0.18, 0.18), (x, 0.18)), role)  # wheels
+        pen.polygon(at((x, 0.0), (x + 0.18, 0.0), (x + 0.18, 0.15), (x, 0.15)), role)  # wheels
     for x in (-0.32, 0.34):
         track = [
             (x + 0.1 * math.sin(2 * math.pi * t) + 0.06 * t * np.sign(x), 0.26 + 0.7 * t) for t in np.linspace(0, 1, 16)
         ]
-        pen.line(_placed(track, cx, cy, s), 0.05 * s, role)
+        pen.line(_placed(track, cx, cy, s), 0.035 * s, role)
 
 
 def traffic_light(pen: Pen, cx: float, cy: float, s: float, role: int = BLACK) -> None:
-    """Zeichen 131: three lamps, red over yellow over green, each ringed in ``role``, ``s`` tall."""
+    """Zeichen 131: three lamps, red over yellow over green, each thinly ringed in ``role``, ``s`` tall."""
+    # Real crops show three coloured spots and hardly any black: a heavy ring made a dark column, read as "!".
     for k, lamp in enumerate((RED, YELLOW, GREEN)):
         y = cy + (k - 1) * 0.34 * s
-        pen.disc(cx, y, 0.16 * s, role)
-        pen.disc(cx, y, 0.12 * s, lamp)
+        pen.disc(cx, y, 0.15 * s, role)
+        pen.disc(cx, y, 0.13 * s, lamp)

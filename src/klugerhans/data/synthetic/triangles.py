@@ -47,11 +47,13 @@ def warning_body(pen: Pen) -> None:
 def _right_of_way(pen: Pen) -> None:
     warning_body(pen)
     s = pen.style.stroke
-    # Zeichen 301: a heavy bar with a pointed top (the priority road), crossed by a thinner, tapering one.
-    pen.polygon([(0.5 - 0.06 * s, 0.44), (0.5, 0.37), (0.5 + 0.06 * s, 0.44), (0.5 + 0.08 * s, 0.85),
-                 (0.5 - 0.08 * s, 0.85)], BLACK)  # fmt: skip
-    pen.polygon([(0.32, 0.6 - 0.015 * s), (0.5, 0.6 - 0.04 * s), (0.68, 0.6 - 0.015 * s), (0.68, 0.6 + 0.015 * s),
-                 (0.5, 0.6 + 0.04 * s), (0.32, 0.6 + 0.015 * s)], BLACK)  # fmt: skip
+    # Zeichen 301: a heavy upright bar with a blunt point (the priority road), widening to its foot, crossed high
+    # up by a thinner bar that tapers to its ends; at 32 px real crops show a dark post with short arms, no star.
+    pen.polygon([(0.5 - 0.08 * s, 0.42), (0.5, 0.34), (0.5 + 0.08 * s, 0.42), (0.5 + 0.1 * s, 0.86),
+                 (0.5 - 0.1 * s, 0.86)], BLACK)  # fmt: skip
+    y = 0.53
+    pen.polygon([(0.3, y - 0.02 * s), (0.5, y - 0.05 * s), (0.7, y - 0.02 * s), (0.7, y + 0.02 * s),
+                 (0.5, y + 0.05 * s), (0.3, y + 0.02 * s)], BLACK)  # fmt: skip
 
 
 def _general_caution(pen: Pen) -> None:
@@ -64,15 +66,17 @@ def _general_caution(pen: Pen) -> None:
 
 def _curve_left(pen: Pen) -> None:
     warning_body(pen)
-    # Zeichen 103: straight up the right, a tight bend, then left to a broad head.
-    arc = [(0.46 + 0.1 * math.cos(a), 0.56 + 0.1 * math.sin(a)) for a in np.radians(np.linspace(0, -90, 10))]
-    pen.arrow([(0.56, 0.86), *arc, (0.29, 0.46)], 0.09, 0.14, BLACK, 1.3)
+    # Zeichen 103: one thick arrow, a short stem up from the foot, a broad bend, then a big head pointing left
+    # and a little down; real crops show its mass in the middle of the triangle, not a tall thin "L".
+    arc = [(0.44 + 0.14 * math.cos(a), 0.62 + 0.14 * math.sin(a)) for a in np.radians(np.linspace(0, -100, 12))]
+    pen.arrow([(0.58, 0.81), *arc, (0.31, 0.5)], 0.115, 0.17, BLACK, 1.4)
 
 
 def _double_curve(pen: Pen) -> None:
     warning_body(pen)
-    # Zeichen 105: first left, then right: up the right, a step to the left, up again to the head.
-    pen.arrow([(0.57, 0.86), (0.57, 0.72), (0.43, 0.6), (0.43, 0.5), (0.43, 0.36)], 0.085, 0.12, BLACK, 1.3)
+    # Zeichen 105: first left, then right: a thick stem up the right, bent over to the left almost flat, up again
+    # to a broad head; both bends are sharp, as on real crops.
+    pen.arrow([(0.58, 0.86), (0.58, 0.71), (0.42, 0.63), (0.42, 0.52), (0.42, 0.36)], 0.115, 0.16, BLACK, 1.4)
 
 
 def _bumpy_road(pen: Pen) -> None:
