@@ -189,9 +189,7 @@ class Pen:
         h = round(self._px(height * self.style.digit_height))
         ((x, y),) = self._xy([(cx, cy)])
         if text.isdigit():
-            # Real crops at 32 px show thinner strokes than the heavy ones drawn before (their loops stayed open:
-            # an "8" read as "5" when its loops filled in), so even the bold variants stay near the standard weight.
-            mask = digits_mask(text, w, h, 1.0 if self.style.bold else 0.85)
+            mask = digits_mask(text, w, h, 1.15 if self.style.bold else 0.95)
         else:
             mask = text_mask(text, w, h, self.style.bold)
         self.paint(mask, round(x - w / 2), round(y - h / 2), role)
