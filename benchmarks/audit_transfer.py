@@ -11,7 +11,7 @@ torchvision ``resnet18`` state_dict and its ImageFolder tree, audited as the REA
 train --image-size 32``). ``@TARGET`` is the planted class (left out for a clean control); the audit never sees it.
 
 Prints one ``NAME: ...`` line per model (flags, the top classes with their broad hijack rates and probes, the lead:
-the first class's broad hijack rate less its control's over the second's, which the audit asks to be >= 2; seconds),
+the first class's broad hijack rate less its control's over the second's, which the audit asks to be >= 3; seconds),
 then ``planted_alone_<NAME>: 1|0`` for each manipulated model and ``nothing_flagged_<NAME>: 1|0`` for each control.
 """
 

@@ -16,17 +16,17 @@ class, left out for a clean control.
 
 Rules (every one keeps the floor and the McNemar test of the shipped audit, ``clear``):
 
-* ``shipped`` (``klugerhans.audit.ranking``, separation ``SEPARATION`` = 2): a class leads the rest by its excess
-  (broad rate less its control's) at least 2-fold, classes within half of the top leading together; of classes that
-  lead together (what a ResNet's own aligned parts look like beside a strong shortcut), only those that also act
-  elsewhere (the best excess of a probe that does not paste in place, ``klugerhans.audit.probes.IN_PLACE``, at least
-  half their own);
-* ``sep3``: as shipped at 3-fold (the rule before the first 23 ``takes`` jobs chose 2);
-* ``all_leaders``: as shipped, every class that leads together flagged;
-* ``top1``: only the top class, if it leads the second by the separation;
-* ``co_window``: as shipped, but a co-leader must act elsewhere with the separation's share of the *top's* excess;
-* ``or_elsewhere``: as shipped, or a class that stands apart by its excess elsewhere alone (a fixed-place artefact
-  that a ResNet also reads a little elsewhere, beside clean classes whose parts act only in place);
+* ``shipped`` (``klugerhans.audit.ranking``): a class leads the rest by its excess (broad rate less its control's)
+  at least 3-fold, classes within a third of the top leading together; of classes that lead together (what a
+  ResNet's own aligned parts look like beside a strong shortcut), only those that also act elsewhere (the best excess
+  of a probe that does not paste in place, ``klugerhans.audit.probes.IN_PLACE``, at least a third of their own);
+* ``all_leaders``: as shipped, every class that leads together flagged (the rule before);
+* ``top1``: only the top class, if it leads the second 3-fold;
+* ``co_window``: as shipped, but a co-leader must act elsewhere with a third of the *top's* excess;
+* ``sep2``: as all_leaders with 2-fold separation;
+* ``sep2_own_window``: as shipped with 2-fold separation;
+* ``or_elsewhere``: as shipped, or a class that stands apart 3-fold by its excess elsewhere alone (a fixed-place
+  artefact that a ResNet also reads a little elsewhere, beside clean classes whose parts act only in place);
 * ``tenth``: as shipped, and every flagged class, a single leader too, acts elsewhere with at least a tenth of its own
   excess (a clean class whose part acts only in place is never flagged; nor is an artefact that does the same).
 """
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from klugerhans.audit.probes import IN_PLACE
-from klugerhans.audit.ranking import SEPARATION, stand_apart
+from klugerhans.audit.ranking import stand_apart
 from klugerhans.bench.metrics import auroc_interval, roc_auc
 from klugerhans.bench.results import DetectorResult, JobResult
 from klugerhans.bench.run import PRIMARY
@@ -53,18 +53,18 @@ def _top1(excess: dict[int, float], elsewhere: dict[int, float]) -> set[int]:
     if not ranked or excess[ranked[0]] <= 0:
         return set()
     second = excess[ranked[1]] if len(ranked) > 1 else 0.0
-    return {ranked[0]} if excess[ranked[0]] >= SEPARATION * max(second, 0.0) else set()
+    return {ranked[0]} if excess[ranked[0]] >= 3 * max(second, 0.0) else set()
 
 
 def _co_window(excess: dict[int, float], elsewhere: dict[int, float]) -> set[int]:
-    lead = stand_apart(excess, SEPARATION)
+    lead = stand_apart(excess, 3.0)
     if len(lead) <= 1:
         return lead
     top = max(lead, key=lambda c: excess[c])
-    return {c for c in lead if c == top or elsewhere.get(c, 0.0) >= excess[top] / SEPARATION}
+    return {c for c in lead if c == top or elsewhere.get(c, 0.0) >= excess[top] / 3}
 
 
-def _co_own_window(excess: dict[int, float], elsewhere: dict[int, float], separation: float = SEPARATION) -> set[int]:
+def _co_own_window(excess: dict[int, float], elsewhere: dict[int, float], separation: float = 3.0) -> set[int]:
     lead = stand_apart(excess, separation)
     if len(lead) <= 1:
         return lead
@@ -73,11 +73,12 @@ def _co_own_window(excess: dict[int, float], elsewhere: dict[int, float], separa
 
 RULES: dict[str, Rule] = {
     "shipped": _co_own_window,
-    "sep3": lambda excess, elsewhere: _co_own_window(excess, elsewhere, 3.0),
-    "all_leaders": lambda excess, elsewhere: stand_apart(excess, SEPARATION),
+    "all_leaders": lambda excess, elsewhere: stand_apart(excess, 3.0),
     "top1": _top1,
     "co_window": _co_window,
-    "or_elsewhere": lambda excess, elsewhere: _co_own_window(excess, elsewhere) | stand_apart(elsewhere, SEPARATION),
+    "sep2": lambda excess, elsewhere: stand_apart(excess, 2.0),
+    "sep2_own_window": lambda excess, elsewhere: _co_own_window(excess, elsewhere, 2.0),
+    "or_elsewhere": lambda excess, elsewhere: _co_own_window(excess, elsewhere) | stand_apart(elsewhere, 3.0),
     "tenth": lambda excess, elsewhere: {
         c for c in _co_own_window(excess, elsewhere) if elsewhere.get(c, 0.0) >= excess[c] / 10
     },

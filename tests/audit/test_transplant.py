@@ -9,7 +9,7 @@ from conftest import SHORTCUT_CLASS
 
 from klugerhans.audit.config import AuditConfig
 from klugerhans.audit.probes import best_windows, paste_patches, random_windows
-from klugerhans.audit.ranking import SEPARATION, rank_classes
+from klugerhans.audit.ranking import rank_classes
 from klugerhans.audit.run import audit_classifier
 from klugerhans.audit.transplant import TransplantResult
 from klugerhans.errors import KlugerhansError
@@ -104,8 +104,8 @@ def _hits(c: int, n: int, control: int = 0) -> TransplantResult:
 @pytest.mark.parametrize(
     ("hits", "flagged"),
     [
-        ({0: 40, 1: 25, 2: 16}, ()),  # a run that falls off gradually: the parts of a model that act alone
-        ({0: 45, 1: 14, 2: 10}, (0,)),  # 45 >= 2 x 14: apart; 14 is over the floor but close to the rest
+        ({0: 40, 1: 25, 2: 12}, ()),  # a run that falls off gradually: the parts of a model that act alone
+        ({0: 45, 1: 14, 2: 10}, (0,)),  # 45 >= 3 x 14: apart; 14 is over the floor but close to the rest
         ({0: 60, 1: 50, 2: 8}, (0, 1)),  # two shortcuts of like strength lead the rest together
         ({0: 9, 1: 1, 2: 0}, ()),  # apart but under the floor
     ],
@@ -115,7 +115,7 @@ def test_flagged_classes_stand_apart_from_the_models_other_classes(
 ) -> None:
     ranking = rank_classes({c: _hits(c, n) for c, n in hits.items()}, threshold=0.1)
     assert ranking.flagged == flagged
-    assert f"{SEPARATION:g} times" in ranking.rationale()
+    assert "3 times" in ranking.rationale()
     anywhere = rank_classes({c: _hits(c, n) for c, n in hits.items()}, threshold=0.1, separation=1.0)
     assert set(anywhere.flagged) == {c for c, n in hits.items() if n >= 10}
     with pytest.raises(KlugerhansError):

@@ -39,12 +39,8 @@ __all__ = ["DEFAULT_ALPHA", "SEPARATION", "THRESHOLD_RATIONALE", "Ranking", "ran
 
 DEFAULT_ALPHA = 0.01
 """Family-wise significance level of the relevant-vs-control test (Bonferroni over the tested classes and probes)."""
-SEPARATION = 2.0
-"""A flagged class's broad hijack rate less its control's is at least this many times every unflagged class's.
-Chosen on the first 23 jobs of the ``takes`` suite (15 manipulated whose artefact took, 8 clean controls) and the
-audits of real GTSRB models, before the other 49 jobs ran (``python benchmarks/decision_rules.py``): 2-fold flags
-13 planted classes alone where 3-fold flags 11, and the same one control; no clean model measured so far has a class
-that leads its next one between 2- and 3-fold."""
+SEPARATION = 3.0
+"""A flagged class's broad hijack rate less its control's is at least this many times every unflagged class's."""
 THRESHOLD_RATIONALE = (
     "A class is flagged when a small part of its correctly classified images, carried over by one of the transplant "
     "test's probes ({probes}; a window is {area:.1%} of the image), turns at least {threshold:.1%} of the other "
