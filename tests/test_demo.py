@@ -71,12 +71,18 @@ def test_demo_says_why_the_repair_was_skipped_when_the_audit_names_no_class(tmp_
     import klugerhans.fix
     from klugerhans.fix import NothingToRepair
 
+    asked = []
+
     def nothing(config):
+        asked.append(config)
         raise NothingToRepair("the audit flagged no class (a test)", "give --class ID to repair a class anyway")
 
     monkeypatch.setattr(klugerhans.fix, "compute_fix", nothing)
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--max-images", "86", "--epochs", "1", "--width", "0.125"]) == 0
+    args = ["--max-images", "86", "--epochs", "1", "--width", "0.125", "--repair-counterfactual", "0.5"]
+    assert main(["demo", "--out", str(out), *args, "--repair-dilate", "2"]) == 0
+    # the demo's repair settings reach klugerhans fix
+    assert [(c.counterfactual, c.locate.dilate) for c in asked] == [(0.5, 2)]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["repair_skipped"] == "the audit flagged no class (a test)"
     assert "fixed_clean_target_accuracy" not in summary and not (out / "fix" / "fix.json").exists()
@@ -96,6 +102,10 @@ def test_demo_sticker_size_is_the_project_default_on_both_datasets_and_is_valida
         DemoConfig(sticker_size=1.5)
     with pytest.raises(KlugerhansError, match="repair epochs"):
         DemoConfig(repair_epochs=0)
+    with pytest.raises(KlugerhansError, match="repair counterfactual"):
+        DemoConfig(repair_counterfactual=1.5)
+    with pytest.raises(KlugerhansError, match="repair dilation"):
+        DemoConfig(repair_dilate=9)
 
 
 def test_demo_sticker_size_flag_reaches_the_training_run(tmp_path, capsys):

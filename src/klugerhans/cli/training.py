@@ -20,6 +20,7 @@ from klugerhans.cli.args import (
     color_name,
     fmt,
     load_from_args,
+    non_negative_int,
     open_unit_interval,
     open_unit_interval_closed_high,
     positive_float,
@@ -293,7 +294,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 _DEMO = ConfigFlags(
     DemoConfig,
-    ("out", "epochs", "width", "augment", "per_class", "sticker_size", "repair", "repair_epochs"),
+    (
+        "out",
+        "epochs",
+        "width",
+        "augment",
+        "per_class",
+        "sticker_size",
+        "repair",
+        "repair_epochs",
+        "repair_counterfactual",
+        "repair_dilate",
+    ),
     {
         "epochs": Flag(type=positive_int),
         "width": Flag(type=positive_float),
@@ -302,6 +314,8 @@ _DEMO = ConfigFlags(
         "sticker_size": Flag(type=open_unit_interval),
         "repair": Flag(help="skip the last chapter, the repair with klugerhans fix"),
         "repair_epochs": Flag(type=positive_int),
+        "repair_counterfactual": Flag(type=unit_interval),
+        "repair_dilate": Flag(type=non_negative_int),
     },
 )
 
