@@ -69,7 +69,7 @@ class DemoConfig:
     """Share of the other classes' training images the repair glues the located sticker on, with their own labels
     (``klugerhans fix --counterfactual``). More than ``fix``'s 0.1, and with ``repair_dilate`` 0: on the demo model
     the repair then reads 91% of clean 70 km/h signs and leaves 8% of 50 km/h signs turned, against 86% and 14% with
-    ``fix``'s settings (100 rendered signs a class outside the demo's; docs/DEMO.md)."""
+    ``fix``'s settings (100 rendered signs a class outside the demo's; docs/FIX.md)."""
     repair_dilate: int = 0
     """Pixels the repair grows each located sticker by (``klugerhans fix --locate-dilate``): less than ``fix``'s 1,
     because on 32 px rendered signs a grown blob paints out part of the 70's digits."""
