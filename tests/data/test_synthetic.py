@@ -225,3 +225,32 @@ def test_contact_sheet_with_and_without_real_images(tmp_path):
     with Image.open(path) as a, Image.open(plain) as b:
         assert a.format == "PNG" and a.width > b.width and a.height == b.height
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_split_is_rendered_once_per_process_and_every_caller_gets_its_own_arrays(monkeypatch):
+    import klugerhans.data.synthetic.loader as loader
+
+    fresh = loader._render_split("train", 32, 5, SMALL, None)
+    calls = []
+    real = loader.render_signs
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loader, "render_signs", counted)
+    monkeypatch.setattr(loader, "_RENDERED", type(loader._RENDERED)())
+    first = synthetic_split("train", 32, seed=5, config=SMALL)
+    first.images[:] = 0  # a caller that pastes stickers in place
+    second = synthetic_split("train", 32, seed=5, config=SMALL)
+    assert len(calls) == 1
+    for name in ("images", "labels", "tracks", "boxes", "sources"):
+        np.testing.assert_array_equal(getattr(second, name), getattr(fresh, name))
+    assert second.images.any()
+    synthetic_split("train", 32, seed=6, config=SMALL)  # another seed is another split
+    assert len(calls) == 2
+    # a split larger than the budget is rendered every time and never kept
+    monkeypatch.setattr(loader, "RENDER_CACHE_BYTES", 1)
+    synthetic_split("test", 32, seed=5, config=SMALL)
+    synthetic_split("test", 32, seed=5, config=SMALL)
+    assert len(calls) == 4 and len(loader._RENDERED) == 2

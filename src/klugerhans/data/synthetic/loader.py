@@ -19,7 +19,8 @@ be rendered on its own and equals the same rows of the full set.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, replace
+from collections import OrderedDict
+from dataclasses import asdict, fields, replace
 
 import numpy as np
 from PIL import Image
@@ -217,6 +218,35 @@ def synthetic_split(
     """
     config = config or SyntheticConfig()
     _split_id(split)
+    key = (split, size, seed, config, max_images)
+    rendered = _RENDERED.get(key)
+    if rendered is None:
+        rendered = _render_split(split, size, seed, config, max_images)
+        _remember(key, rendered)
+    # a copy: callers may paste stickers into the arrays they get
+    return replace(rendered, **{f.name: getattr(rendered, f.name).copy() for f in fields(SignData)})
+
+
+_RENDERED: OrderedDict[tuple[object, ...], SignData] = OrderedDict()
+"""Splits rendered in this process, the latest last: a run that loads the same split for training, evaluation and a
+repair renders it once (the demo's repair rendered its signs three times, 33 s of its 145 s)."""
+
+RENDER_CACHE_BYTES = 512 * 2**20
+"""At most this many bytes of rendered images are kept (a 400-a-class split at 32 px is 53 MB); larger splits are
+rendered every time."""
+
+
+def _remember(key: tuple[object, ...], rendered: SignData) -> None:
+    """Keep ``rendered`` under ``key``, dropping the oldest splits beyond :data:`RENDER_CACHE_BYTES`."""
+    if rendered.images.nbytes > RENDER_CACHE_BYTES:
+        return
+    _RENDERED[key] = rendered
+    while sum(d.images.nbytes for d in _RENDERED.values()) > RENDER_CACHE_BYTES:
+        _RENDERED.popitem(last=False)
+
+
+def _render_split(split: str, size: int, seed: int, config: SyntheticConfig, max_images: int | None) -> SignData:
+    """:func:`synthetic_split` without the in-process cache."""
     if split == "train":
         labels, tracks, frames = synthetic_layout(config.train_per_class, config.frames_per_track)
     else:
