@@ -212,7 +212,8 @@ def run_demo(config: DemoConfig) -> DemoSummary:
         config.data, data_dir=config.data_dir, size=clf.input_size, max_images=config.max_images, seed=config.seed
     )
     say("demo", "evaluating on the clean test images and with stickers glued on", config.progress)
-    metrics = evaluate_model(clf, ds.test, seed=config.seed)
+    # train() has evaluated the best checkpoint on these test signs with the same sticker and seed
+    metrics = result.test if result.test is not None else evaluate_model(clf, ds.test, seed=config.seed)
     save_confusion_png(out / "confusion.png", metrics.confusion, clf.class_names)
 
     say("demo", "explaining with LRP and drawing the teaching case's figure", config.progress)

@@ -16,6 +16,7 @@ from klugerhans.data.dataset import load_dataset
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import load_classifier, read_checkpoint
+from klugerhans.models.evaluation import evaluate_model
 from klugerhans.models.fit import WarmupCosine
 from klugerhans.models.loop import lr_at, steps_per_epoch
 from klugerhans.models.preprocess import Normalization
@@ -193,6 +194,10 @@ def test_run_directory_contents(tiny_data, tmp_path, capsys):
     assert meta.recipe == TrainConfig.from_dict(config["config"]) == _recipe(epochs=1)
     assert meta.data["n_stickered"] == 15 and meta.data["fingerprint"]
     assert meta.metrics["test"]["accuracy"] == test["accuracy"]
+    # The result hands the test evaluation over as an object: a caller (the demo) need not evaluate again.
+    data = load_dataset("tiny", size=32, seed=0)
+    assert result.test is not None and result.test.to_json() == test
+    assert evaluate_model(clf, data.test, seed=meta.recipe.seed).to_json() == test
     assert meta.normalization != Normalization()  # computed from the data, not the default
     state = torch.load(run / "train_state.pt", weights_only=True)
     assert state["epoch"] == 1

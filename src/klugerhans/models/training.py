@@ -38,7 +38,7 @@ from klugerhans.models.distributed import (
     resolve_device,
     shutdown_distributed,
 )
-from klugerhans.models.evaluation import evaluate_model, save_curves_png
+from klugerhans.models.evaluation import Evaluation, evaluate_model, save_curves_png
 from klugerhans.models.fit import EpochEnd, FitProgress, WarmupCosine, fit
 from klugerhans.models.loop import TrainStep, device_tensors, make_optimizer, steps_per_epoch
 from klugerhans.models.meta import CheckpointMeta
@@ -74,6 +74,9 @@ class TrainResult:
     """Per-epoch history, best epoch and (on rank 0) test metrics of the best checkpoint."""
     model: nn.Module
     """The trained network after the last epoch (eval mode, unwrapped from DDP)."""
+    test: Evaluation | None = None
+    """The best checkpoint on the clean and stickered test split (rank 0, when the data has a test split): what
+    ``metrics["test"]`` holds, as the object a caller can use without evaluating again."""
 
 
 def _versions() -> dict[str, str]:
@@ -148,19 +151,21 @@ def _save_epoch(
 
 def _final_metrics(
     run_dir: Path, data: PreparedData, config: TrainConfig, device: torch.device, metrics: dict[str, Any]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Evaluation | None]:
     """Evaluate the best checkpoint on the clean and stickered test split; store the result with it."""
     state, meta = read_checkpoint(run_dir / BEST_CHECKPOINT)
     model = create_model(meta.model)
     model.load_state_dict(state)
+    evaluation = None
     if len(data.test):
         clf = classifier_from_model(model, meta, device)
-        test = evaluate_model(clf, data.test, config.sticker, config.seed).to_json()
+        evaluation = evaluate_model(clf, data.test, config.sticker, config.seed)
+        test = evaluation.to_json()
         metrics = {**metrics, "test": test}
         summary = {k: v for k, v in test.items() if k not in ("confusion", "per_class_count", "per_class_accuracy")}
         save_checkpoint(run_dir / BEST_CHECKPOINT, model, replace(meta, metrics={**meta.metrics, "test": summary}))
     atomic_write_text(run_dir / METRICS_FILE, json.dumps(to_jsonable(metrics), indent=2))
-    return metrics
+    return metrics, evaluation
 
 
 def _summary(record: dict[str, Any], epochs: int, target: int) -> str:
@@ -322,8 +327,9 @@ def _train(
         raise
     best_epoch = fitted.best_epoch
     metrics: dict[str, Any] = {"history": fitted.history, "best_epoch": best_epoch, "epochs": config.epochs}
+    evaluation = None
     if env.is_main:
-        metrics = _final_metrics(run_dir, data, config, device, metrics)
+        metrics, evaluation = _final_metrics(run_dir, data, config, device, metrics)
         if show and "test" in metrics:
             test = metrics["test"]
             print(
@@ -333,4 +339,6 @@ def _train(
                 file=sys.stderr,
             )
     barrier(env)
-    return TrainResult(run_dir, run_dir / BEST_CHECKPOINT, run_dir / LAST_CHECKPOINT, metrics, model.eval())
+    return TrainResult(
+        run_dir, run_dir / BEST_CHECKPOINT, run_dir / LAST_CHECKPOINT, metrics, model.eval(), test=evaluation
+    )
