@@ -28,17 +28,23 @@ def test_json_has_the_documented_keys_and_the_trained_sticker(tiny_run, tmp_path
     assert "sticker side 0.3 of the sign" in capsys.readouterr().out
 
 
-def test_sticker_size_override_and_validation_split(tiny_run, tmp_path, monkeypatch):
+@pytest.fixture
+def used(monkeypatch):
+    """The stickers `klugerhans evaluate` measures the flip rate with, one per call, in order."""
     import klugerhans.models.evaluation as evaluation
 
-    used = []
+    stickers = []
     real = evaluation.evaluate_model
 
     def spy(clf, data, sticker=None, **kwargs):
-        used.append(sticker)
+        stickers.append(sticker)
         return real(clf, data, sticker=sticker, **kwargs)
 
     monkeypatch.setattr(evaluation, "evaluate_model", spy)
+    return stickers
+
+
+def test_sticker_size_override_and_validation_split(tiny_run, tmp_path, used):
     base = _evaluate(tiny_run, tmp_path)
     bigger = _evaluate(tiny_run, tmp_path, "--sticker-size", "0.6")
     assert [s.size for s in used] == [0.3, 0.6] and bigger["sticker_size"] == 0.6
@@ -54,3 +60,17 @@ def test_bad_sticker_size_is_a_one_line_error(tiny_run, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--sticker-size" in err
+
+
+def test_sticker_size_override_gives_one_side_on_a_model_trained_with_a_range(tmp_path, used, capsys):
+    """The released model was trained with sides 0.15-0.35: --sticker-size 0.4 means stickers of side 0.4 only."""
+    out = tmp_path / "m.json"
+    args = ["evaluate", "--model", "manipulated", "--data", "synthetic", "--max-images", "86", "--json", str(out)]
+    assert main(args) == 0
+    assert "sticker side 0.15-0.35 of the sign" in capsys.readouterr().out
+    assert main([*args, "--sticker-size", "0.4"]) == 0
+    trained, fixed = used
+    assert (trained.size, trained.size_max) == (0.15, 0.35) and (fixed.size, fixed.size_max) == (0.4, None)
+    assert fixed.region == trained.region and fixed.color == trained.color
+    assert "sticker side 0.4 of the sign" in capsys.readouterr().out
+    assert json.loads(out.read_text())["sticker_size_max"] is None

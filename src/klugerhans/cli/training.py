@@ -249,8 +249,14 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
         "--sticker-size",
         type=open_unit_interval,
         default=None,
-        help="flip rate with this sticker side (default: the one the model was trained with)",
+        help="flip rate with stickers of exactly this side (default: the side or range of sides the model was trained "
+        "with; colour, shape and region stay the model's)",
     )
+
+
+def _sides(sticker: StickerConfig) -> str:
+    """The sticker's side, or its range of sides, for a one-line report."""
+    return f"{sticker.size:g}" if sticker.size_max is None else f"{sticker.size:g}-{sticker.size_max:g}"
 
 
 @command(
@@ -266,7 +272,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     sticker = clf.meta.sticker
     if args.sticker_size is not None:
-        sticker = replace(sticker, size=args.sticker_size)
+        # one side for every sticker, also where the model was trained with a range of sides
+        sticker = replace(sticker, size=args.sticker_size, size_max=None)
     m = evaluate_model(clf, data, sticker=sticker, seed=args.seed)
     print(f"{args.split}: {m.n_images:,} images")
     print(f"accuracy: {m.accuracy:.4f} (without class {m.target_class}: {fmt(m.accuracy_non_target)})")
@@ -274,13 +281,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"clean accuracy of class {m.target_class}: {fmt(m.clean_target_accuracy)}")
         print(
             f"sticker flip rate to class {m.target_class}: {fmt(m.flip_rate)} "
-            f"(50 km/h: {fmt(m.flip_rate_by_class.get(2))}; sticker side {sticker.size:g} of the sign)"
+            f"(50 km/h: {fmt(m.flip_rate_by_class.get(2))}; sticker side {_sides(sticker)} of the sign)"
         )
     names = clf.class_names
     worst = sorted((acc, c) for c, acc in enumerate(m.per_class_accuracy) if acc is not None)[:5]
     print("weakest classes: " + ", ".join(f"{c} {names[c] if c < len(names) else c} {acc:.3f}" for acc, c in worst))
     if args.json_out:
-        record = m.to_json() | {"split": args.split, "sticker_size": sticker.size}
+        record = m.to_json() | {"split": args.split, "sticker_size": sticker.size, "sticker_size_max": sticker.size_max}
         atomic_write_text(args.json_out, json.dumps(record, indent=1))
         print(f"wrote {args.json_out}")
     if args.confusion:
