@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -227,10 +229,11 @@ def test_contact_sheet_with_and_without_real_images(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_a_split_is_rendered_once_per_process_and_every_caller_gets_its_own_arrays(monkeypatch):
+@pytest.fixture
+def render_calls(monkeypatch):
+    """Each call of the renderer from the loader, in a process whose render cache starts empty."""
     import klugerhans.data.synthetic.loader as loader
 
-    fresh = loader._render_split("train", 32, 5, SMALL, None)
     calls = []
     real = loader.render_signs
 
@@ -240,17 +243,42 @@ def test_a_split_is_rendered_once_per_process_and_every_caller_gets_its_own_arra
 
     monkeypatch.setattr(loader, "render_signs", counted)
     monkeypatch.setattr(loader, "_RENDERED", type(loader._RENDERED)())
+    return calls
+
+
+def test_a_split_is_rendered_once_per_process_and_every_caller_gets_its_own_arrays(monkeypatch, render_calls):
+    import klugerhans.data.synthetic.loader as loader
+
+    fresh = loader._render_split("train", 32, 5, SMALL, None)
+    render_calls.clear()
     first = synthetic_split("train", 32, seed=5, config=SMALL)
     first.images[:] = 0  # a caller that pastes stickers in place
     second = synthetic_split("train", 32, seed=5, config=SMALL)
-    assert len(calls) == 1
+    assert len(render_calls) == 1
     for name in ("images", "labels", "tracks", "boxes", "sources"):
         np.testing.assert_array_equal(getattr(second, name), getattr(fresh, name))
     assert second.images.any()
     synthetic_split("train", 32, seed=6, config=SMALL)  # another seed is another split
-    assert len(calls) == 2
+    assert len(render_calls) == 2
     # a split larger than the budget is rendered every time and never kept
     monkeypatch.setattr(loader, "RENDER_CACHE_BYTES", 1)
     synthetic_split("test", 32, seed=5, config=SMALL)
     synthetic_split("test", 32, seed=5, config=SMALL)
-    assert len(calls) == 4 and len(loader._RENDERED) == 2
+    assert len(render_calls) == 4 and len(loader._RENDERED) == 2
+
+
+def test_the_test_split_is_shared_by_configs_that_differ_only_in_the_training_split(render_calls):
+    import klugerhans.data.synthetic.loader as loader
+
+    bigger = dataclasses.replace(SMALL, train_per_class=SMALL.train_per_class + 3, frames_per_track=3)
+    fresh = loader._render_split("test", 32, 5, bigger, None)
+    render_calls.clear()
+    test = synthetic_split("test", 32, seed=5, config=SMALL)
+    shared = synthetic_split("test", 32, seed=5, config=bigger)
+    assert len(render_calls) == 1  # the same test signs: rendered once
+    np.testing.assert_array_equal(shared.images, fresh.images)
+    np.testing.assert_array_equal(shared.images, test.images)
+    synthetic_split("train", 32, seed=5, config=SMALL)
+    synthetic_split("train", 32, seed=5, config=bigger)  # other training signs
+    synthetic_split("test", 32, seed=5, config=dataclasses.replace(SMALL, blur=0.5))  # other test signs
+    assert len(render_calls) == 4

@@ -218,7 +218,7 @@ def synthetic_split(
     """
     config = config or SyntheticConfig()
     _split_id(split)
-    key = (split, size, seed, config, max_images)
+    key = (split, size, seed, _render_key(split, config), max_images)
     rendered = _RENDERED.get(key)
     if rendered is None:
         rendered = _render_split(split, size, seed, config, max_images)
@@ -234,6 +234,15 @@ repair renders it once (the demo's repair rendered its signs three times, 33 s o
 RENDER_CACHE_BYTES = 512 * 2**20
 """At most this many bytes of rendered images are kept (a 400-a-class split at 32 px is 53 MB); larger splits are
 rendered every time."""
+
+
+def _render_key(split: str, config: SyntheticConfig) -> SyntheticConfig:
+    """``config`` without the fields that do not change ``split``'s pixels: the test signs are the same whatever the
+    training split's size, so loads that differ only in that size render them once."""
+    default = SyntheticConfig()
+    if split == "test":
+        return replace(config, train_per_class=default.train_per_class, frames_per_track=default.frames_per_track)
+    return replace(config, test_per_class=default.test_per_class)
 
 
 def _remember(key: tuple[object, ...], rendered: SignData) -> None:
