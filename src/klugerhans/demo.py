@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from klugerhans.data.classes import SPEED_50, Language, class_name
-from klugerhans.data.dataset import DATASETS, load_dataset
+from klugerhans.data.dataset import DATASETS
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.defaults import DEFAULT_DATA, DEFAULT_DEVICE, FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
-from klugerhans.models.evaluation import evaluate_model, save_confusion_png
+from klugerhans.models.evaluation import evaluate_model, load_split, save_confusion_png
 from klugerhans.models.recipe import TrainConfig, TrainOptions
 from klugerhans.models.training import train
 from klugerhans.progress import say
@@ -208,20 +208,18 @@ def run_demo(config: DemoConfig) -> DemoSummary:
         resume=resume,
     )
     clf = load_classifier(result.best_checkpoint, device=config.device)
-    ds = load_dataset(
-        config.data, data_dir=config.data_dir, size=clf.input_size, max_images=config.max_images, seed=config.seed
-    )
+    test, _ = load_split(clf, config.data, "test", config.data_dir, max_images=config.max_images, seed=config.seed)
     say("demo", "evaluating on the clean test images and with stickers glued on", config.progress)
     # train() has evaluated the best checkpoint on these test signs with the same sticker and seed
-    metrics = result.test if result.test is not None else evaluate_model(clf, ds.test, seed=config.seed)
+    metrics = result.test if result.test is not None else evaluate_model(clf, test, seed=config.seed)
     save_confusion_png(out / "confusion.png", metrics.confusion, clf.class_names)
 
     say("demo", "explaining with LRP and drawing the teaching case's figure", config.progress)
-    rows = explain_rows(clf, pick_seed_rows(clf, ds.test, seed=config.seed), config.composite)
+    rows = explain_rows(clf, pick_seed_rows(clf, test, seed=config.seed), config.composite)
     figure_paths = draw_seed_figure(rows, out / "figure.png", config.lang)
 
     sticker = clf.meta.sticker
-    five = measure_five(clf, ds.test, config.composite, seed=config.seed)
+    five = measure_five(clf, test, config.composite, seed=config.seed)
     repair, skipped = _repair(config, result.best_checkpoint, out / "fix") if config.repair else (None, None)
     summary = DemoSummary(
         accuracy=metrics.accuracy,

@@ -113,3 +113,33 @@ def test_confusion_png(tmp_path, classifier):
     path = tmp_path / "confusion.png"
     save_confusion_png(path, result.confusion, classifier.class_names)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_generated_test_split_is_loaded_with_the_recipes_training_size_and_the_same_pixels(
+    tiny_sticker_run, monkeypatch
+):
+    """The test signs do not depend on the training split's size, so ``load_split`` asks for the recipe's: a process
+    that trained the model reuses the training split it drew. Other splits keep their meaning."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    import klugerhans.models.evaluation as evaluation
+    from klugerhans.models.checkpoint import load_classifier
+
+    clf = load_classifier(tiny_sticker_run)
+    recipe = dataclasses.replace(clf.meta.recipe, per_class=7)
+    drawn = SimpleNamespace(meta=dataclasses.replace(clf.meta, recipe=recipe), input_size=clf.input_size)
+    asked = []
+    real = evaluation.load_dataset
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("per_class"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "load_dataset", spy)
+    test, ds = evaluation.load_split(drawn, "synthetic", "test", max_images=86)
+    default, _ = evaluation.load_split(clf, "synthetic", "test", max_images=86)
+    evaluation.load_split(drawn, "synthetic", "train", max_images=86)
+    assert asked == [7, None, None] and ds.info["config"]["train_per_class"] == 7
+    np.testing.assert_array_equal(test.images, default.images)
+    assert recipe.per_class_for("gtsrb") is None and recipe.per_class_for("synthetic") == 7

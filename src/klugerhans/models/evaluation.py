@@ -85,6 +85,10 @@ def load_split(
         _, images, ds = classifier.meta.recipe.splits(data_dir, data=data, download=download)
         images = take_balanced(images, max_images, seed)
     else:
+        recipe = classifier.meta.recipe
+        # A generated test split does not depend on the training split's size; loading it with the recipe's size lets
+        # the process that trained the model (the demo) reuse the training split it drew instead of drawing another.
+        per_class = recipe.per_class_for(data) if split == "test" and recipe is not None else None
         ds = load_dataset(
             data,
             data_dir=data_dir,
@@ -93,6 +97,7 @@ def load_split(
             max_images=max_images,
             seed=seed,
             lazy=lazy and DATASETS.get_or_raise(data).lazy,
+            per_class=per_class,
         )
         if split == "val" and ds.val is None:
             raise KlugerhansError(

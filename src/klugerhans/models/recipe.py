@@ -155,10 +155,14 @@ class TrainConfig:
             download=download,
             max_images=self.max_images,
             seed=self.seed,
-            per_class=self.per_class if _draws(name) else None,
+            per_class=self.per_class_for(name),
         )
         train, val = split_by_track(ds.train, self.val_fraction, seed=self.seed)
         return train, val, ds
+
+    def per_class_for(self, data: str) -> int | None:
+        """The recipe's ``per_class`` where dataset ``data`` draws its images (a generated dataset), else None."""
+        return self.per_class if _draws(data) else None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (the sticker nested, its colour a list)."""
