@@ -102,9 +102,9 @@ def test_demo_sticker_size_is_the_project_default_on_both_datasets_and_is_valida
         DemoConfig(sticker_size=1.5)
     with pytest.raises(KlugerhansError, match="repair epochs"):
         DemoConfig(repair_epochs=0)
-    with pytest.raises(KlugerhansError, match="repair counterfactual"):
+    with pytest.raises(KlugerhansError, match="repair: counterfactual share"):
         DemoConfig(repair_counterfactual=1.5)
-    with pytest.raises(KlugerhansError, match="repair dilation"):
+    with pytest.raises(KlugerhansError, match="repair: locate dilation"):
         DemoConfig(repair_dilate=9)
 
 

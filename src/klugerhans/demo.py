@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from klugerhans.progress import say
 from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows
 from klugerhans.report.five import measure_five
 from klugerhans.report.html import Report, Section, write_report
+
+if TYPE_CHECKING:
+    from klugerhans.fix import FixConfig
 
 
 @dataclass(frozen=True)
@@ -89,14 +92,25 @@ class DemoConfig:
             raise KlugerhansError(f"epochs must be at least 1, got {self.epochs}")
         if self.repair_epochs is not None and self.repair_epochs < 1:
             raise KlugerhansError(f"repair epochs must be at least 1, got {self.repair_epochs}")
-        if not 0.0 <= self.repair_counterfactual <= 1.0:
-            raise KlugerhansError(f"repair counterfactual share must be in [0, 1], got {self.repair_counterfactual}")
-        if not 0 <= self.repair_dilate <= 8:
-            raise KlugerhansError(f"repair dilation must be 0..8 pixels, got {self.repair_dilate}")
+        try:  # klugerhans fix checks the repair's settings, before the training, not after it
+            self.repair_config(checkpoint="", out="")
+        except KlugerhansError as err:
+            raise KlugerhansError(f"repair: {err}") from None
         if self.sticker_size is not None and not 0 < self.sticker_size < 1:
             raise KlugerhansError(f"sticker size must be in (0, 1), got {self.sticker_size}")
         if self.lang not in ("en", "de"):
             raise KlugerhansError(f"language must be 'en' or 'de', got {self.lang!r}")
+
+    def repair_config(self, checkpoint: str, out: str) -> FixConfig:
+        """The ``klugerhans fix`` settings of the repair chapter, for the demo model at ``checkpoint``."""
+        from klugerhans.fix import FixConfig, LocateConfig
+
+        config = FixConfig(
+            checkpoint=checkpoint, method="inpaint", data=self.data, data_dir=self.data_dir, out=out,
+            max_images=self.max_images, device=self.device, seed=self.seed, progress=self.progress,
+            counterfactual=self.repair_counterfactual, locate=LocateConfig(dilate=self.repair_dilate),
+        )  # fmt: skip
+        return config if self.repair_epochs is None else dataclasses.replace(config, epochs=self.repair_epochs)
 
 
 @dataclass(frozen=True)
@@ -250,19 +264,12 @@ def run_demo(config: DemoConfig) -> DemoSummary:
 def _repair(config: DemoConfig, checkpoint: Path, out: Path) -> tuple[DemoRepair | None, str | None]:
     """The last chapter: ``klugerhans fix`` on the demo model, as the audit directs it; its numbers, or why it was
     skipped."""
-    from klugerhans.fix import FixConfig, LocateConfig, NothingToRepair, compute_fix
+    from klugerhans.fix import NothingToRepair, compute_fix
     from klugerhans.fix.report import write_fix
 
     say("demo", "repairing: the audit names the class, LRP locates the sticker, inpaint and fine-tune", config.progress)
-    fix_config = FixConfig(
-        checkpoint=str(checkpoint), method="inpaint", data=config.data, data_dir=config.data_dir, out=str(out),
-        max_images=config.max_images, device=config.device, seed=config.seed, progress=config.progress,
-        counterfactual=config.repair_counterfactual, locate=LocateConfig(dilate=config.repair_dilate),
-    )  # fmt: skip
-    if config.repair_epochs is not None:
-        fix_config = dataclasses.replace(fix_config, epochs=config.repair_epochs)
     try:
-        fix = compute_fix(fix_config)
+        fix = compute_fix(config.repair_config(str(checkpoint), str(out)))
     except NothingToRepair as err:
         # A model that learned too little (a reduced run) leaves the audit nothing to name: the story ends here.
         say("demo", f"repair skipped: {err}", config.progress)
