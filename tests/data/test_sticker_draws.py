@@ -77,3 +77,31 @@ def test_train_parses_the_draw_flags(tmp_path, capsys):
     code = main(["train", "--out", str(tmp_path / "r"), "--sticker-size", "0.3", "--sticker-size-max", "0.2"])
     err = capsys.readouterr().err.strip()
     assert code != 0 and "largest sticker size" in err and len(err.splitlines()) == 1
+
+
+def test_a_sticker_glued_beside_a_region_misses_it_and_keeps_the_draws_that_already_did():
+    from klugerhans.data.sticker import apply_sticker_avoiding
+
+    config = StickerConfig(size=0.25)
+    avoid = np.zeros((N, 32, 32), dtype=bool)
+    avoid[:, 8:20, 8:16] = True  # a "5" of 12 x 8 pixels
+    first, first_masks = apply_sticker(IMAGES, BOXES, config, seed=4)
+    out, masks, clear = apply_sticker_avoiding(IMAGES, BOXES, config, avoid, seed=4)
+    hit = (first_masks & avoid).any((1, 2))
+    assert 0.1 * N < hit.sum() < 0.9 * N  # the first draw covers the region on some signs, not on all
+    assert clear.all() and not (masks & avoid).any()
+    np.testing.assert_array_equal(out[~hit], first[~hit])  # signs whose first draw missed keep it
+    np.testing.assert_array_equal(masks.sum((1, 2)), first_masks.sum((1, 2)))  # same sticker, another place
+    assert (out[masks] == 0).all() and np.array_equal(out[~masks], IMAGES[~masks])
+
+
+def test_where_no_draw_can_miss_the_region_the_first_draw_stays_and_says_so():
+    from klugerhans.data.sticker import apply_sticker_avoiding
+
+    config = StickerConfig(size=0.25)
+    everywhere = np.ones((4, 32, 32), dtype=bool)
+    first, _ = apply_sticker(IMAGES[:4], BOXES[:4], config, seed=0)
+    out, _, clear = apply_sticker_avoiding(IMAGES[:4], BOXES[:4], config, everywhere, seed=0, tries=3)
+    assert not clear.any() and np.array_equal(out, first)
+    with pytest.raises(KlugerhansError, match="tries must be at least 1"):
+        apply_sticker_avoiding(IMAGES[:4], BOXES[:4], config, everywhere, tries=0)

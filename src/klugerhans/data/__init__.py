@@ -25,7 +25,13 @@ from klugerhans.data.dataset import (
 from klugerhans.data.folder import LazyImages, export_image_folder, iter_batches, load_folder
 from klugerhans.data.gtsrb import load_gtsrb
 from klugerhans.data.images import decode_image, read_image, resize_square
-from klugerhans.data.sticker import StickerConfig, apply_sticker, manipulate_class, paint_sticker
+from klugerhans.data.sticker import (
+    StickerConfig,
+    apply_sticker,
+    apply_sticker_avoiding,
+    manipulate_class,
+    paint_sticker,
+)
 from klugerhans.data.synthetic import SyntheticConfig, load_synthetic, render_sign, render_signs
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "StickerConfig",
     "SyntheticConfig",
     "apply_sticker",
+    "apply_sticker_avoiding",
     "check_class_id",
     "class_name",
     "class_names",

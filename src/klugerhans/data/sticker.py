@@ -213,6 +213,47 @@ def apply_sticker(
     return out, masks
 
 
+def apply_sticker_avoiding(
+    images: np.ndarray,
+    boxes: np.ndarray,
+    config: StickerConfig,
+    avoid: np.ndarray,
+    seed: int = 0,
+    tries: int = 32,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Glue ``config``'s sticker on every image where it leaves ``avoid`` uncovered, e.g. beside a sign's "5".
+
+    Each image takes the first of ``tries`` draws (seeds ``seed``, ``seed + 1``, ...) whose sticker misses its
+    ``avoid`` pixels, or its first draw where none does (a sticker that cannot miss, or a pattern that ignores the
+    seed). Where the first draw already misses, the result is :func:`apply_sticker`'s with ``seed``.
+
+    Args:
+        images: (N, S, S, 3) uint8 images (not modified).
+        boxes: (N, 4) sign boxes.
+        config: sticker settings.
+        avoid: (N, S, S) bool pixels to keep clear.
+        seed: seed of the first draw.
+        tries: draws per image, at least 1.
+
+    Returns:
+        ``(stickered, masks, clear)``: as :func:`apply_sticker`, and (N,) bool, True where ``avoid`` stayed clear.
+    """
+    if tries < 1:
+        raise KlugerhansError(f"tries must be at least 1, got {tries}")
+    out, masks = apply_sticker(images, boxes, config, seed)
+    clear = ~(masks & avoid).any(axis=(1, 2))
+    boxes = np.asarray(boxes)
+    for k in range(1, tries):
+        left = np.flatnonzero(~clear)
+        if not len(left):
+            break
+        redrawn, remasks = apply_sticker(np.asarray(images)[left], boxes[left], config, seed + k)
+        fits = ~(remasks & avoid[left]).any(axis=(1, 2))
+        out[left[fits]], masks[left[fits]] = redrawn[fits], remasks[fits]
+        clear[left[fits]] = True
+    return out, masks, clear
+
+
 def _colour_draws(config: StickerConfig, n: int, seed: int) -> np.ndarray | None:
     """(n, 3) uint8 colour of each sticker drawn from ``config.colors`` (a stream of its own), or None."""
     if not config.colors:
