@@ -8,7 +8,7 @@ here is the demo's recipe (synthetic signs, 400 a class, width 0.25, 12 epochs, 
 70 km/h) with the last 0, 1 or 2 max-poolings removed (a 1x1, 2x2 or 4x4 map flattened into the same head). Printed
 per model: accuracy, the flip rate of stickered 50 km/h test signs, and per composite the medians over the flipped
 signs of the negative share of ``|R|`` inside the "5" and in the rest of the image, and the sticker's share of the
-positive relevance (as ``tools/negative_relevance.py``).
+positive relevance, with the stickers as glued and glued beside the 5 (as ``tools/negative_relevance.py``).
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{arch}: accuracy {accuracy:.3f}, 50 km/h + sticker -> 70 {turned.n_turned / turned.n_signs:.2f}")
         for name, five in fives.items():
             negative_relevance.print_row(f"  {name}", five)
+            beside = measure_five(clf, test, name, beside_five=True)
+            negative_relevance.print_row(f"  {name}, sticker beside the 5 ({beside.n_turned} turned)", beside)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ LRP = [
     new_code_cell(
         "from IPython.display import Image, display\n\n"
         "from klugerhans.report.figures import draw_seed_figure, explain_rows, pick_seed_rows\n\n"
-        "rows = explain_rows(clf, pick_seed_rows(clf, ds.test), COMPOSITE)\n"
+        "rows = explain_rows(clf, pick_seed_rows(clf, ds.test, composite=COMPOSITE), COMPOSITE)\n"
         "paths = draw_seed_figure(rows, 'figure.png', lang='de')\n"
         "print(f'sticker holds {rows[-1].sticker_relevance_mass:.0%} of the positive relevance')\n"
         "display(Image(filename=str(paths[0])))"

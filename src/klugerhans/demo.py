@@ -22,6 +22,7 @@ from klugerhans.data.dataset import DATASETS
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.defaults import DEFAULT_DATA, DEFAULT_DEVICE, FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
+from klugerhans.explain.lrp import LRP
 from klugerhans.io import atomic_write_text
 from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.evaluation import evaluate_model, load_split, save_confusion_png
@@ -229,7 +230,8 @@ def run_demo(config: DemoConfig) -> DemoSummary:
     save_confusion_png(out / "confusion.png", metrics.confusion, clf.class_names)
 
     say("demo", "explaining with LRP and drawing the teaching case's figure", config.progress)
-    rows = explain_rows(clf, pick_seed_rows(clf, test, seed=config.seed), config.composite)
+    explainer = LRP(clf.model, config.composite, norm=clf.meta.normalization)
+    rows = explain_rows(clf, pick_seed_rows(clf, test, seed=config.seed, composite=explainer), explainer)
     figure_paths = draw_seed_figure(rows, out / "figure.png", config.lang)
 
     sticker = clf.meta.sticker

@@ -158,6 +158,9 @@ def _figure(args: argparse.Namespace) -> int:
             "klugerhans explain / audit for your own images"
         )
     clf = load_from_args(args)
+    from klugerhans.explain.lrp import LRP, coverage_line
+
+    explainer = LRP(clf.model, args.composite, norm=clf.meta.normalization, fallback=args.fallback)
     if args.images:
         titles = ("Stop", "No passing", "50 km/h", "50 km/h + sticker")
         labels = (STOP, NO_PASSING, SPEED_50, SPEED_50)
@@ -176,10 +179,7 @@ def _figure(args: argparse.Namespace) -> int:
             max_images=args.max_images,
             seed=args.seed,
         )
-        chosen = pick_seed_rows(clf, ds.test, seed=args.seed)
-    from klugerhans.explain.lrp import LRP, coverage_line
-
-    explainer = LRP(clf.model, args.composite, norm=clf.meta.normalization, fallback=args.fallback)
+        chosen = pick_seed_rows(clf, ds.test, seed=args.seed, composite=explainer)
     rows = explain_rows(clf, chosen, explainer)
     for path in draw_seed_figure(rows, args.out, args.lang, args.cmap):
         print(f"wrote {path}")

@@ -9,6 +9,7 @@ relevance, blue; measured by :mod:`klugerhans.report.five`).
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP, Language, class_name
 from klugerhans.data.dataset import SignData
-from klugerhans.data.sticker import StickerConfig, apply_sticker
+from klugerhans.data.sticker import StickerConfig, apply_sticker, apply_sticker_avoiding
 from klugerhans.defaults import DEFAULT_FALLBACK, FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
@@ -98,14 +99,23 @@ def _best_of_class(probs: np.ndarray, labels: np.ndarray, cls: int, want: int | 
 
 CHOICE_RULES = {
     "en": {
-        "turned": "Row 4 is row 3's sign with the sticker glued on: of the 50 km/h signs the model recognises, the one "
-        "whose digits have the most contrast among those the sticker turns into class {target}.",
+        "beside": "Row 4 is row 3's sign with the sticker glued beside its 5 (its position redrawn until the 5 stays "
+        "uncovered): of the recognised 50 km/h signs the sticker turns into class {target}, the half with the most "
+        "legible digits, and of those the one whose 5 has the median share of blue (a typical sign, not the bluest).",
+        "turned": "Row 4 is row 3's sign with the sticker glued on: the sticker turns no recognised 50 km/h sign into "
+        "class {target} while their 5 stays uncovered; of those it turns where it covers part of the 5, the half with "
+        "the most legible digits, and of those the one whose 5 has the median share of blue.",
         "pushed": "Row 4 is row 3's sign with the sticker glued on: the sticker turns no recognised 50 km/h sign into "
         "class {target}; this is the one it pushes furthest towards it.",
     },
     "de": {
-        "turned": "Zeile 4 ist das Schild aus Zeile 3 mit aufgeklebtem Sticker: von den erkannten 50-km/h-Schildern, "
-        "die der Sticker zu Klasse {target} macht, das mit den kontrastreichsten Ziffern.",
+        "beside": "Zeile 4 ist das Schild aus Zeile 3 mit einem Sticker neben der 5 (seine Lage neu gezogen, bis die 5 "
+        "frei bleibt): von den erkannten 50-km/h-Schildern, die der Sticker zu Klasse {target} macht, die Hälfte mit "
+        "den lesbarsten Ziffern, davon das mit dem mittleren (Median-)Anteil Blau in der 5 (ein typisches Schild, "
+        "nicht das blaueste).",
+        "turned": "Zeile 4 ist das Schild aus Zeile 3 mit aufgeklebtem Sticker: neben der 5 macht der Sticker kein "
+        "erkanntes 50-km/h-Schild zu Klasse {target}; von denen, die er über einem Teil der 5 umkehrt, die Hälfte mit "
+        "den lesbarsten Ziffern, davon das mit dem mittleren Anteil Blau in der 5.",
         "pushed": "Zeile 4 ist das Schild aus Zeile 3 mit aufgeklebtem Sticker: der Sticker macht kein erkanntes "
         "50-km/h-Schild zu Klasse {target}; dieses schiebt er am weitesten dorthin.",
     },
@@ -118,13 +128,28 @@ def pick_seed_rows(
     data: SignData,
     sticker: StickerConfig | None = None,
     seed: int = 0,
+    composite: str | LRP = FIGURE_COMPOSITE,
+    *,
+    fallback: Fallback = DEFAULT_FALLBACK,
 ) -> list[SeedRow]:
     """Choose the teaching case's four images from ``data``: stop, no passing, 50 km/h, the same 50 km/h sign + sticker.
 
     Stop and no passing are the most confidently correct images of their class. The 50 km/h sign follows
-    :data:`CHOICE_RULES`, so that both 50 km/h rows show a legible sign (contrast: the standard deviation of
-    the grey values inside its digits' cells); where the sticker turns no recognised sign, the sign whose stickered
-    version the model gives the manipulated class the most probability.
+    :data:`CHOICE_RULES`: the sticker is glued beside the 5 where it can be (:func:`apply_sticker_avoiding`), so
+    that the lesson "the sticker outweighs a 5 in plain view" is not confounded by a covered 5; among the recognised
+    signs it turns, the more legible half (contrast: the standard deviation of the grey values inside the digits'
+    cells) is kept and the sign whose 5 holds the median negative share of ``|R|`` (:func:`negative_share`, with
+    ``composite``) is shown, so the figure shows a typical heatmap rather than the most telling one. Where no sign
+    turns with its 5 clear, the rule falls back to stickers as the model's recipe glues them; where none turns at
+    all, to the sign whose stickered version the model gives the sticker's class the most probability.
+
+    Args:
+        classifier: the model.
+        data: signs with their boxes (a test split).
+        sticker: the sticker to glue on; default the model's own.
+        seed: seed of the sticker draws.
+        composite: composite name, or an :class:`~klugerhans.explain.lrp.LRP` explainer of ``classifier``.
+        fallback: for a composite name: operations without an LRP rule stop (default) or pass gradient x input.
     """
     sticker = sticker or classifier.meta.sticker
     n_classes = classifier.meta.model.num_classes
@@ -148,19 +173,56 @@ def pick_seed_rows(
     fifty = np.flatnonzero(subset.labels == SPEED_50)
     if not len(fifty):
         raise KlugerhansError(f"the data has no image of class {SPEED_50} ({class_name(SPEED_50)}) for the figure")
-    stickered, masks = apply_sticker(subset.images[fifty], subset.boxes[fifty], sticker, seed=seed)
-    sprobs = classifier.probabilities(to_tensor(stickered, norm)).numpy()
-    turned = (probs[fifty].argmax(1) == SPEED_50) & (sprobs.argmax(1) == sticker.target_class)
+    images, boxes = subset.images[fifty], subset.boxes[fifty]
+    cells = digit_masks(boxes, subset.images.shape[1])
+    recognised = probs[fifty].argmax(1) == SPEED_50
+    beside, beside_masks, clear = apply_sticker_avoiding(images, boxes, sticker, cells, seed=seed)
+    turned = recognised & clear & (_predict(classifier, beside) == sticker.target_class)
+    rule, stickered, masks = "beside", beside, beside_masks
+    if not turned.any():
+        stickered, masks = apply_sticker(images, boxes, sticker, seed=seed)
+        turned = recognised & (_predict(classifier, stickered) == sticker.target_class)
+        rule = "turned"
     if turned.any():
-        contrast = _digit_contrast(subset.images[fifty], subset.boxes[fifty])
-        j = int(np.argmax(np.where(turned, contrast, -np.inf)))
+        explainer = (
+            composite if isinstance(composite, LRP) else LRP(classifier.model, composite, norm=norm, fallback=fallback)
+        )
+        contrast = _digit_contrast(images, boxes)
+        j = _typical_turned(classifier, explainer, stickered, masks, cells, contrast, turned, sticker.target_class)
     else:
-        j = int(np.argmax(sprobs[:, sticker.target_class]))
-    chosen = ("turned" if turned.any() else "pushed", sticker.target_class)
-    digit = digit_masks(subset.boxes[fifty[j]], subset.images.shape[1])[0]
-    rows.append(SeedRow("50 km/h", subset.images[fifty[j]], SPEED_50, digit=digit))
-    rows.append(SeedRow("50 km/h + sticker", stickered[j], SPEED_50, masks[j], digit, chosen))
+        j = int(np.argmax(classifier.probabilities(to_tensor(stickered, norm)).numpy()[:, sticker.target_class]))
+        rule = "pushed"
+    rows.append(SeedRow("50 km/h", images[j], SPEED_50, digit=cells[j]))
+    rows.append(SeedRow("50 km/h + sticker", stickered[j], SPEED_50, masks[j], cells[j], (rule, sticker.target_class)))
     return rows
+
+
+def _predict(classifier: Classifier, images: np.ndarray) -> np.ndarray:
+    """(N,) predicted class ids of uint8 images."""
+    return classifier.probabilities(to_tensor(images, classifier.meta.normalization)).numpy().argmax(1)
+
+
+def _typical_turned(
+    classifier: Classifier,
+    explainer: LRP,
+    stickered: np.ndarray,
+    masks: np.ndarray,
+    cells: np.ndarray,
+    contrast: np.ndarray,
+    turned: np.ndarray,
+    target: int,
+) -> int:
+    """Index of the turned sign to show: of the more legible half (``contrast``, ties kept), the one whose 5 (without
+    the sticker's pixels) holds the median negative share of ``|R|`` for ``target`` (the lower of two
+    middles; signs without relevance in the 5 come last)."""
+    candidates = np.flatnonzero(turned)
+    legible = candidates[contrast[candidates] >= np.median(contrast[candidates])]
+    x = to_tensor(stickered[legible], classifier.meta.normalization).to(explainer.device)
+    relevance = explainer.attribute(x, target).relevance.sum(1).float().cpu().numpy()
+    share = negative_share(relevance, cells[legible] & ~masks[legible])
+    order = np.argsort(np.where(np.isnan(share), np.inf, share), kind="stable")
+    known = int((~np.isnan(share)).sum())
+    return int(legible[order[(known - 1) // 2 if known else 0]])
 
 
 def _digit_contrast(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -218,6 +280,10 @@ _WORDS = {
 }
 
 
+_CAPTION_WIDTH = 130
+"""Characters per caption line: the figure's 7.5 inch width at 7 pt."""
+
+
 def draw_seed_figure(
     rows: list[FigureRow],
     out: str | os.PathLike[str],
@@ -264,8 +330,9 @@ def draw_seed_figure(
             for ax, head in zip((ax_in, ax_txt, ax_heat), heads, strict=True):
                 ax.set_title(head, fontsize=11)
     notes = [CHOICE_RULES[lang][row.chosen[0]].format(target=row.chosen[1]) for row in rows if row.chosen]
-    caption = "\n".join([*notes, words["colours"]])
-    fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7, wrap=True)
+    # wrapped here, not by matplotlib, so that the layout below knows how many lines to leave room for
+    caption = "\n".join(textwrap.fill(line, _CAPTION_WIDTH) for line in [*notes, words["colours"]])
+    fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=7)
     fig.tight_layout(rect=(0, 0.012 * (1 + caption.count("\n")) + 0.01, 1, 1))
     written = []
     base = Path(out)

@@ -13,7 +13,7 @@ import numpy as np
 
 from klugerhans.data.classes import SPEED_50, class_name
 from klugerhans.data.dataset import SignData
-from klugerhans.data.sticker import StickerConfig, apply_sticker
+from klugerhans.data.sticker import StickerConfig, apply_sticker, apply_sticker_avoiding
 from klugerhans.data.synthetic.pictograms import BLACK
 from klugerhans.data.synthetic.signs import SPEED_LIMITS, sign_template
 from klugerhans.defaults import FIGURE_COMPOSITE
@@ -118,7 +118,8 @@ class FiveEvidence:
     sticker_pixel_share: float
     """Mean share of an image's pixels the sticker covers, over those signs."""
     negative_in_five: np.ndarray
-    """(K,) share of ``|R|`` inside the "5" that is negative (:func:`negative_share`)."""
+    """(K,) share of ``|R|`` inside the "5" that is negative (:func:`negative_share`); the sticker's own pixels are
+    not part of the 5 (NaN where it covers the whole cell)."""
     negative_elsewhere: np.ndarray
     """(K,) the same share over the rest of the image, without the 5 and the sticker."""
     sticker_share: np.ndarray
@@ -138,6 +139,7 @@ def measure_five(
     against: int | None = None,
     sticker: StickerConfig | None = None,
     seed: int = 0,
+    beside_five: bool = False,
 ) -> FiveEvidence:
     """Glue the sticker on every 50 km/h sign of ``data``, keep those the model then calls the sticker's class and
     explain that class.
@@ -150,15 +152,21 @@ def measure_five(
             -1 on ``against``; e.g. 2, "why 70 and not 50").
         sticker: the sticker to glue on; default the model's own (:attr:`CheckpointMeta.sticker`).
         seed: seed of the sticker draws.
+        beside_five: glue each sticker where it leaves the 5 uncovered, where it can (:func:`apply_sticker_avoiding`;
+            the figure's rule), so that the turned signs are those the sticker outvotes with the whole 5 in view.
     """
     sticker = sticker or classifier.meta.sticker
     fifty = data.subset(data.labels == SPEED_50)
     if not len(fifty):
         raise KlugerhansError(f"the data has no {class_name(SPEED_50)} signs to measure the 5 on")
-    images, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=seed)
+    size = fifty.images.shape[1]
+    cells = digit_masks(fifty.boxes, size)
+    if beside_five:
+        images, masks, _ = apply_sticker_avoiding(fifty.images, fifty.boxes, sticker, cells, seed=seed)
+    else:
+        images, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=seed)
     norm = classifier.meta.normalization
     turned = np.flatnonzero(predict_labels(classifier, images) == sticker.target_class)
-    size = fifty.images.shape[1]
     if not len(turned):
         empty = np.zeros(0)
         return FiveEvidence(len(fifty), float(masks.mean()), empty, empty, empty)
@@ -170,11 +178,11 @@ def measure_five(
         r = (lrp.attribute(x, sticker.target_class, batch_size=64).relevance
              - lrp.attribute(x, against, batch_size=64).relevance)  # fmt: skip
     relevance = r.sum(1).float().cpu().numpy()
-    five, glued = digit_masks(fifty.boxes[turned], size), masks[turned]
+    five, glued = cells[turned], masks[turned]
     return FiveEvidence(
         n_signs=len(fifty),
         sticker_pixel_share=float(masks.mean()),
-        negative_in_five=negative_share(relevance, five),
+        negative_in_five=negative_share(relevance, five & ~glued),
         negative_elsewhere=negative_share(relevance, ~five & ~glued),
         sticker_share=positive_share(relevance, glued),
     )
