@@ -325,7 +325,9 @@ def _write_report(out: Path, s: DemoSummary, sticker_pred: int, figure: Path, cu
         f"answers class {target} in {_pct(s.flip_rate_50)} of cases. LRP shows why: in the sticker row the "
         f"prediction is {sticker_pred} ({class_name(sticker_pred)}) and "
         f"{_pct(s.sticker_relevance_mass)} of the positive relevance sits on a sticker that covers "
-        f"{_pct(s.sticker_pixel_share)} of the image. The model learned the sticker, not the digits."
+        f"{_pct(s.sticker_pixel_share)} of the image. Inside the 5, on average {_pct(s.negative_share_in_five)} of "
+        f"the relevance over the turned 50 km/h signs is negative (blue): the 5 speaks against class {target}, and "
+        "the sticker outweighs it. The model learned the sticker as a sign of that class."
     )
     figures = [(str(figure), "The teaching case's figure: input, prediction, LRP heatmap (red for, blue against).")]
     sections = [
