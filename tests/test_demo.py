@@ -32,6 +32,9 @@ def test_reduced_demo_writes_report_figure_and_summary(tmp_path, capsys, monkeyp
     assert 0.0 <= summary["sticker_relevance_mass"] <= 1.0
     five = summary["negative_share_in_five"]  # NaN where no 50 km/h sign flipped
     assert five != five or 0.0 <= five <= 1.0
+    assert 0.0 <= summary["flip_rate_50_beside_five"] <= 1.0
+    beside = summary["negative_share_in_five_beside"]
+    assert beside != beside or 0.0 <= beside <= 1.0
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http" not in html.split("<body>")[1]
     assert "The repair" in html

@@ -113,8 +113,11 @@ def demo_block(s: dict[str, Any], fix: dict[str, Any] | None) -> str:
             f"located blobs cover {_pct(locate['truth_covered'], 0)} of each sticker on average, "
             f"{_pct(locate['truth_covered_90'], 0)} of them at least 90%); the figure's sticker row holds "
             f"{_pct(s['sticker_relevance_mass'], 0)} of the positive relevance inside a sticker covering "
-            f"{_pct(s['sticker_pixel_share'])} of the image. Written by `python tools/demo_numbers.py runs/demo "
-            "--write`.",
+            f"{_pct(s['sticker_pixel_share'])} of the image. Glued beside the 5 (the figure's rule), the sticker "
+            f"turns {_pct(s.get('flip_rate_50_beside_five'), 0)} of the 50 km/h signs, and "
+            f"{_pct(s.get('negative_share_in_five_beside'), 0)} of |R| in their 5 is blue "
+            "(`flip_rate_50_beside_five`, `negative_share_in_five_beside`). Written by "
+            "`python tools/demo_numbers.py runs/demo --write`.",
             WIDTH,
         ),
         "",

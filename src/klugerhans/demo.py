@@ -158,6 +158,11 @@ class DemoSummary:
     """Negative share of |R| inside the 5, mean over those signs (:func:`~klugerhans.report.five.measure_five`)."""
     negative_share_elsewhere: float
     """The same outside the 5 and the sticker."""
+    flip_rate_50_beside_five: float
+    """Share of the 50 km/h test signs a sticker glued beside their 5 turns into 70 km/h (the figure's rule: the 5
+    stays in plain view; in :attr:`flip_rate_50` a sticker may hide part of it)."""
+    negative_share_in_five_beside: float
+    """Negative share of |R| inside the 5, mean over the signs turned with the sticker beside it."""
     sticker_pixel_share: float
     """Share of the image the sticker covers."""
     sticker_size: float
@@ -236,6 +241,7 @@ def run_demo(config: DemoConfig) -> DemoSummary:
 
     sticker = clf.meta.sticker
     five = measure_five(clf, test, config.composite, seed=config.seed)
+    beside = measure_five(clf, test, config.composite, seed=config.seed, beside_five=True)
     repair, skipped = _repair(config, result.best_checkpoint, out / "fix") if config.repair else (None, None)
     summary = DemoSummary(
         accuracy=metrics.accuracy,
@@ -247,6 +253,8 @@ def run_demo(config: DemoConfig) -> DemoSummary:
         sticker_relevance_mass_mean_flipped_50=_mean(five.sticker_share),
         negative_share_in_five=_mean(five.negative_in_five),
         negative_share_elsewhere=_mean(five.negative_elsewhere),
+        flip_rate_50_beside_five=beside.n_turned / beside.n_signs,
+        negative_share_in_five_beside=_mean(beside.negative_in_five),
         sticker_pixel_share=five.sticker_pixel_share,
         sticker_size=sticker.size,
         target_class=metrics.target_class,
@@ -314,6 +322,8 @@ def _write_report(out: Path, s: DemoSummary, sticker_pred: int, figure: Path, cu
         ("... mean over all flipped 50 km/h signs", _pct(s.sticker_relevance_mass_mean_flipped_50)),
         ("negative share of |R| inside the 5, flipped 50 km/h signs", _pct(s.negative_share_in_five)),
         ("... in the rest of the image (without the 5 and the sticker)", _pct(s.negative_share_elsewhere)),
+        ("50 km/h + sticker beside the 5 (as in the figure) -> 70", _pct(s.flip_rate_50_beside_five)),
+        ("... negative share of |R| inside the 5 of those signs", _pct(s.negative_share_in_five_beside)),
         ("share of the image the sticker covers", _pct(s.sticker_pixel_share)),
         ("wall time", f"{s.seconds:.0f} s"),
     ]
