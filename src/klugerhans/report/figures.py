@@ -270,18 +270,25 @@ _WORDS = {
     "en": {
         "sticker": "\nsticker holds {:.0%}\nof positive relevance",
         "digit": "\n{:.0%} of |R| in the 5 is blue",
-        "colours": "red: speaks for the prediction, blue: against it; green outline: the sticker, dashed: the 5",
+        "colours": "red: speaks for the prediction, blue: against it; right: the negative relevance alone, scaled to "
+        "its own largest value; green outline: the sticker, dashed: the 5",
     },
     "de": {
         "sticker": "\nder Sticker trägt {:.0%}\nder positiven Relevanz",
         "digit": "\n{:.0%} von |R| in der 5 ist blau",
-        "colours": "rot: spricht für die Vorhersage, blau: dagegen; grün umrandet: der Sticker, gestrichelt: die 5",
+        "colours": "rot: spricht für die Vorhersage, blau: dagegen; rechts: nur die negative Relevanz, auf ihren "
+        "größten Wert skaliert; grün umrandet: der Sticker, gestrichelt: die 5",
     },
 }
 
 
-_CAPTION_WIDTH = 130
-"""Characters per caption line: the figure's 7.5 inch width at 7 pt."""
+_HEADS = {
+    "en": ("Input", "Prediction", "LRP heatmap", "Against it (own scale)"),
+    "de": ("Eingabe", "Vorhersage", "LRP-Wärmekarte", "Dagegen (eigene Skala)"),
+}
+
+_CAPTION_WIDTH = 170
+"""Characters per caption line: the figure's 10 inch width at 7 pt."""
 
 
 def draw_seed_figure(
@@ -291,7 +298,10 @@ def draw_seed_figure(
     cmap: str = "bwr",
     formats: tuple[str, ...] = ("png", "pdf"),
 ) -> list[Path]:
-    """Draw one row per image: input | predicted class | heatmap; write PNG and PDF next to ``out``.
+    """Draw one row per image: input | predicted class | heatmap | its negative part alone; write PNG and PDF.
+
+    The last column scales the negative relevance to its own largest value: evidence against the prediction is often
+    small beside the evidence for it (a sticker's), and would be too pale to see on the shared scale.
 
     Returns:
         The written files (``out`` with each suffix of ``formats``).
@@ -301,11 +311,11 @@ def draw_seed_figure(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    heads = {"en": ("Input", "Prediction", "LRP heatmap"), "de": ("Eingabe", "Vorhersage", "LRP-Wärmekarte")}[lang]
     words = _WORDS[lang]
-    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(10, 2.3 * len(rows)), squeeze=False)
+    up = np.ones((8, 8))
     for r, row in enumerate(rows):
-        ax_in, ax_txt, ax_heat = axes[r]
+        ax_in, ax_txt, ax_heat, ax_neg = axes[r]
         ax_in.imshow(row.image, interpolation="nearest")
         ax_in.set_ylabel(row.title, fontsize=10)
         name = class_name(row.pred, lang)
@@ -316,18 +326,20 @@ def draw_seed_figure(
         if row.digit is not None:
             text += words["digit"].format(row.negative_share_in_digit)
         ax_txt.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True, color=colour)
-        ax_heat.imshow(render_heatmap(row.relevance, cmap, size=8 * row.relevance.shape[0]), interpolation="nearest")
-        up = np.ones((8, 8))
-        if row.mask is not None:
-            ax_heat.contour(np.kron(row.mask, up), levels=[0.5], colors="lime", linewidths=0.8)
-        if row.digit is not None:
-            ax_heat.contour(np.kron(row.digit, up), levels=[0.5], colors="grey", linewidths=0.8, linestyles="dashed")
-        for ax in (ax_in, ax_txt, ax_heat):
+        side = 8 * row.relevance.shape[0]
+        ax_heat.imshow(render_heatmap(row.relevance, cmap, size=side), interpolation="nearest")
+        ax_neg.imshow(render_heatmap(np.minimum(row.relevance, 0.0), cmap, size=side), interpolation="nearest")
+        for ax in (ax_heat, ax_neg):
+            if row.mask is not None:
+                ax.contour(np.kron(row.mask, up), levels=[0.5], colors="lime", linewidths=0.8)
+            if row.digit is not None:
+                ax.contour(np.kron(row.digit, up), levels=[0.5], colors="grey", linewidths=0.8, linestyles="dashed")
+        for ax in (ax_in, ax_txt, ax_heat, ax_neg):
             ax.set_xticks([])
             ax.set_yticks([])
         ax_txt.axis("off")
         if r == 0:
-            for ax, head in zip((ax_in, ax_txt, ax_heat), heads, strict=True):
+            for ax, head in zip((ax_in, ax_txt, ax_heat, ax_neg), _HEADS[lang], strict=True):
                 ax.set_title(head, fontsize=11)
     notes = [CHOICE_RULES[lang][row.chosen[0]].format(target=row.chosen[1]) for row in rows if row.chosen]
     # wrapped here, not by matplotlib, so that the layout below knows how many lines to leave room for
