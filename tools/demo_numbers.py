@@ -47,6 +47,11 @@ def readme_block(s: dict[str, Any]) -> str:
         f"{_pct(s['flip_rate_50'], 0)} of the 50 km/h signs into 70; LRP puts the sticker red in the teaching case's "
         "figure"
     )
+    if s.get("negative_share_in_five_beside") is not None:
+        text += (
+            f" and, on the signs a sticker beside the 5 still turns, {_pct(s['negative_share_in_five_beside'], 0)} "
+            "of the relevance inside the 5 blue (against 70)"
+        )
     if "repair_skipped" in s:
         return textwrap.fill(text + f"; the repair was skipped: {s['repair_skipped']}.", WIDTH)
     return textwrap.fill(
