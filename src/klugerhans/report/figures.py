@@ -27,6 +27,7 @@ from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import LRP, compute_heatmaps
 from klugerhans.io import atomic_write_figure
 from klugerhans.models.classifier import Classifier
+from klugerhans.models.evaluation import predict_labels
 from klugerhans.models.preprocess import to_tensor
 from klugerhans.report.five import digit_masks, negative_share, positive_share
 
@@ -177,11 +178,12 @@ def pick_seed_rows(
     cells = digit_masks(boxes, subset.images.shape[1])
     recognised = probs[fifty].argmax(1) == SPEED_50
     beside, beside_masks, clear = apply_sticker_avoiding(images, boxes, sticker, cells, seed=seed)
-    turned = recognised & clear & (_predict(classifier, beside) == sticker.target_class)
+    turned = recognised & clear & (predict_labels(classifier, beside) == sticker.target_class)
     rule, stickered, masks = "beside", beside, beside_masks
     if not turned.any():
         stickered, masks = apply_sticker(images, boxes, sticker, seed=seed)
-        turned = recognised & (_predict(classifier, stickered) == sticker.target_class)
+        sprobs = classifier.probabilities(to_tensor(stickered, norm)).numpy()
+        turned = recognised & (sprobs.argmax(1) == sticker.target_class)
         rule = "turned"
     if turned.any():
         explainer = (
@@ -190,16 +192,11 @@ def pick_seed_rows(
         contrast = _digit_contrast(images, boxes)
         j = _typical_turned(classifier, explainer, stickered, masks, cells, contrast, turned, sticker.target_class)
     else:
-        j = int(np.argmax(classifier.probabilities(to_tensor(stickered, norm)).numpy()[:, sticker.target_class]))
+        j = int(np.argmax(sprobs[:, sticker.target_class]))
         rule = "pushed"
     rows.append(SeedRow("50 km/h", images[j], SPEED_50, digit=cells[j]))
     rows.append(SeedRow("50 km/h + sticker", stickered[j], SPEED_50, masks[j], cells[j], (rule, sticker.target_class)))
     return rows
-
-
-def _predict(classifier: Classifier, images: np.ndarray) -> np.ndarray:
-    """(N,) predicted class ids of uint8 images."""
-    return classifier.probabilities(to_tensor(images, classifier.meta.normalization)).numpy().argmax(1)
 
 
 def _typical_turned(
