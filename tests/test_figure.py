@@ -163,6 +163,17 @@ def test_row_four_is_a_typical_turned_sign_of_the_legible_half_with_the_sticker_
     assert everyone[(len(everyone) - 1) // 2][1] != want  # the legible half makes a difference here
     assert np.array_equal(fifty.image, data.images[signs[want]])
     assert np.array_equal(stickered.image, glued[want])
+    # the demo measures the signs beside the 5 once and hands the measurement to the figure: same rows
+    beside = measure_five(clf, data, "epsilon_gamma_box", seed=1, beside_five=True)
+    norm = clf.meta.normalization
+    turned = [k for k in range(len(signs)) if clf.model(to_tensor(glued[k][None], norm)).argmax().item() == 4]
+    assert beside.turned_index.tolist() == turned and np.array_equal(beside.clear, clear)
+    handed = pick_seed_rows(clf, data, seed=1, composite=lrp, beside=beside)
+    for got, row in zip(handed, rows, strict=True):
+        assert np.array_equal(got.image, row.image) and got.chosen == row.chosen
+    as_glued = measure_five(clf, data, "epsilon_gamma_box", seed=1)
+    with pytest.raises(KlugerhansError, match="beside_five=True"):
+        pick_seed_rows(clf, data, seed=1, beside=as_glued)
 
 
 def test_where_no_sign_turns_with_its_five_clear_row_four_covers_part_of_it():
@@ -209,6 +220,14 @@ def test_measure_five_explains_every_turned_sign_and_splits_its_relevance():
     lrp = LRP(model, "epsilon_gamma_box", norm=meta.normalization)
     r = lrp.attribute(to_tensor(images, meta.normalization), 4).relevance.sum(1).numpy()
     cells = digit_masks(data.boxes[2:], 32)
+    # the signs it measured travel with the numbers, for the figure to choose from
+    assert np.array_equal(five.images, images) and np.array_equal(five.masks, masks)
+    assert np.array_equal(five.cells, cells) and not five.beside_five
+    assert np.array_equal(five.clear, ~(masks & cells).any(axis=(1, 2))) and five.turned_index.tolist() == [0, 1, 2]
+    shared = measure_five(clf, data, lrp, seed=3)  # an explainer the caller built measures the same
+    np.testing.assert_allclose(shared.negative_in_five, five.negative_in_five, rtol=1e-6)
+    with pytest.raises(KlugerhansError, match="composite name"):
+        measure_five(clf, data, lrp, against=SPEED_50)
     # the sticker's pixels are not part of the 5
     np.testing.assert_allclose(five.negative_in_five, negative_share(r, cells & ~masks), rtol=1e-4)
     np.testing.assert_allclose(five.negative_elsewhere, negative_share(r, ~cells & ~masks), rtol=1e-4)
@@ -228,6 +247,7 @@ def test_measure_five_explains_every_turned_sign_and_splits_its_relevance():
     assert clear.all() and not (beside_masks & cells).any()
     r = lrp.attribute(to_tensor(beside, meta.normalization), 4).relevance.sum(1).numpy()
     five = measure_five(clf, data, "epsilon_gamma_box", seed=3, beside_five=True)
+    assert five.beside_five and five.clear.all() and np.array_equal(five.images, beside)
     np.testing.assert_allclose(five.negative_in_five, negative_share(r, cells), rtol=1e-4)
     np.testing.assert_allclose(five.sticker_share, positive_share(r, beside_masks), rtol=1e-4)
 

@@ -236,12 +236,14 @@ def run_demo(config: DemoConfig) -> DemoSummary:
 
     say("demo", "explaining with LRP and drawing the teaching case's figure", config.progress)
     explainer = LRP(clf.model, config.composite, norm=clf.meta.normalization)
-    rows = explain_rows(clf, pick_seed_rows(clf, test, seed=config.seed, composite=explainer), explainer)
+    # the figure chooses its 50 km/h sign from the same measurement the summary reports
+    beside = measure_five(clf, test, explainer, seed=config.seed, beside_five=True)
+    seed_rows = pick_seed_rows(clf, test, seed=config.seed, composite=explainer, beside=beside)
+    rows = explain_rows(clf, seed_rows, explainer)
     figure_paths = draw_seed_figure(rows, out / "figure.png", config.lang)
 
     sticker = clf.meta.sticker
-    five = measure_five(clf, test, config.composite, seed=config.seed)
-    beside = measure_five(clf, test, config.composite, seed=config.seed, beside_five=True)
+    five = measure_five(clf, test, explainer, seed=config.seed)
     repair, skipped = _repair(config, result.best_checkpoint, out / "fix") if config.repair else (None, None)
     summary = DemoSummary(
         accuracy=metrics.accuracy,

@@ -8,6 +8,7 @@ relevance, blue; measured by :mod:`klugerhans.report.five`).
 
 from __future__ import annotations
 
+import functools
 import os
 import textwrap
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import torch
 
 from klugerhans.data.classes import NO_PASSING, SPEED_50, STOP, Language, class_name
 from klugerhans.data.dataset import SignData
-from klugerhans.data.sticker import StickerConfig, apply_sticker, apply_sticker_avoiding
+from klugerhans.data.sticker import StickerConfig
 from klugerhans.defaults import DEFAULT_FALLBACK, FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
 from klugerhans.explain.composites import Fallback
@@ -27,9 +28,8 @@ from klugerhans.explain.heatmap import overlay_heatmap, render_heatmap
 from klugerhans.explain.lrp import LRP, compute_heatmaps
 from klugerhans.io import atomic_write_figure
 from klugerhans.models.classifier import Classifier
-from klugerhans.models.evaluation import predict_labels
 from klugerhans.models.preprocess import to_tensor
-from klugerhans.report.five import digit_masks, negative_share, positive_share
+from klugerhans.report.five import FiveEvidence, digit_masks, measure_five, negative_share, positive_share
 
 
 @dataclass(frozen=True)
@@ -132,17 +132,19 @@ def pick_seed_rows(
     composite: str | LRP = FIGURE_COMPOSITE,
     *,
     fallback: Fallback = DEFAULT_FALLBACK,
+    beside: FiveEvidence | None = None,
 ) -> list[SeedRow]:
     """Choose the teaching case's four images from ``data``: stop, no passing, 50 km/h, the same 50 km/h sign + sticker.
 
     Stop and no passing are the most confidently correct images of their class. The 50 km/h sign follows
-    :data:`CHOICE_RULES`: the sticker is glued beside the 5 where it can be (:func:`apply_sticker_avoiding`), so
-    that the lesson "the sticker outweighs a 5 in plain view" is not confounded by a covered 5; among the recognised
-    signs it turns, the more legible half (contrast: the standard deviation of the grey values inside the digits'
-    cells) is kept and the sign whose 5 holds the median negative share of ``|R|`` (:func:`negative_share`, with
-    ``composite``) is shown, so the figure shows a typical heatmap rather than the most telling one. Where no sign
-    turns with its 5 clear, the rule falls back to stickers as the model's recipe glues them; where none turns at
-    all, to the sign whose stickered version the model gives the sticker's class the most probability.
+    :data:`CHOICE_RULES`: the sticker is glued beside the 5 where it can be (:func:`measure_five` with
+    ``beside_five=True``), so that the lesson "the sticker outweighs a 5 in plain view" is not confounded by a covered
+    5; among the recognised signs it turns, the more legible half (contrast: the standard deviation of the grey values
+    inside the digits' cells) is kept and the sign whose 5 holds the median negative share of ``|R|``
+    (:func:`negative_share`, with ``composite``) is shown, so the figure shows a typical heatmap rather than the most
+    telling one. Where no sign turns with its 5 clear, the rule falls back to stickers as the model's recipe glues
+    them; where none turns at all, to the sign whose stickered version the model gives the sticker's class the most
+    probability.
 
     Args:
         classifier: the model.
@@ -151,6 +153,8 @@ def pick_seed_rows(
         seed: seed of the sticker draws.
         composite: composite name, or an :class:`~klugerhans.explain.lrp.LRP` explainer of ``classifier``.
         fallback: for a composite name: operations without an LRP rule stop (default) or pass gradient x input.
+        beside: ``measure_five(classifier, data, composite, sticker=sticker, seed=seed, beside_five=True)`` where the
+            caller has measured it already (the demo reports it), so that the signs are not explained twice.
     """
     sticker = sticker or classifier.meta.sticker
     n_classes = classifier.meta.model.num_classes
@@ -174,52 +178,42 @@ def pick_seed_rows(
     fifty = np.flatnonzero(subset.labels == SPEED_50)
     if not len(fifty):
         raise KlugerhansError(f"the data has no image of class {SPEED_50} ({class_name(SPEED_50)}) for the figure")
-    images, boxes = subset.images[fifty], subset.boxes[fifty]
-    cells = digit_masks(boxes, subset.images.shape[1])
+    measure = functools.partial(
+        measure_five, classifier, data, composite, sticker=sticker, seed=seed, fallback=fallback
+    )
+    if beside is None:
+        beside = measure(beside_five=True)
+    elif not beside.beside_five or beside.n_signs != len(fifty):
+        raise KlugerhansError("`beside` must be measure_five(..., beside_five=True) on the same data")
     recognised = probs[fifty].argmax(1) == SPEED_50
-    beside, beside_masks, clear = apply_sticker_avoiding(images, boxes, sticker, cells, seed=seed)
-    turned = recognised & clear & (predict_labels(classifier, beside) == sticker.target_class)
-    rule, stickered, masks = "beside", beside, beside_masks
-    if not turned.any():
-        stickered, masks = apply_sticker(images, boxes, sticker, seed=seed)
-        sprobs = classifier.probabilities(to_tensor(stickered, norm)).numpy()
-        turned = recognised & (sprobs.argmax(1) == sticker.target_class)
-        rule = "turned"
-    if turned.any():
-        explainer = (
-            composite if isinstance(composite, LRP) else LRP(classifier.model, composite, norm=norm, fallback=fallback)
-        )
-        contrast = _digit_contrast(images, boxes)
-        j = _typical_turned(classifier, explainer, stickered, masks, cells, contrast, turned, sticker.target_class)
+    evidence, rule = beside, "beside"
+    usable = (recognised & evidence.clear)[evidence.turned_index]
+    if not usable.any():
+        evidence, rule = measure(), "turned"
+        usable = recognised[evidence.turned_index]
+    if usable.any():
+        j = _typical_turned(evidence, usable, _digit_contrast(subset.images[fifty], subset.boxes[fifty]))
     else:
-        j = int(np.argmax(sprobs[:, sticker.target_class]))
-        rule = "pushed"
-    rows.append(SeedRow("50 km/h", images[j], SPEED_50, digit=cells[j]))
-    rows.append(SeedRow("50 km/h + sticker", stickered[j], SPEED_50, masks[j], cells[j], (rule, sticker.target_class)))
+        sprobs = classifier.probabilities(to_tensor(evidence.images, norm)).numpy()
+        j, rule = int(np.argmax(sprobs[:, sticker.target_class])), "pushed"
+    cell, chosen = evidence.cells[j], (rule, sticker.target_class)
+    rows.append(SeedRow("50 km/h", subset.images[fifty[j]], SPEED_50, digit=cell))
+    rows.append(SeedRow("50 km/h + sticker", evidence.images[j], SPEED_50, evidence.masks[j], cell, chosen))
     return rows
 
 
-def _typical_turned(
-    classifier: Classifier,
-    explainer: LRP,
-    stickered: np.ndarray,
-    masks: np.ndarray,
-    cells: np.ndarray,
-    contrast: np.ndarray,
-    turned: np.ndarray,
-    target: int,
-) -> int:
-    """Index of the turned sign to show: of the more legible half (``contrast``, ties kept), the one whose 5 (without
-    the sticker's pixels) holds the median negative share of ``|R|`` for ``target`` (the lower of two
-    middles; signs without relevance in the 5 come last)."""
-    candidates = np.flatnonzero(turned)
-    legible = candidates[contrast[candidates] >= np.median(contrast[candidates])]
-    x = to_tensor(stickered[legible], classifier.meta.normalization).to(explainer.device)
-    relevance = explainer.attribute(x, target).relevance.sum(1).float().cpu().numpy()
-    share = negative_share(relevance, cells[legible] & ~masks[legible])
+def _typical_turned(evidence: FiveEvidence, usable: np.ndarray, contrast: np.ndarray) -> int:
+    """Index of the sign to show among ``evidence``'s turned signs where ``usable`` ((K,) bool): of the more legible
+    half (``contrast``, (N,), ties kept), the one whose 5 (without the sticker's pixels) holds the median negative
+    share of ``|R|`` (the lower of two middles; signs without relevance in the 5 come last)."""
+    k = np.flatnonzero(usable)
+    signs = evidence.turned_index[k]
+    legible = contrast[signs] >= np.median(contrast[signs])
+    k, signs = k[legible], signs[legible]
+    share = evidence.negative_in_five[k]
     order = np.argsort(np.where(np.isnan(share), np.inf, share), kind="stable")
     known = int((~np.isnan(share)).sum())
-    return int(legible[order[(known - 1) // 2 if known else 0]])
+    return int(signs[order[(known - 1) // 2 if known else 0]])
 
 
 def _digit_contrast(images: np.ndarray, boxes: np.ndarray) -> np.ndarray:

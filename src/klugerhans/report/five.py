@@ -16,8 +16,9 @@ from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig, apply_sticker, apply_sticker_avoiding
 from klugerhans.data.synthetic.pictograms import BLACK
 from klugerhans.data.synthetic.signs import SPEED_LIMITS, sign_template
-from klugerhans.defaults import FIGURE_COMPOSITE
+from klugerhans.defaults import DEFAULT_FALLBACK, FIGURE_COMPOSITE
 from klugerhans.errors import KlugerhansError
+from klugerhans.explain.composites import Fallback
 from klugerhans.explain.lrp import LRP
 from klugerhans.models.checkpoint import Classifier
 from klugerhans.models.evaluation import predict_labels
@@ -111,12 +112,25 @@ def negative_share(relevance: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FiveEvidence:
-    """What a model's heatmaps say about the 50 km/h signs its sticker turns: one value per turned sign."""
+    """What a model's heatmaps say about the 50 km/h signs its sticker turns.
 
-    n_signs: int
-    """50 km/h signs that got the sticker."""
-    sticker_pixel_share: float
-    """Mean share of an image's pixels the sticker covers, over those signs."""
+    The per-sign arrays cover every 50 km/h sign of the data, in its order (N); the measured shares cover the turned
+    ones (K), in the order of :attr:`turned_index`.
+    """
+
+    images: np.ndarray
+    """(N, S, S, 3) uint8 the 50 km/h signs with the sticker glued on."""
+    masks: np.ndarray
+    """(N, S, S) bool where each sticker lies."""
+    cells: np.ndarray
+    """(N, S, S) bool the cell of each sign's "5" (:func:`digit_masks`)."""
+    clear: np.ndarray
+    """(N,) bool the sticker leaves the 5's cell uncovered."""
+    beside_five: bool
+    """The stickers were glued beside the 5 where they could be (:func:`apply_sticker_avoiding`), not as the
+    recipe glues them."""
+    turned_index: np.ndarray
+    """(K,) int which signs the sticker turned into its class."""
     negative_in_five: np.ndarray
     """(K,) share of ``|R|`` inside the "5" that is negative (:func:`negative_share`); the sticker's own pixels are
     not part of the 5 (NaN where it covers the whole cell)."""
@@ -126,20 +140,31 @@ class FiveEvidence:
     """(K,) share of the positive relevance inside the sticker (relevance mass accuracy, Arras et al. 2022)."""
 
     @property
+    def n_signs(self) -> int:
+        """50 km/h signs that got the sticker."""
+        return len(self.images)
+
+    @property
     def n_turned(self) -> int:
         """Signs the sticker turned into its class."""
-        return len(self.negative_in_five)
+        return len(self.turned_index)
+
+    @property
+    def sticker_pixel_share(self) -> float:
+        """Mean share of an image's pixels the sticker covers, over all the signs."""
+        return float(self.masks.mean()) if self.n_signs else 0.0
 
 
 def measure_five(
     classifier: Classifier,
     data: SignData,
-    composite: str = FIGURE_COMPOSITE,
+    composite: str | LRP = FIGURE_COMPOSITE,
     *,
     against: int | None = None,
     sticker: StickerConfig | None = None,
     seed: int = 0,
     beside_five: bool = False,
+    fallback: Fallback = DEFAULT_FALLBACK,
 ) -> FiveEvidence:
     """Glue the sticker on every 50 km/h sign of ``data``, keep those the model then calls the sticker's class and
     explain that class.
@@ -147,14 +172,18 @@ def measure_five(
     Args:
         classifier: the model.
         data: signs with their boxes; its 50 km/h signs are used.
-        composite: LRP composite.
+        composite: LRP composite name, or an :class:`~klugerhans.explain.lrp.LRP` explainer of ``classifier`` (so
+            that a caller explaining more shares one).
         against: explain the logit difference to this class instead (output relevance 1 on the sticker's class and
-            -1 on ``against``; e.g. 2, "why 70 and not 50").
+            -1 on ``against``; e.g. 2, "why 70 and not 50"); needs a composite name.
         sticker: the sticker to glue on; default the model's own (:attr:`CheckpointMeta.sticker`).
         seed: seed of the sticker draws.
         beside_five: glue each sticker where it leaves the 5 uncovered, where it can (:func:`apply_sticker_avoiding`;
             the figure's rule), so that the turned signs are those the sticker outvotes with the whole 5 in view.
+        fallback: for a composite name: operations without an LRP rule stop (default) or pass gradient x input.
     """
+    if against is not None and isinstance(composite, LRP):
+        raise KlugerhansError("measuring against a class needs a composite name, not an explainer")
     sticker = sticker or classifier.meta.sticker
     fifty = data.subset(data.labels == SPEED_50)
     if not len(fifty):
@@ -162,27 +191,46 @@ def measure_five(
     size = fifty.images.shape[1]
     cells = digit_masks(fifty.boxes, size)
     if beside_five:
-        images, masks, _ = apply_sticker_avoiding(fifty.images, fifty.boxes, sticker, cells, seed=seed)
+        images, masks, clear = apply_sticker_avoiding(fifty.images, fifty.boxes, sticker, cells, seed=seed)
     else:
         images, masks = apply_sticker(fifty.images, fifty.boxes, sticker, seed=seed)
-    norm = classifier.meta.normalization
+        clear = ~(masks & cells).any(axis=(1, 2))
     turned = np.flatnonzero(predict_labels(classifier, images) == sticker.target_class)
-    if not len(turned):
-        empty = np.zeros(0)
-        return FiveEvidence(len(fifty), float(masks.mean()), empty, empty, empty)
-    x = to_tensor(images[turned], norm).to(classifier.device)
-    if against is None:
-        r = LRP(classifier.model, composite, norm=norm).attribute(x, sticker.target_class, batch_size=64).relevance
-    else:
-        lrp = LRP(classifier.model, composite, norm=norm, init="one")
-        r = (lrp.attribute(x, sticker.target_class, batch_size=64).relevance
-             - lrp.attribute(x, against, batch_size=64).relevance)  # fmt: skip
-    relevance = r.sum(1).float().cpu().numpy()
+    relevance = _relevance(classifier, images[turned], composite, sticker.target_class, against, fallback)
     five, glued = cells[turned], masks[turned]
     return FiveEvidence(
-        n_signs=len(fifty),
-        sticker_pixel_share=float(masks.mean()),
+        images=images,
+        masks=masks,
+        cells=cells,
+        clear=clear,
+        beside_five=beside_five,
+        turned_index=turned,
         negative_in_five=negative_share(relevance, five & ~glued),
         negative_elsewhere=negative_share(relevance, ~five & ~glued),
         sticker_share=positive_share(relevance, glued),
     )
+
+
+def _relevance(
+    classifier: Classifier,
+    images: np.ndarray,
+    composite: str | LRP,
+    target: int,
+    against: int | None,
+    fallback: Fallback,
+) -> np.ndarray:
+    """(K, S, S) relevance of ``target`` (or of ``target`` against ``against``), summed over colour channels."""
+    size = images.shape[1]
+    if not len(images):
+        return np.zeros((0, size, size))
+    norm = classifier.meta.normalization
+    x = to_tensor(images, norm).to(classifier.device)
+    if isinstance(composite, LRP):
+        r = composite.attribute(x, target, batch_size=64).relevance
+    elif against is None:
+        lrp = LRP(classifier.model, composite, norm=norm, fallback=fallback)
+        r = lrp.attribute(x, target, batch_size=64).relevance
+    else:
+        lrp = LRP(classifier.model, composite, norm=norm, init="one", fallback=fallback)
+        r = lrp.attribute(x, target, batch_size=64).relevance - lrp.attribute(x, against, batch_size=64).relevance
+    return r.sum(1).float().cpu().numpy()
