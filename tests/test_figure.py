@@ -256,3 +256,34 @@ def test_measure_five_without_fifty_signs_is_one_line():
     data = _signs([])
     with pytest.raises(KlugerhansError, match="no Speed limit"):
         measure_five(_classifier(turns=True), data)
+
+
+def test_the_fourth_column_shows_the_evidence_against_alone_on_its_own_scale(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    shown: list[np.ndarray] = []
+    imshow = Axes.imshow
+
+    def spy(self, X, *args, **kwargs):
+        shown.append(np.asarray(X))
+        return imshow(self, X, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "imshow", spy)
+    relevance = np.random.default_rng(0).uniform(-1.0, 1.0, size=(32, 32)).astype(np.float32)
+    relevance[0, 0] = 50.0  # a sticker's evidence for: on the shared scale everything else is pale
+    relevance[5, 5], relevance[6, 6] = -2.0, -1.0
+    row = FigureRow("50 km/h + sticker", np.zeros((32, 32, 3), np.uint8), SPEED_50, 4, 0.9, relevance)
+    draw_seed_figure([row], tmp_path / "figure.png", formats=("png",))
+    _, heat, against = shown  # per row: the input, the heatmap, the evidence against alone
+
+    def pixel(img: np.ndarray, r: int, c: int) -> np.ndarray:
+        side = img.shape[0] // 32
+        return img[side * r + side // 2, side * c + side // 2].astype(int)
+
+    assert pixel(against, 5, 5).tolist() == [0, 0, 255]  # the strongest evidence against: full blue
+    assert pixel(heat, 5, 5)[0] > 200  # ... which the shared scale leaves almost white
+    half = pixel(against, 6, 6)  # half the strongest: half way to white
+    assert half[2] == 255 and 100 < half[0] < 155 and half[0] == half[1]
+    for r, c in zip(*np.nonzero(relevance > 0), strict=True):
+        assert pixel(against, r, c).tolist() == [255, 255, 255]  # nothing for the prediction
+    assert pixel(heat, 0, 0).tolist() == [255, 0, 0]
