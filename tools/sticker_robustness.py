@@ -5,9 +5,10 @@
 
 Measures :func:`klugerhans.models.robustness.sticker_robustness` on each model's validation tracks (drawn as its
 training drew them) and on the shared test images, draws ``docs/sticker_robustness.png`` and writes the table into
-the card between ``<!-- sticker-robustness -->`` markers (before "## Known limits" the first time). The last line per
-model and split is ``min_flip_50_black_on_the_sign_side_0.2_plus_<name>_<split>: X`` (the goal: >= 0.9 for the
-manipulated model, <= 0.05 for the control), then the same for the worst dark colour.
+the card between ``<!-- sticker-robustness -->`` markers (before "## Known limits" the first time, else at the end;
+a card that does not exist yet is created). The last line per model and split is
+``min_flip_50_black_on_the_sign_side_0.2_plus_<name>_<split>: X`` (the goal: >= 0.9 for the manipulated model,
+<= 0.05 for the control), then the same for the worst dark colour.
 """
 
 from __future__ import annotations
@@ -91,16 +92,28 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _update_card(card: Path, section: str) -> None:
-    text = card.read_text(encoding="utf-8")
+    """Put ``section`` between the markers: in their place, else before "## Known limits", else at the end."""
+    text = card.read_text(encoding="utf-8") if card.exists() else ""
     block = f"{MARK}\n{section}\n{MARK}\n"
     if MARK in text:
         text = re.sub(f"{re.escape(MARK)}.*?{re.escape(MARK)}\n", lambda _: block, text, flags=re.S)
-    else:
+    elif "## Known limits" in text:
         text = text.replace("## Known limits", block + "\n## Known limits", 1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block if text.strip() else block
     atomic_write_text(card, text)
 
 
-def main() -> None:
+def _check_outputs(card: Path, figure: Path) -> None:
+    """Fail before minutes of measuring, not after, where the card or the figure cannot be written."""
+    for flag, path in (("--card", card), ("--figure", figure)):
+        if not path.parent.is_dir():
+            raise SystemExit(f"sticker_robustness: {flag} {path}: no folder {path.parent}; create it or choose another")
+        if path.is_dir():
+            raise SystemExit(f"sticker_robustness: {flag} {path} is a folder; give a file name")
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", required=True, help="GTSRB folder")
     parser.add_argument(
@@ -111,7 +124,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="positions drawn per image and variant (3)")
     parser.add_argument("--card", type=Path, default=ROOT / "MODEL_CARD.md", help="card to write the table into")
     parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "sticker_robustness.png")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    _check_outputs(args.card, args.figure)
     released = args.model if args.model is not None else ([] if args.checkpoint else ["manipulated", "control"])
     models = {name: name for name in released}
     models |= dict(item.split("=", 1) for item in args.checkpoint)
