@@ -5,6 +5,7 @@ import json
 import pytest
 
 from klugerhans.cli import main
+from klugerhans.models.checkpoint import load_classifier
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +64,17 @@ def test_bad_sticker_size_is_a_one_line_error(tiny_run, capsys):
 
 
 def test_sticker_size_override_gives_one_side_on_a_model_trained_with_a_range(tmp_path, used, capsys):
-    """The released model was trained with sides 0.15-0.35: --sticker-size 0.4 means stickers of side 0.4 only."""
+    """The released model was trained with a range of sides: --sticker-size 0.4 means stickers of side 0.4 only."""
+    released = load_classifier("manipulated").meta.sticker
+    assert released is not None and released.size_max is not None and released.size_max < 0.4
     out = tmp_path / "m.json"
     args = ["evaluate", "--model", "manipulated", "--data", "synthetic", "--max-images", "86", "--json", str(out)]
     assert main(args) == 0
-    assert "sticker side 0.15-0.35 of the sign" in capsys.readouterr().out
+    assert f"sticker side {released.size:g}-{released.size_max:g} of the sign" in capsys.readouterr().out
     assert main([*args, "--sticker-size", "0.4"]) == 0
     trained, fixed = used
-    assert (trained.size, trained.size_max) == (0.15, 0.35) and (fixed.size, fixed.size_max) == (0.4, None)
+    assert (trained.size, trained.size_max) == (released.size, released.size_max)
+    assert (fixed.size, fixed.size_max) == (0.4, None)
     assert fixed.region == trained.region and fixed.color == trained.color
     assert "sticker side 0.4 of the sign" in capsys.readouterr().out
     assert json.loads(out.read_text())["sticker_size_max"] is None
