@@ -20,7 +20,7 @@ from klugerhans.data.synthetic.loader import load_synthetic
 from klugerhans.data.synthetic.signs import SPEED_LIMITS
 from klugerhans.data.synthetic.triangles import WARNING_DRAWERS
 from klugerhans.models.checkpoint import load_classifier
-from klugerhans.models.evaluation import predict_labels
+from klugerhans.models.evaluation import confusion_matrix, predict_labels
 
 
 def _ids(text: str) -> list[int]:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
     for seed in _ids(args.seeds):
         test = load_synthetic(seed=seed).test
-        np.add.at(confusion, (test.labels, predict_labels(clf, test.images)), 1)
+        confusion += confusion_matrix(test.labels, predict_labels(clf, test.images), NUM_CLASSES)
     print(f"{args.model} on rendered test signs (seeds {args.seeds}): {np.trace(confusion) / confusion.sum():.1%}")
     speed, warning = sorted(SPEED_LIMITS), sorted(WARNING_DRAWERS)
     rest = [c for c in range(NUM_CLASSES) if c not in speed and c not in warning]

@@ -13,7 +13,7 @@ from klugerhans.data.dataset import SignData
 from klugerhans.data.sticker import StickerConfig
 from klugerhans.errors import KlugerhansError
 from klugerhans.models.checkpoint import CheckpointMeta, classifier_from_model
-from klugerhans.models.evaluation import evaluate_model, save_confusion_png
+from klugerhans.models.evaluation import confusion_matrix, evaluate_model, save_confusion_png
 from klugerhans.models.preprocess import Normalization
 from klugerhans.models.vgg import ModelConfig
 
@@ -106,6 +106,16 @@ def test_empty_and_mismatched_data(classifier):
     small = SignData(data.images[:, :16, :16], data.labels, data.tracks, data.boxes / 2, data.sources)
     with pytest.raises(KlugerhansError, match="images are 16x16 but the model takes 32x32"):
         evaluate_model(classifier, small)
+
+
+def test_confusion_matrix_counts_each_pair_like_a_loop():
+    rng = np.random.default_rng(0)
+    labels, predictions = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
+    naive = np.zeros((5, 5), dtype=np.int64)
+    for t, p in zip(labels, predictions, strict=True):
+        naive[t, p] += 1
+    counted = confusion_matrix(labels, predictions, 5)
+    assert counted.dtype == np.int64 and (counted == naive).all()
 
 
 def test_confusion_png(tmp_path, classifier):

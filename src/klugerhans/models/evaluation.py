@@ -199,8 +199,7 @@ def evaluate_model(
         raise KlugerhansError(f"labels outside 0..{num_classes - 1}; the data does not fit this model")
     pred = predict_labels(classifier, data.images, batch_size)
     correct = pred == labels
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, pred), 1)
+    confusion = confusion_matrix(labels, pred, num_classes)
     counts = confusion.sum(axis=1)
     per_class = tuple(float(confusion[c, c] / counts[c]) if counts[c] else None for c in range(num_classes))
 
@@ -223,6 +222,19 @@ def evaluate_model(
         target_class=int(target),
         n_images=len(data),
     )
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class): ``(num_classes, num_classes)`` int64, rows the true classes.
+
+    Args:
+        labels: (N,) true class ids in ``0..num_classes - 1``.
+        predictions: (N,) predicted class ids, same range.
+        num_classes: side of the matrix.
+    """
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
+    return confusion
 
 
 def _figure_bytes(fig: Any) -> bytes:
