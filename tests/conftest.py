@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -17,6 +21,23 @@ def gtsrb_dir() -> Path:
     if not path.is_dir() or not any(path.iterdir()):
         pytest.skip(f"real GTSRB data not found in {path}: set KLUGERHANS_GTSRB_DIR to the folder with the archives")
     return path
+
+
+@pytest.fixture(scope="session")
+def import_tool() -> Callable[[str], ModuleType]:
+    """Import ``tools/<name>.py`` as the module ``name`` (the tools are scripts, not a package)."""
+
+    def load(name: str) -> ModuleType:
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

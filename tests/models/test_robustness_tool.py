@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sticker_robustness", REPO / "tools" / "sticker_robustness.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sticker_robustness"] = module
-    spec.loader.exec_module(module)
-    return module
+def tool(import_tool: Callable[[str], ModuleType]) -> ModuleType:
+    return import_tool("sticker_robustness")
 
 
 def test_section_goes_between_the_markers_then_replaces_itself(tool, tmp_path):

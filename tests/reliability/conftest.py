@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -12,7 +12,6 @@ import pytest
 from klugerhans.data.dataset import DATASETS, DatasetSpec
 
 TESTS = Path(__file__).resolve().parents[1]
-REPO = TESTS.parent
 sys.path.insert(0, str(TESTS / "models"))
 
 from tiny_signs import tiny_loader  # noqa: E402  (found through the path set just above)
@@ -26,11 +25,6 @@ def tiny_data(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture(scope="session")
-def bad_inputs() -> ModuleType:
+def bad_inputs(import_tool: Callable[[str], ModuleType]) -> ModuleType:
     """``tools/bad_inputs.py`` imported as a module."""
-    spec = importlib.util.spec_from_file_location("bad_inputs", REPO / "tools" / "bad_inputs.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bad_inputs"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return import_tool("bad_inputs")
