@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from klugerhans.data.synthetic.pictograms import BLACK, GREEN, RED, YELLOW, Pen, Point
+from klugerhans.data.synthetic.pictograms import BLACK, GREEN, RED, WHITE, YELLOW, Pen, Point
 
 
 def _placed(points: Sequence[Point], cx: float, cy: float, s: float, facing: int = 1, turn: float = 0.0) -> list[Point]:
@@ -130,21 +130,23 @@ def snowflake(pen: Pen, cx: float, cy: float, s: float, role: int) -> None:
 
 
 def skidding_car(pen: Pen, cx: float, cy: float, s: float, role: int) -> None:
-    """Zeichen 114 (slippery road): a low car from behind, ``s`` wide and tilted, above two wavy skid tracks."""
+    """Zeichen 114 (slippery road): a car from behind, ``s`` wide, above two wavy skid tracks."""
 
     def at(*points: Point) -> list[Point]:
-        return _placed(points, cx, cy, s, turn=-8)
+        return _placed(points, cx, cy, s)
 
-    # Real crops show a flat, wide car whose cabin is a low hump, and the tracks as faint, broken lines.
-    pen.polygon(at((-0.3, -0.1), (-0.2, -0.27), (0.2, -0.27), (0.3, -0.1)), role)  # roof and windows
-    pen.polygon(at((-0.5, -0.12), (0.5, -0.12), (0.5, 0.06), (-0.5, 0.06)), role)
-    for x in (-0.44, 0.26):
+    # Real crops show a flat, wide car with a light window band and short tracks; a tilted car with long tracks
+    # was read as a curve by a model trained on real signs.
+    w = 1.1
+    pen.polygon(at((-0.3 * w, -0.1), (-0.2 * w, -0.32), (0.2 * w, -0.32), (0.3 * w, -0.1)), role)  # roof
+    pen.polygon(at((-0.5 * w, -0.12), (0.5 * w, -0.12), (0.5 * w, 0.1), (-0.5 * w, 0.1)), role)
+    pen.polygon(at((-0.22 * w, -0.12), (-0.15 * w, -0.254), (0.15 * w, -0.254), (0.22 * w, -0.12)), WHITE)  # windows
+    for x in (-0.44 * w, 0.26 * w):
         pen.polygon(at((x, 0.0), (x + 0.18, 0.0), (x + 0.18, 0.15), (x, 0.15)), role)  # wheels
-    for x in (-0.32, 0.34):
-        track = [
-            (x + 0.1 * math.sin(2 * math.pi * t) + 0.06 * t * np.sign(x), 0.26 + 0.7 * t) for t in np.linspace(0, 1, 16)
-        ]
-        pen.line(_placed(track, cx, cy, s), 0.035 * s, role)
+    for x in (-0.32 * w, 0.34 * w):
+        t = np.linspace(0, 1, 16)
+        track = list(zip(x + 0.1 * np.sin(2 * math.pi * t) + 0.06 * t * np.sign(x), 0.26 + 0.6 * t, strict=True))
+        pen.line(_placed(track, cx, cy, s), 0.04 * s, role)
 
 
 def traffic_light(pen: Pen, cx: float, cy: float, s: float, role: int = BLACK) -> None:
