@@ -4,7 +4,7 @@
 
 At 32 px our VGG11-BN pools five times and its dense head sees a 1x1 map; the teaching case's VGG11 flattened a
 7x7 map, so its dense layers could place negative evidence (the "5" of a 50 km/h sign) where it lies. Each model
-here is the demo's recipe (synthetic signs, 400 a class, width 0.25, 12 epochs, batch 64, the default sticker on
+here is the demo's recipe (``DemoConfig``'s signs per class, width, epochs and batch; the default sticker on
 70 km/h) with the last 0, 1 or 2 max-poolings removed (a 1x1, 2x2 or 4x4 map flattened into the same head). Printed
 per model: accuracy, the flip rate of stickered 50 km/h test signs, and per composite the medians over the flipped
 signs of the negative share of ``|R|`` inside the "5" and in the rest of the image, and the sticker's share of the
@@ -18,6 +18,7 @@ import importlib.util
 from pathlib import Path
 
 from klugerhans.data.dataset import load_dataset
+from klugerhans.demo import DemoConfig
 from klugerhans.models.checkpoint import load_classifier
 from klugerhans.models.evaluation import predict_labels
 from klugerhans.models.recipe import TrainConfig, TrainOptions
@@ -48,11 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="folder for one run per head")
     parser.add_argument("--dropped", type=int, nargs="+", default=[0, 1, 2], help="max-poolings removed (0: ours)")
     args = parser.parse_args(argv)
-    test = load_dataset("synthetic", per_class=400).test
+    demo = DemoConfig()
+    test = load_dataset("synthetic", per_class=demo.per_class).test
     for dropped in args.dropped:
         arch = _register(dropped)
         run = Path(args.out) / arch
-        recipe = TrainConfig(data="synthetic", epochs=12, width=0.25, batch_size=64, per_class=400, arch=arch)
+        recipe = TrainConfig(
+            data="synthetic", epochs=demo.epochs, width=demo.width, batch_size=demo.batch_size,
+            per_class=demo.per_class, arch=arch,
+        )  # fmt: skip
         # resumes an interrupted run; a finished one returns at once
         train(recipe, TrainOptions(out=str(run), progress=False), resume=(run / "train_state.pt").exists())
         clf = load_classifier(run / "best.safetensors")

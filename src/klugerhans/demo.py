@@ -47,8 +47,10 @@ class DemoConfig:
     """Dataset: "synthetic" (offline, default) or "gtsrb"."""
     data_dir: str | None = None
     """GTSRB folder when ``data="gtsrb"``."""
-    epochs: int = 12
-    """Training epochs."""
+    epochs: int = 16
+    """Training epochs. 16 rather than 12: after 12 the shortcut does not yet stand apart from the signs' own parts
+    (seeds 0 and 1: the audit flags nothing, so there is no repair); after 16 it does, and the repair reads 92-96% of
+    clean 70 km/h signs (docs/DEMO.md, "16 epochs on the current signs")."""
     width: float = 0.25
     """Width multiplier of the VGG11-BN (0.25 trains ~10x faster than full width)."""
     batch_size: int = 64
