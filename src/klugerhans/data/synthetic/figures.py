@@ -23,21 +23,19 @@ def _placed(points: Sequence[Point], cx: float, cy: float, s: float, facing: int
     return [(cx + s * facing * (x * c - y * n), cy + s * (x * n + y * c)) for x, y in points]
 
 
-def person(
-    pen: Pen, cx: float, cy: float, s: float, role: int, facing: int = -1, stride: float = 1.0, weight: float = 1.0
-) -> None:
+def person(pen: Pen, cx: float, cy: float, s: float, role: int, facing: int = -1, stride: float = 1.0) -> None:
     """A walking figure ``s`` tall (head to feet) centred on (cx, cy), seen from the side.
 
-    ``stride`` spreads the legs and swings the arms (1: walking; more: running); ``weight`` thickens body and limbs.
+    ``stride`` spreads the legs and swings the arms (1: walking; more: running).
     """
 
     def at(*points: Point) -> list[Point]:
         return _placed(points, cx, cy, s, facing)
 
-    limb = 0.085 * s * weight
+    limb = 0.085 * s
     pen.disc(*at((0.02, -0.41))[0], 0.085 * s, role)
     neck, hip = (0.01, -0.29), (-0.01, 0.06)
-    pen.line(at(neck, hip), 0.14 * s * weight, role)
+    pen.line(at(neck, hip), 0.14 * s, role)
     k = 0.1 * stride
     pen.line(at(hip, (0.5 * k, 0.28), (1.9 * k, 0.5)), limb, role)  # front leg, knee forward
     pen.line(at(hip, (-0.4 * k, 0.28), (-1.5 * k, 0.49)), limb, role)
